@@ -1,0 +1,119 @@
+#include "cli/commands.h"
+
+#include <iostream>
+
+#include <unistd.h>
+
+#include "core/errors.h"
+#include "core/files.h"
+#include "implementations/registry.h"
+#include "properties/generators.h"
+#include "properties/report.h"
+#include "properties/runner.h"
+
+namespace gacc::cli {
+namespace {
+
+struct Catalog {
+  std::vector<std::unique_ptr<properties::Property>> owned_properties = properties::all_properties();
+  std::vector<std::unique_ptr<Recipe>> owned_recipes = all_recipes();
+
+  std::vector<const properties::Property*> properties() const {
+    std::vector<const properties::Property*> out;
+    for (const auto& p : owned_properties) out.push_back(p.get());
+    return out;
+  }
+  std::vector<const Recipe*> recipes() const {
+    std::vector<const Recipe*> out;
+    for (const auto& r : owned_recipes) out.push_back(r.get());
+    return out;
+  }
+};
+
+/// Progress on a terminal: "case 12/100", rewritten in place on stderr.
+std::function<void(int, int)> terminal_progress() {
+  if (!isatty(STDERR_FILENO)) return {};
+  return [](int done, int total) {
+    std::cerr << "\rcase " << done << "/" << total << std::flush;
+    if (done == total) std::cerr << "\r" << std::string(24, ' ') << "\r" << std::flush;
+  };
+}
+
+void write_reports(const properties::RunReport& report, const std::string& json_path,
+                   const std::string& junit_path) {
+  if (!json_path.empty()) write_file_atomically(json_path, properties::to_json(report).dump(2) + "\n");
+  if (!junit_path.empty()) write_file_atomically(junit_path, properties::to_junit(report));
+}
+
+}  // namespace
+
+int run_command(const RunArguments& args) {
+  const Catalog catalog;
+  properties::RunOptions options;
+  options.cases = args.cases;
+  options.seed = args.seed;
+  options.filter = args.filter;
+  options.progress = terminal_progress();
+  const auto report =
+      properties::run_properties(catalog.properties(), catalog.recipes(), properties::scenarios(), options);
+  properties::print_table(std::cout, report, args.verbose);
+  write_reports(report, args.json_path, args.junit_path);
+  return static_cast<int>(report.exit_code());
+}
+
+int list_command(bool json) {
+  const Catalog catalog;
+  nlohmann::json out;
+  out["properties"] = nlohmann::json::array();
+  for (const auto* p : catalog.properties()) {
+    out["properties"].push_back({{"name", p->name()}, {"claim", p->claim()}});
+  }
+  out["recipes"] = nlohmann::json::array();
+  for (const auto* r : catalog.recipes()) {
+    out["recipes"].push_back({{"name", r->name()},
+                              {"kind", to_string(r->kind())},
+                              {"summary", r->summary()},
+                              {"reference", r->reference()}});
+  }
+  out["models"] = all_architectures();
+  out["optimizers"] = all_optimizers();
+  out["losses"] = all_losses();
+  if (json) {
+    std::cout << out.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "properties:\n";
+  for (const auto& p : out["properties"]) {
+    std::cout << "  " << p["name"].get<std::string>() << "\n      " << p["claim"].get<std::string>() << "\n";
+  }
+  std::cout << "recipes:\n";
+  for (const auto& r : out["recipes"]) {
+    std::cout << "  " << r["name"].get<std::string>() << " (" << r["kind"].get<std::string>()
+              << ")\n      " << r["summary"].get<std::string>() << "\n";
+    if (!r["reference"].get<std::string>().empty()) {
+      std::cout << "      reported in: " << r["reference"].get<std::string>() << "\n";
+    }
+  }
+  auto print_list = [&](const char* title, const nlohmann::json& items) {
+    std::cout << title << ":";
+    for (const auto& item : items) std::cout << " " << item.get<std::string>();
+    std::cout << "\n";
+  };
+  print_list("models", out["models"]);
+  print_list("optimizers", out["optimizers"]);
+  print_list("losses", out["losses"]);
+  return 0;
+}
+
+int repro_command(const std::string& scenario_argument) {
+  const auto first = scenario_argument.find_first_not_of(" \t\r\n");
+  const bool inline_json = first != std::string::npos && scenario_argument[first] == '{';
+  const Scenario scenario = parse_scenario(inline_json ? scenario_argument : read_file(scenario_argument));
+  const Catalog catalog;
+  const auto report = properties::run_scenario(catalog.properties(), catalog.recipes(), scenario);
+  std::cout << "scenario: " << to_json_text(scenario) << "\n\n";
+  properties::print_table(std::cout, report, true);
+  return static_cast<int>(report.exit_code());
+}
+
+}  // namespace gacc::cli

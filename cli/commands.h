@@ -1,0 +1,26 @@
+#pragma once
+/// The `gacc` subcommands. Each returns the process exit code and throws gacc::Error for the
+/// documented failures (README, "Exit codes").
+
+#include <cstdint>
+#include <string>
+
+namespace gacc::cli {
+
+struct RunArguments {
+  std::string filter;
+  int cases = 100;
+  uint64_t seed = 1;
+  std::string json_path;
+  std::string junit_path;
+  bool verbose = false;
+};
+
+int run_command(const RunArguments& args);
+
+int list_command(bool json);
+
+/// `scenario`: Scenario JSON text, or the path of a file holding it.
+int repro_command(const std::string& scenario);
+
+}  // namespace gacc::cli

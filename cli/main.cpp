@@ -1,0 +1,70 @@
+// gacc: proves or refutes that gradient accumulation equals large-batch training.
+
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <torch/torch.h>
+
+#include "cli/commands.h"
+#include "core/errors.h"
+
+namespace {
+
+int usage_error(const CLI::App& app, const std::string& message) {
+  std::cerr << "gacc: " << message << "\n\n" << app.help();
+  return static_cast<int>(gacc::ExitCode::usage);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"gacc: is gradient accumulation (K micro-batches, then one optimizer step) equivalent "
+               "to true large-batch training?"};
+  app.require_subcommand(1);
+
+  gacc::cli::RunArguments run_args;
+  auto* run = app.add_subcommand("run", "every property against every recipe: a table and an exit code");
+  run->add_option("--filter", run_args.filter, "only properties or recipes whose name contains this text");
+  run->add_option("--cases", run_args.cases, "generated scenarios (default 100)")
+      ->check(CLI::Range(1, 10000000));
+  run->add_option("--seed", run_args.seed, "seed of the scenario generator (default 1)");
+  run->add_option("--json", run_args.json_path, "write the JSON report to this file");
+  run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file");
+  run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
+
+  bool list_json = false;
+  auto* list = app.add_subcommand("list", "properties, recipes (correct or pitfall), models, optimizers");
+  list->add_flag("--json", list_json, "as JSON");
+
+  std::string repro_scenario;
+  auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe");
+  repro->add_option("scenario", repro_scenario, "Scenario JSON, or a file holding it")->required();
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp&) {
+    std::cout << app.help();
+    return 0;
+  } catch (const CLI::CallForAllHelp&) {
+    std::cout << app.help("", CLI::AppFormatMode::All);
+    return 0;
+  } catch (const CLI::ParseError& e) {
+    const auto* sub = app.get_subcommands().empty() ? &app : app.get_subcommands().front();
+    return usage_error(*sub, e.what());
+  }
+
+  // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
+  torch::set_num_threads(1);
+  try {
+    if (*run) return gacc::cli::run_command(run_args);
+    if (*list) return gacc::cli::list_command(list_json);
+    if (*repro) return gacc::cli::repro_command(repro_scenario);
+  } catch (const gacc::Error& e) {
+    std::cerr << "gacc: " << e.what() << "\n";
+    return static_cast<int>(e.code());
+  } catch (const std::exception& e) {
+    std::cerr << "gacc: internal error: " << e.what() << "\n";
+    return static_cast<int>(gacc::ExitCode::environment);
+  }
+  return usage_error(app, "no command given");
+}

@@ -1,0 +1,1 @@
+// Translation unit that owns the LibTorch precompiled header (see GaccTorch.cmake).

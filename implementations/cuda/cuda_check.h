@@ -1,0 +1,22 @@
+#pragma once
+/// One macro checks every CUDA call and launch: it records the call, file and line, and throws.
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+namespace gacc::cuda {
+
+inline void check(cudaError_t status, const char* call, const char* file, int line) {
+  if (status != cudaSuccess) {
+    throw std::runtime_error(std::string("CUDA error: ") + cudaGetErrorString(status) + " in " + call +
+                             " at " + file + ":" + std::to_string(line));
+  }
+}
+
+}  // namespace gacc::cuda
+
+#define GACC_CUDA_CHECK(call) ::gacc::cuda::check((call), #call, __FILE__, __LINE__)
+/// After a kernel launch: the launch's own error (bad configuration), not the kernel's.
+#define GACC_CUDA_CHECK_LAUNCH() GACC_CUDA_CHECK(cudaGetLastError())

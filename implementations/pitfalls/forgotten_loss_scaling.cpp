@@ -1,0 +1,39 @@
+// Broken! Forgotten loss scaling: every micro-batch's loss goes to backward as it is, averaged over
+// its own micro-batch only, so the accumulated gradient is the SUM of K micro-batch means — about
+// K times the large-batch gradient (and a mis-weighted one when micro-batch sizes differ).
+//
+// Reported in: hirofumi0810/neural_sp issue 168 ("should divide loss by accum_grad_n_steps"),
+// agokrani/distillKitPlus issue 5 (loss grows linearly with gradient_accumulation_steps), and
+// karpathy/nanoGPT issue 206; the classic warning of every gradient-accumulation explainer.
+//
+// The fix: weight each micro-batch's mean loss by its share of the window, m_k / N (1/K when the
+// sizes are equal), as TorchTrainingLoop::micro_batch_loss does.
+
+#include "implementations/pitfalls/pitfalls.h"
+#include "implementations/torch/training_loop.h"
+
+namespace gacc::pitfalls {
+namespace {
+
+class ForgottenLossScaling final : public torch_recipes::TorchTrainingLoop {
+ public:
+  std::string name() const override { return "forgotten-loss-scaling"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+  std::string summary() const override {
+    return "backward on each micro-batch's own mean loss, never divided by K (or weighted by m_k/N)";
+  }
+  std::string reference() const override {
+    return "hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5";
+  }
+
+ protected:
+  torch::Tensor micro_batch_loss(torch_recipes::LoopState&, int, const torch::Tensor& loss) const override {
+    return loss;  // Broken! should be loss * m_k / N
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Recipe> forgotten_loss_scaling() { return std::make_unique<ForgottenLossScaling>(); }
+
+}  // namespace gacc::pitfalls

@@ -1,0 +1,37 @@
+#pragma once
+/// The one comparator: observed against expected, element by element, each against its own derived
+/// tolerance (Note [tolerance], reference/bounded.h). Reports the worst ratio and where it is.
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gacc::properties {
+
+/// Result of comparing observed values to expected ones under per-element tolerances.
+struct Comparison {
+  double worst_ratio = 0.0;  ///< max |observed - expected| / tolerance; +inf for a non-finite value
+  int64_t worst_index = -1;  ///< element of the worst ratio (-1 when there are no elements)
+  double observed = 0.0;     ///< at worst_index
+  double expected = 0.0;
+  double tolerance = 0.0;
+  int64_t first_bad_index = -1;  ///< first element with ratio >= 1
+  int64_t bad_count = 0;         ///< elements with ratio >= 1
+};
+
+/// Ratio of one element: |observed - expected| / tolerance; 0 when equal; +inf when observed is not
+/// finite, or differs where the tolerance is zero.
+double element_ratio(double observed, double expected, double tolerance);
+
+/// Compares equal-length vectors; throws std::invalid_argument on a length mismatch.
+Comparison compare(const std::vector<double>& observed, const std::vector<double>& expected,
+                   const std::vector<double>& tolerance);
+Comparison compare(double observed, double expected, double tolerance);
+
+/// "observed 0.25, expected 0.125, |error| 0.125, tolerance 3.1e-08, ratio 4.0e+06".
+std::string describe(const Comparison& comparison);
+
+/// A ratio as printed in tables: 3 significant digits, "inf" for a structural failure.
+std::string format_ratio(double ratio);
+
+}  // namespace gacc::properties

@@ -1,0 +1,190 @@
+#include "properties/report.h"
+
+#include "properties/compare.h"
+
+#include <algorithm>
+#include <cmath>
+#include <iomanip>
+#include <sstream>
+
+#include "core/version.h"
+
+namespace gacc::properties {
+namespace {
+
+/// JSON has no infinity: a structural failure's ratio is written as null.
+nlohmann::json ratio_json(double ratio) {
+  return std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr);
+}
+
+bool unexpected(const ResultRow& row, const RunReport& report) {
+  if (row.kind == RecipeKind::correct) return row.verdict == Verdict::fail;
+  const auto escaping = report.pitfalls_escaping();
+  return std::find(escaping.begin(), escaping.end(), row.recipe) != escaping.end();
+}
+
+std::string xml_escape(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&apos;"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
+          out += ' ';
+        } else {
+          out += c;
+        }
+    }
+  }
+  return out;
+}
+
+/// What the verdict means for this recipe, in words.
+std::string verdict_text(const ResultRow& row) {
+  if (row.kind == RecipeKind::pitfall) {
+    switch (row.verdict) {
+      case Verdict::fail: return "caught";
+      case Verdict::pass: return "missed";
+      default: break;
+    }
+  }
+  return to_string(row.verdict);
+}
+
+}  // namespace
+
+nlohmann::json to_json(const RunReport& report) {
+  nlohmann::json results = nlohmann::json::array();
+  for (const auto& row : report.rows) {
+    nlohmann::json counterexample = nullptr;
+    if (row.counterexample) {
+      const auto& c = *row.counterexample;
+      counterexample = {{"scenario", gacc::to_json(c.scenario)},
+                        {"ratio", ratio_json(c.ratio)},
+                        {"detail", c.detail},
+                        {"shrinks", c.shrinks},
+                        {"case_index", c.case_index},
+                        {"reproduce", reproduce_line(c, report.seed)}};
+    }
+    results.push_back({{"property", row.property},
+                       {"recipe", row.recipe},
+                       {"recipe_kind", to_string(row.kind)},
+                       {"verdict", to_string(row.verdict)},
+                       {"cases", row.cases},
+                       {"worst_ratio", ratio_json(row.worst_ratio)},
+                       {"worst_detail", row.worst_detail},
+                       {"counterexample", counterexample}});
+  }
+  return {{"version", kVersion},
+          {"seed", report.seed},
+          {"cases", report.cases},
+          {"results", results},
+          {"summary",
+           {{"pass", report.count(Verdict::pass)},
+            {"fail", report.count(Verdict::fail)},
+            {"expected_fail", report.count(Verdict::expected_fail)},
+            {"skip", report.count(Verdict::skip)},
+            {"correct_failing", report.correct_failing()},
+            {"pitfalls_escaping", report.pitfalls_escaping()}}}};
+}
+
+std::string to_junit(const RunReport& report) {
+  std::vector<std::string> properties;
+  for (const auto& row : report.rows) {
+    if (std::find(properties.begin(), properties.end(), row.property) == properties.end()) {
+      properties.push_back(row.property);
+    }
+  }
+  std::ostringstream xml;
+  int total = 0, failures = 0, skipped = 0;
+  for (const auto& row : report.rows) {
+    ++total;
+    failures += unexpected(row, report);
+    skipped += row.verdict == Verdict::skip && !unexpected(row, report);
+  }
+  xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
+  xml << "<testsuites name=\"gacc\" tests=\"" << total << "\" failures=\"" << failures
+      << "\" skipped=\"" << skipped << "\">\n";
+  for (const auto& property : properties) {
+    int suite_tests = 0, suite_failures = 0, suite_skipped = 0;
+    for (const auto& row : report.rows) {
+      if (row.property != property) continue;
+      ++suite_tests;
+      suite_failures += unexpected(row, report);
+      suite_skipped += row.verdict == Verdict::skip && !unexpected(row, report);
+    }
+    xml << "  <testsuite name=\"" << xml_escape(property) << "\" tests=\"" << suite_tests
+        << "\" failures=\"" << suite_failures << "\" skipped=\"" << suite_skipped << "\">\n";
+    for (const auto& row : report.rows) {
+      if (row.property != property) continue;
+      xml << "    <testcase classname=\"gacc." << xml_escape(property) << "\" name=\""
+          << xml_escape(row.recipe) << " (" << to_string(row.kind) << ")\">\n";
+      if (unexpected(row, report)) {
+        const std::string message = row.kind == RecipeKind::correct
+                                        ? "correct recipe failed: " + row.worst_detail
+                                        : "pitfall escaped every property";
+        xml << "      <failure message=\"" << xml_escape(message) << "\">";
+        if (row.counterexample) xml << xml_escape(reproduce_line(*row.counterexample, report.seed));
+        xml << "</failure>\n";
+      } else if (row.verdict == Verdict::skip) {
+        xml << "      <skipped message=\"applied to no generated case\"/>\n";
+      }
+      xml << "      <system-out>" << xml_escape("verdict " + verdict_text(row) + ", cases " +
+                                                std::to_string(row.cases) + ", worst ratio " +
+                                                format_ratio(row.worst_ratio) + ": " + row.worst_detail)
+          << "</system-out>\n";
+      xml << "    </testcase>\n";
+    }
+    xml << "  </testsuite>\n";
+  }
+  xml << "</testsuites>\n";
+  return xml.str();
+}
+
+void print_table(std::ostream& out, const RunReport& report, bool verbose) {
+  size_t pw = 8, rw = 6;
+  for (const auto& row : report.rows) {
+    pw = std::max(pw, row.property.size());
+    rw = std::max(rw, row.recipe.size());
+  }
+  out << std::left << std::setw(static_cast<int>(pw) + 2) << "property" << std::setw(static_cast<int>(rw) + 2)
+      << "recipe" << std::setw(9) << "kind" << std::setw(10) << "verdict" << std::right << std::setw(6)
+      << "cases" << std::setw(13) << "worst ratio" << "\n";
+  for (const auto& row : report.rows) {
+    out << std::left << std::setw(static_cast<int>(pw) + 2) << row.property
+        << std::setw(static_cast<int>(rw) + 2) << row.recipe << std::setw(9) << to_string(row.kind)
+        << std::setw(10) << verdict_text(row) << std::right << std::setw(6) << row.cases
+        << std::setw(13) << format_ratio(row.worst_ratio) << "\n";
+  }
+  out << "\n";
+  for (const auto& row : report.rows) {
+    const bool bad = unexpected(row, report);
+    if (!bad && !verbose) continue;
+    out << (bad ? "UNEXPECTED: " : "") << row.property << " on " << row.recipe << " ("
+        << to_string(row.kind) << ", " << verdict_text(row) << ")\n";
+    out << "  worst: " << row.worst_detail << "\n";
+    if (row.counterexample) {
+      const auto& c = *row.counterexample;
+      out << "  counterexample (" << c.shrinks << " shrinks, ratio " << format_ratio(c.ratio)
+          << "): " << c.detail << "\n";
+      out << "  " << reproduce_line(c, report.seed) << "\n";
+    }
+  }
+  const auto failing = report.correct_failing();
+  const auto escaping = report.pitfalls_escaping();
+  out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail)
+      << " fail, " << report.count(Verdict::expected_fail) << " expected-fail, "
+      << report.count(Verdict::skip) << " skip; seed " << report.seed << ", " << report.cases
+      << " cases\n";
+  if (failing.empty() && escaping.empty()) {
+    out << "every correct recipe passes and every pitfall is caught\n";
+  }
+  for (const auto& name : failing) out << "correct recipe failing: " << name << "\n";
+  for (const auto& name : escaping) out << "pitfall escaping every property: " << name << "\n";
+}
+
+}  // namespace gacc::properties

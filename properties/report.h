@@ -1,0 +1,23 @@
+#pragma once
+/// Reports of a run: the terminal table, the JSON report and JUnit XML (shapes in README).
+
+#include <ostream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "properties/runner.h"
+
+namespace gacc::properties {
+
+/// The JSON report: {"version", "seed", "cases", "results": [...], "summary": {...}}.
+nlohmann::json to_json(const RunReport& report);
+
+/// JUnit XML: one testsuite per property, one testcase per recipe. A testcase fails when a correct
+/// recipe fails or a pitfall escapes; a caught pitfall passes.
+std::string to_junit(const RunReport& report);
+
+/// The table a person reads, with counterexamples and reproduce lines for what went wrong.
+void print_table(std::ostream& out, const RunReport& report, bool verbose);
+
+}  // namespace gacc::properties

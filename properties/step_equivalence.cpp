@@ -1,0 +1,32 @@
+// Property 2: step equivalence.
+
+#include "properties/step_equivalence.h"
+
+#include "properties/trace_checks.h"
+
+namespace gacc::properties {
+
+std::string StepEquivalence::name() const { return "step-equivalence"; }
+
+std::string StepEquivalence::claim() const {
+  return "Over S optimizer steps of SGD (momentum, dampening, nesterov, weight decay), parameters "
+         "and optimizer state equal large-batch training, step by step and along the trajectory.";
+}
+
+bool StepEquivalence::applies_to(const Scenario& scenario) const {
+  return scenario.optimizer.kind == OptimizerKind::sgd;
+}
+
+CaseVerdict StepEquivalence::check(const reference::Oracle& oracle, const Trace& trace) const {
+  Judgement judgement(oracle);
+  if (check_structure(trace, oracle, judgement)) {
+    for (int s = 0; s < oracle.scenario().steps && !judgement.failed_structurally(); ++s) {
+      check_gradient(oracle, trace, s, judgement);
+      check_step(oracle, trace, s, judgement);
+      check_trajectory(oracle, trace, s, judgement);
+    }
+  }
+  return judgement.verdict();
+}
+
+}  // namespace gacc::properties

@@ -1,0 +1,142 @@
+#include "properties/trace_checks.h"
+
+#include <cmath>
+#include <limits>
+
+namespace gacc::properties {
+namespace {
+
+bool all_finite(const std::vector<double>& values) {
+  for (double v : values) {
+    if (!std::isfinite(v)) return false;
+  }
+  return true;
+}
+
+std::string tolerance_basis(const reference::Oracle& oracle) {
+  return "tolerance: 2 x first-order rounding bound at u = 2^" +
+         std::to_string(static_cast<int>(std::lround(std::log2(oracle.unit_roundoff())))) +
+         " (Note [tolerance])";
+}
+
+}  // namespace
+
+void Judgement::vector(const std::string& what, const std::vector<double>& observed,
+                       const std::vector<double>& expected, const std::vector<double>& tolerance) {
+  const Comparison c = compare(observed, expected, tolerance);
+  if (c.worst_index < 0) return;
+  if (!any_ || c.worst_ratio > worst_) {
+    any_ = true;
+    worst_ = c.worst_ratio;
+    detail_ = what + " " + oracle_.layout().element_name(c.worst_index) + ": " + describe(c) +
+              (c.bad_count > 1 ? " (" + std::to_string(c.bad_count) + " elements at ratio >= 1)" : "") +
+              "; " + tolerance_basis(oracle_);
+  }
+}
+
+void Judgement::scalar(const std::string& what, double observed, double expected, double tolerance) {
+  const Comparison c = compare(observed, expected, tolerance);
+  if (!any_ || c.worst_ratio > worst_) {
+    any_ = true;
+    worst_ = c.worst_ratio;
+    detail_ = what + ": " + describe(c) + "; " + tolerance_basis(oracle_);
+  }
+}
+
+void Judgement::structural(const std::string& why) {
+  if (structural_) return;  // the first structural failure is the informative one
+  structural_ = true;
+  any_ = true;
+  worst_ = std::numeric_limits<double>::infinity();
+  detail_ = why;
+}
+
+CaseVerdict Judgement::verdict() const { return {worst_, any_ ? detail_ : "nothing to compare"}; }
+
+bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement) {
+  const auto& sc = oracle.scenario();
+  const auto size = static_cast<size_t>(oracle.layout().size);
+  if (trace.steps.size() != static_cast<size_t>(sc.steps)) {
+    judgement.structural("the recipe took " + std::to_string(trace.steps.size()) +
+                         " optimizer steps; the scenario has " + std::to_string(sc.steps) +
+                         " windows (one step each)");
+    return false;
+  }
+  for (size_t s = 0; s < trace.steps.size(); ++s) {
+    const auto& step = trace.steps[s];
+    const std::string at = "step " + std::to_string(s) + ": ";
+    if (step.grad.size() != size || step.params_after.size() != size) {
+      judgement.structural(at + "the recipe reported " + std::to_string(step.grad.size()) +
+                           " gradient and " + std::to_string(step.params_after.size()) +
+                           " parameter values; the model has " + std::to_string(size));
+      return false;
+    }
+    for (const auto& [name, values] : step.optimizer_state) {
+      if (values.size() != size) {
+        judgement.structural(at + "optimizer state " + name + " has " + std::to_string(values.size()) +
+                             " values; the model has " + std::to_string(size));
+        return false;
+      }
+    }
+    if (!all_finite(step.params_after)) {
+      judgement.structural(at + "non-finite parameters after the step");
+      return false;
+    }
+    for (const auto& [name, values] : step.optimizer_state) {
+      if (!all_finite(values)) {
+        judgement.structural(at + "non-finite optimizer state " + name);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
+const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
+                                                      const Trace& trace, int step) {
+  static const OptimizerState kNoState;
+  if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState);
+  const auto& before = trace.steps[static_cast<size_t>(step - 1)];
+  return oracle.window_from(step, before.params_after, before.optimizer_state);
+}
+
+void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
+  const auto& expected = local_expectation(oracle, trace, step);
+  const auto& observed = trace.steps[static_cast<size_t>(step)];
+  const std::string at = "step " + std::to_string(step) + " ";
+  judgement.vector(at + "grad", observed.grad, expected.grad, expected.grad_tolerance);
+  judgement.scalar(at + "pre-clip norm", observed.pre_clip_norm, expected.norm, expected.norm_tolerance);
+  judgement.scalar(at + "loss", observed.loss, expected.loss, expected.loss_tolerance);
+}
+
+void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
+  const auto& expected = local_expectation(oracle, trace, step);
+  const auto& observed = trace.steps[static_cast<size_t>(step)];
+  const std::string at = "step " + std::to_string(step) + " ";
+  judgement.scalar(at + "learning rate", observed.lr, expected.lr, 0.0);
+  judgement.vector(at + "params after the step", observed.params_after, expected.params_after,
+                   expected.params_after_tolerance);
+  for (const auto& [name, values] : expected.state_after) {
+    auto it = observed.optimizer_state.find(name);
+    if (it == observed.optimizer_state.end()) {
+      judgement.structural(at + "optimizer state has no " + name + " after the step");
+      return;
+    }
+    judgement.vector(at + name, it->second, values, expected.state_after_tolerance.at(name));
+  }
+  for (const auto& entry : observed.optimizer_state) {
+    if (!expected.state_after.count(entry.first)) {
+      judgement.structural(at + "optimizer state " + entry.first + " has no large-batch counterpart");
+      return;
+    }
+  }
+}
+
+void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
+  const auto& expected = oracle.trajectory().at(static_cast<size_t>(step));
+  judgement.vector("trajectory: step " + std::to_string(step) + " params after the step",
+                   trace.steps[static_cast<size_t>(step)].params_after, expected.params_after,
+                   expected.params_after_tolerance);
+}
+
+}  // namespace gacc::properties

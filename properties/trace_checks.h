@@ -1,0 +1,59 @@
+#pragma once
+/// Building blocks the properties share: a running "worst so far" over many comparisons, and the
+/// checks of a trace's structure, gradients, steps and trajectory against the oracle.
+
+#include <string>
+#include <vector>
+
+#include "core/trace.h"
+#include "properties/compare.h"
+#include "properties/property.h"
+#include "reference/oracle.h"
+
+namespace gacc::properties {
+
+/// Collects comparisons and keeps the worst, with a description of where it was.
+class Judgement {
+ public:
+  explicit Judgement(const reference::Oracle& oracle) : oracle_(oracle) {}
+
+  /// Compares a vector in canonical parameter order; `what` names it ("step 1 grad").
+  void vector(const std::string& what, const std::vector<double>& observed,
+              const std::vector<double>& expected, const std::vector<double>& tolerance);
+  void scalar(const std::string& what, double observed, double expected, double tolerance);
+  /// A failure that is not a numeric deviation (ratio +inf).
+  void structural(const std::string& why);
+
+  bool failed_structurally() const { return structural_; }
+  CaseVerdict verdict() const;
+
+ private:
+  const reference::Oracle& oracle_;
+  double worst_ = 0.0;
+  std::string detail_;
+  bool structural_ = false;
+  bool any_ = false;
+};
+
+/// The trace has one step per window, vectors of the model's size, and finite values; otherwise
+/// records a structural failure and returns false.
+bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement);
+
+/// The oracle's large-batch window `step`, taken from the recipe's own parameters and optimizer
+/// state before that step (the local check). Requires check_structure.
+const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
+                                                      const Trace& trace, int step);
+
+/// Gradient handed to the optimizer, its pre-clip norm and the window's loss, against the
+/// large-batch window from the recipe's own parameters.
+void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
+
+/// Parameters and optimizer state after the step, against the large-batch step from the recipe's
+/// own parameters and state.
+void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
+
+/// Parameters after the step against large-batch training from the initial weights, with the
+/// bound carried along the whole trajectory.
+void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
+
+}  // namespace gacc::properties

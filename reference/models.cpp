@@ -1,0 +1,17 @@
+#include "reference/models.hpp"
+
+namespace gacc::reference {
+
+#define GACC_INSTANTIATE_MODELS(T)                                                            \
+  template LossAndGradient<T> loss_and_gradient<T>(const Scenario&, const std::vector<T>&,   \
+                                                   const fixtures::Batch&);                  \
+  template std::vector<T> forward<T>(const Scenario&, const std::vector<T>&, const fixtures::Batch&);
+
+GACC_INSTANTIATE_MODELS(float)
+GACC_INSTANTIATE_MODELS(double)
+GACC_INSTANTIATE_MODELS(HighPrecision)
+GACC_INSTANTIATE_MODELS(Bounded)
+
+#undef GACC_INSTANTIATE_MODELS
+
+}  // namespace gacc::reference

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what gacc needs, idempotently: Debian packages, then LibTorch from the PyPI `torch`
+# wheel in a project-local virtual environment (.venv). Quick when everything is present.
+#
+#   scripts/setup.sh            install what is missing
+#   GACC_TORCH_PYTHON=python3   use that interpreter's torch instead of .venv (a GPU host)
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+venv="$root/.venv"
+torch_pin="2.11.0"
+
+packages=(
+  build-essential cmake ninja-build ccache python3 python3-venv
+  catch2 librapidcheck-dev libboost-dev libcli11-dev nlohmann-json3-dev libbenchmark-dev
+  clang-14 libclang-rt-14-dev
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: these packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 4
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# A GPU host brings its own torch: use it as it is.
+if [ -n "${GACC_TORCH_PYTHON:-}" ]; then
+  "$GACC_TORCH_PYTHON" -c 'import torch' || { echo "setup: $GACC_TORCH_PYTHON has no torch" >&2; exit 4; }
+  exit 0
+fi
+
+torch_version() { "$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null; }
+
+have=$(torch_version || true)
+if [ -n "$have" ]; then
+  exit 0
+fi
+if dpkg-query -W -f='${Status}' libtorch-dev 2>/dev/null | grep -q "install ok installed"; then
+  echo "setup: WARNING: using Debian's libtorch-dev (the fallback), not torch==$torch_pin" >&2
+  exit 0
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  echo "setup: creating the virtual environment $venv"
+  /usr/bin/python3 -m venv "$venv"
+fi
+echo "setup: installing torch==$torch_pin into $venv (LibTorch for C++, and the Python examples)"
+if ! "$venv/bin/pip" install -q --disable-pip-version-check "torch==$torch_pin" numpy; then
+  echo "setup: torch==$torch_pin is not installable here; trying the newest torch 2.x" >&2
+  if ! "$venv/bin/pip" install -q --disable-pip-version-check "torch>=2,<3" numpy; then
+    echo "setup: WARNING: no torch 2.x wheel could be installed from PyPI." >&2
+    echo "setup: WARNING: falling back to Debian's libtorch-dev 1.13 (CPU only); see README, 'Dependencies'." >&2
+    if [ "$(id -u)" -ne 0 ]; then echo "setup: installing libtorch-dev needs root" >&2; exit 4; fi
+    apt-get install -y -qq --no-install-recommends libtorch-dev
+    exit 0
+  fi
+  echo "setup: WARNING: using torch $(torch_version), not the pinned $torch_pin" >&2
+fi
+echo "setup: torch $(torch_version) ready"
