@@ -40,6 +40,14 @@ int main(int argc, char** argv) {
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe");
   repro->add_option("scenario", repro_scenario, "Scenario JSON, or a file holding it")->required();
 
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string command = argv[1];
+    bool known = false;
+    for (const auto* sub : app.get_subcommands([](const CLI::App*) { return true; })) {
+      known = known || sub->get_name() == command;
+    }
+    if (!known) return usage_error(app, "unknown command \"" + command + "\"");
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp&) {

@@ -14,7 +14,7 @@ double unit_roundoff() { return t_unit_roundoff; }
 RoundingScope::RoundingScope(double u) : previous_(t_unit_roundoff) { t_unit_roundoff = u; }
 RoundingScope::~RoundingScope() { t_unit_roundoff = previous_; }
 
-double gamma(double k) {
+double gamma_k(double k) {
   const double ku = k * t_unit_roundoff;
   return ku / (1.0 - ku);
 }
@@ -59,7 +59,7 @@ Bounded sum_of(const Bounded* x, size_t n) {
     magnitude += std::fabs(x[i].value);
     propagated += x[i].error;
   }
-  return {value, propagated + (n > 1 ? gamma(static_cast<double>(n - 1)) : 0.0) * magnitude};
+  return {value, propagated + (n > 1 ? gamma_k(static_cast<double>(n - 1)) : 0.0) * magnitude};
 }
 
 Bounded dot_of(const Bounded* a, const Bounded* b, size_t n) {
@@ -69,7 +69,7 @@ Bounded dot_of(const Bounded* a, const Bounded* b, size_t n) {
     magnitude += std::fabs(a[i].value * b[i].value);
     propagated += std::fabs(a[i].value) * b[i].error + std::fabs(b[i].value) * a[i].error;
   }
-  return {value, propagated + gamma(static_cast<double>(n)) * magnitude};
+  return {value, propagated + gamma_k(static_cast<double>(n)) * magnitude};
 }
 
 }  // namespace gacc::reference

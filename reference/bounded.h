@@ -80,7 +80,7 @@ class RoundingScope {
 };
 
 /// gamma_k = k u / (1 - k u) for the current unit roundoff.
-double gamma(double k);
+double gamma_k(double k);
 
 /// A value with a first-order bound on the error of computing it in floating point.
 struct Bounded {

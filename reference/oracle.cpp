@@ -142,7 +142,7 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
       options_(options),
       layout_(fixtures::model_layout(scenario.model)),
       initial_params_(fixtures::initial_weights(scenario.model, scenario.precision)),
-      unit_roundoff_(unit_roundoff_of(scenario.precision)) {
+      unit_roundoff_(options.unit_roundoff > 0 ? options.unit_roundoff : unit_roundoff_of(scenario.precision)) {
   validate(scenario_);
   for (int s = 0; s < scenario_.steps; ++s) windows_.push_back(fixtures::window_batch(scenario_, s));
   RoundingScope rounding(unit_roundoff_);

@@ -33,6 +33,9 @@ struct WindowExpectation {
 struct OracleOptions {
   /// Compute the truth in cpp_bin_float_50 (true) or in double (faster; ample for fp32 recipes).
   bool high_precision = true;
+  /// Unit roundoff of the implementation judged; 0 takes the scenario's precision. (2^-53 judges
+  /// a float64 implementation, as the tests do with LibTorch in float64.)
+  double unit_roundoff = 0.0;
 };
 
 class Oracle {

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# reports.sh GACC PYTHON: `gacc run --json --junit` writes both reports, complete and parseable,
+# with the documented shapes; an unwritable report path is exit 4.
+set -eu
+gacc=$1
+python=$2
+dir=$(mktemp -d)
+trap 'rm -rf "$dir"' EXIT
+"$gacc" run --cases 5 --seed 3 --json "$dir/report.json" --junit "$dir/report.xml" >/dev/null
+"$python" - "$dir/report.json" "$dir/report.xml" <<'PY'
+import json, sys, xml.etree.ElementTree as ET
+report = json.load(open(sys.argv[1]))
+assert set(report) >= {"version", "seed", "results", "summary"}, report.keys()
+assert report["seed"] == 3
+for row in report["results"]:
+    assert set(row) >= {"property", "recipe", "recipe_kind", "verdict", "cases", "worst_ratio", "counterexample"}, row
+    assert row["recipe_kind"] in ("correct", "pitfall")
+    assert row["verdict"] in ("pass", "fail", "expected_fail", "skip")
+summary = report["summary"]
+assert set(summary) >= {"pass", "fail", "expected_fail", "skip", "correct_failing", "pitfalls_escaping"}
+assert summary["correct_failing"] == [] and summary["pitfalls_escaping"] == [], summary
+root = ET.parse(sys.argv[2]).getroot()
+assert root.tag == "testsuites" and root.get("failures") == "0", ET.tostring(root)[:200]
+assert len(root.findall("testsuite/testcase")) == len(report["results"])
+PY
+ls "$dir" | grep -q tmp && { echo "a temporary report file was left behind"; exit 1; }
+set +e
+"$gacc" run --cases 1 --json /nonexistent-dir/report.json >/dev/null 2>"$dir/err"
+code=$?
+set -e
+[ "$code" -eq 4 ] || { echo "unwritable --json: expected exit 4, got $code"; exit 1; }
+grep -q "/nonexistent-dir/report.json" "$dir/err" || { echo "the error does not name the path"; cat "$dir/err"; exit 1; }
+echo "reports ok"

@@ -1,0 +1,143 @@
+// The property loop, judged with recipes that need no LibTorch (tests/support/fp32_recipes.h).
+
+#include <catch2/catch.hpp>
+
+#include "core/errors.h"
+#include "properties/generators.h"
+#include "properties/report.h"
+#include "properties/runner.h"
+#include "tests/support/fp32_recipes.h"
+#include "tests/support/scenarios.h"
+
+using namespace gacc;
+using namespace gacc::properties;
+using Catch::Matchers::Contains;
+
+namespace {
+
+struct Harness {
+  std::vector<std::unique_ptr<Property>> owned = all_properties();
+  std::vector<const Property*> properties() const {
+    std::vector<const Property*> out;
+    for (const auto& p : owned) out.push_back(p.get());
+    return out;
+  }
+};
+
+RunOptions options(int cases, uint64_t seed, std::string filter = "") {
+  RunOptions o;
+  o.cases = cases;
+  o.seed = seed;
+  o.filter = std::move(filter);
+  return o;
+}
+
+const ResultRow& row(const RunReport& report, const std::string& property, const std::string& recipe) {
+  for (const auto& r : report.rows) {
+    if (r.property == property && r.recipe == recipe) return r;
+  }
+  FAIL("no row " << property << " / " << recipe);
+  return report.rows.front();
+}
+
+}  // namespace
+
+TEST_CASE("a correct fp32 loop passes every property with ratio at most 0.5", "[runner]") {
+  const Harness h;
+  const testing::Fp32Recipe correct;
+  const auto report = run_properties(h.properties(), {&correct}, scenarios(), options(60, 3));
+  for (const auto& r : report.rows) {
+    INFO(r.property << ": " << r.worst_detail);
+    CHECK(r.verdict == Verdict::pass);
+    CHECK(r.cases == 60);
+    CHECK(r.worst_ratio <= 0.5);
+    CHECK_FALSE(r.counterexample.has_value());
+  }
+  CHECK(report.exit_code() == ExitCode::ok);
+}
+
+TEST_CASE("broken loops are caught by a wide margin and shrunk to small counterexamples", "[runner]") {
+  const Harness h;
+  const testing::Fp32ForgottenScaling forgotten;
+  const testing::Fp32ZeroEachMicroBatch zeroed;
+  const auto report = run_properties(h.properties(), {&forgotten, &zeroed}, scenarios(), options(40, 5));
+  for (const auto& r : report.rows) {
+    INFO(r.property << " / " << r.recipe << ": " << r.worst_detail);
+    CHECK(r.verdict == Verdict::fail);
+    CHECK(r.worst_ratio >= 10);
+    REQUIRE(r.counterexample.has_value());
+    const auto& c = *r.counterexample;
+    CHECK(c.ratio >= 1);
+    CHECK(c.scenario.accumulation_steps == 2);  // the smallest K that shows either bug
+    CHECK(c.scenario.steps == 1);
+    CHECK(c.scenario.model.input_dim == 1);
+    // The reproduce line reruns exactly the counterexample.
+    const std::string line = reproduce_line(c, report.seed);
+    const auto open = line.find('\''), close = line.find('\'', open + 1);
+    CHECK(to_json_text(parse_scenario(line.substr(open + 1, close - open - 1))) == to_json_text(c.scenario));
+  }
+  CHECK(report.pitfalls_escaping().empty());
+  CHECK(report.exit_code() == ExitCode::ok);
+}
+
+TEST_CASE("a pitfall that no property catches makes the run fail", "[runner]") {
+  const Harness h;
+  const testing::Fp32DisguisedAsPitfall disguised;
+  const auto report = run_properties(h.properties(), {&disguised}, scenarios(), options(10, 1));
+  CHECK(report.pitfalls_escaping() == std::vector<std::string>{"fp32-not-really-broken"});
+  CHECK(report.exit_code() == ExitCode::property_failed);
+}
+
+TEST_CASE("a correct recipe that fails makes the run fail", "[runner]") {
+  const Harness h;
+  const testing::ThrowingRecipe throwing;
+  const auto report = run_properties(h.properties(), {&throwing}, scenarios(), options(3, 1));
+  const auto& r = row(report, "gradient-equivalence", "throws");
+  CHECK(r.verdict == Verdict::fail);
+  CHECK_THAT(r.worst_detail, Contains("the recipe failed: device on fire"));
+  CHECK(report.correct_failing() == std::vector<std::string>{"throws"});
+  CHECK(report.exit_code() == ExitCode::property_failed);
+}
+
+TEST_CASE("rows no case applies to are skipped", "[runner]") {
+  const Harness h;
+  const testing::UnsupportedRecipe unsupported;
+  const auto report = run_properties(h.properties(), {&unsupported}, scenarios(), options(3, 1));
+  for (const auto& r : report.rows) CHECK(r.verdict == Verdict::skip);
+  CHECK(report.exit_code() == ExitCode::ok);
+}
+
+TEST_CASE("the filter keeps matching properties or recipes, and refuses to match nothing", "[runner]") {
+  const Harness h;
+  const testing::Fp32Recipe correct;
+  const auto report = run_properties(h.properties(), {&correct}, scenarios(), options(2, 1, "gradient"));
+  REQUIRE(report.rows.size() == 1);
+  CHECK(report.rows[0].property == "gradient-equivalence");
+  CHECK_THROWS_AS(run_properties(h.properties(), {&correct}, scenarios(), options(2, 1, "no-such")),
+                  UsageError);
+  CHECK_THROWS_AS(run_properties(h.properties(), {&correct}, scenarios(), options(0, 1)), UsageError);
+}
+
+TEST_CASE("the same seed gives the same report", "[runner]") {
+  const Harness h;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ForgottenScaling forgotten;
+  const auto a = run_properties(h.properties(), {&correct, &forgotten}, scenarios(), options(8, 42));
+  const auto b = run_properties(h.properties(), {&correct, &forgotten}, scenarios(), options(8, 42));
+  CHECK(to_json(a).dump() == to_json(b).dump());
+  const auto c = run_properties(h.properties(), {&correct, &forgotten}, scenarios(), options(8, 43));
+  CHECK(to_json(a).dump() != to_json(c).dump());
+}
+
+TEST_CASE("one scenario is judged as it is, without shrinking", "[runner]") {
+  const Harness h;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ForgottenScaling forgotten;
+  const auto report = run_scenario(h.properties(), {&correct, &forgotten}, testing::mlp_scenario());
+  CHECK(row(report, "step-equivalence", "fp32-accumulate").verdict == Verdict::pass);
+  const auto& caught = row(report, "gradient-equivalence", "fp32-forgotten-scaling");
+  CHECK(caught.verdict == Verdict::fail);
+  REQUIRE(caught.counterexample.has_value());
+  CHECK(caught.counterexample->shrinks == 0);
+  CHECK(to_json_text(caught.counterexample->scenario) == to_json_text(testing::mlp_scenario()));
+}

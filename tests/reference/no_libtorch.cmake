@@ -1,0 +1,13 @@
+# Fails if any file under DIR includes a LibTorch header (torch/, ATen/, c10/, caffe2/).
+file(GLOB_RECURSE files "${DIR}/*")
+set(offenders "")
+foreach(f ${files})
+  file(STRINGS "${f}" lines REGEX "^[ \t]*#[ \t]*include[ \t]*[<\"](torch|ATen|c10|caffe2)/")
+  if(lines)
+    list(APPEND offenders "${f}: ${lines}")
+  endif()
+endforeach()
+if(offenders)
+  message(FATAL_ERROR "reference/ must not include LibTorch:\n${offenders}")
+endif()
+message(STATUS "reference/: no LibTorch include in ${DIR}")

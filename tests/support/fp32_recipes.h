@@ -1,0 +1,106 @@
+#pragma once
+// Recipes without LibTorch, for testing the harness itself: a correct accumulation loop that runs
+// the oracle's own model code in fp32, and broken variants of it.
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "core/recipe.h"
+#include "fixtures/fixtures.h"
+#include "reference/models.h"
+#include "reference/optimizers.h"
+
+namespace gacc::testing {
+
+/// Accumulates micro-batch gradients in fp32, each weighted by its share of the window, then one
+/// SGD step in fp32: a correct recipe. `Broken` variants override one decision.
+class Fp32Recipe : public Recipe {
+ public:
+  std::string name() const override { return "fp32-accumulate"; }
+  RecipeKind kind() const override { return RecipeKind::correct; }
+  std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
+  bool supports(const Scenario& sc) const override { return sc.world_size == 1; }
+
+  Trace run(const Scenario& sc) const override {
+    const auto w = fixtures::initial_weights(sc.model, sc.precision);
+    std::vector<float> params(w.begin(), w.end());
+    reference::StateOf<float> state;
+    Trace trace;
+    for (int s = 0; s < sc.steps; ++s) {
+      std::vector<float> grad(params.size(), 0.0f);
+      float loss = 0.0f;
+      const auto examples = static_cast<float>(window_examples(sc, s));
+      for (int k = 0; k < micro_batch_count(sc, s); ++k) {
+        const auto micro = fixtures::micro_batch(sc, s, 0, k);
+        const auto lg = reference::loss_and_gradient(sc, params, micro);
+        const float share = weight(sc, static_cast<float>(micro.size), examples, k);
+        if (zero_each_micro_batch()) std::fill(grad.begin(), grad.end(), 0.0f);
+        for (size_t i = 0; i < grad.size(); ++i) grad[i] += share * lg.grad[i];
+        loss += share * lg.loss;
+      }
+      StepRecord record;
+      record.grad.assign(grad.begin(), grad.end());
+      double squares = 0;
+      for (float g : grad) squares += static_cast<double>(g) * g;
+      record.pre_clip_norm = static_cast<float>(std::sqrt(squares));
+      record.loss = loss;
+      record.lr = sc.optimizer.lr;
+      reference::optimizer_step(sc, s, params, grad, state);
+      record.params_after.assign(params.begin(), params.end());
+      for (const auto& [name, values] : state) record.optimizer_state[name].assign(values.begin(), values.end());
+      trace.steps.push_back(std::move(record));
+      ++trace.counters.optimizer_steps;
+    }
+    return trace;
+  }
+
+ protected:
+  virtual float weight(const Scenario& sc, float size, float examples, int /*micro*/) const {
+    return sc.loss.reduction == Reduction::mean ? size / examples : 1.0f;
+  }
+  virtual bool zero_each_micro_batch() const { return false; }
+};
+
+/// Broken! Each micro-batch's mean loss unweighted (forgotten loss scaling).
+class Fp32ForgottenScaling final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "fp32-forgotten-scaling"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+
+ protected:
+  float weight(const Scenario&, float, float, int) const override { return 1.0f; }
+};
+
+/// Broken! Gradients zeroed before each micro-batch (only the last survives).
+class Fp32ZeroEachMicroBatch final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "fp32-zero-each-micro-batch"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+
+ protected:
+  bool zero_each_micro_batch() const override { return true; }
+};
+
+/// A pitfall no property can see: it is correct. The harness must report it as escaping.
+class Fp32DisguisedAsPitfall final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "fp32-not-really-broken"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+};
+
+/// A recipe that throws: its failure is a failing verdict with the message, not a crash.
+class ThrowingRecipe final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "throws"; }
+  Trace run(const Scenario&) const override { throw std::runtime_error("device on fire"); }
+};
+
+/// Supports no scenario: every row is skipped.
+class UnsupportedRecipe final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "unsupported"; }
+  bool supports(const Scenario&) const override { return false; }
+};
+
+}  // namespace gacc::testing
