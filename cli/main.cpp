@@ -1,6 +1,9 @@
 // gacc: proves or refutes that gradient accumulation equals large-batch training.
 
+#include <cstdint>
 #include <iostream>
+#include <optional>
+#include <string>
 
 #include <CLI/CLI.hpp>
 #include <torch/torch.h>
@@ -9,6 +12,29 @@
 #include "core/errors.h"
 
 namespace {
+
+std::optional<uint64_t> parse_seed(const std::string& text) {
+  if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos) {
+    return std::nullopt;
+  }
+  uint64_t value = 0;
+  for (char c : text) {
+    const uint64_t digit = static_cast<uint64_t>(c - '0');
+    if (value > (UINT64_MAX - digit) / 10) return std::nullopt;
+    value = value * 10 + digit;
+  }
+  return value;
+}
+
+/// A seed is a plain decimal integer that fits in 64 bits (no sign, no exponent, no wrap-around).
+CLI::Validator seed_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        if (!parse_seed(text)) return "must be an integer from 0 to 18446744073709551615, got " + text;
+        return {};
+      },
+      "SEED");
+}
 
 int usage_error(const CLI::App& app, const std::string& message) {
   std::cerr << "gacc: " << message << "\n\n" << app.help();
@@ -27,7 +53,9 @@ int main(int argc, char** argv) {
   run->add_option("--filter", run_args.filter, "only properties or recipes whose name contains this text");
   run->add_option("--cases", run_args.cases, "generated scenarios (default 100)")
       ->check(CLI::Range(1, 10000000));
-  run->add_option("--seed", run_args.seed, "seed of the scenario generator (default 1)");
+  std::string seed_text;
+  run->add_option("--seed", seed_text, "seed of the scenario generator, 0 to 2^64-1 (default 1)")
+      ->check(seed_validator());
   run->add_option("--json", run_args.json_path, "write the JSON report to this file");
   run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file");
   run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
@@ -60,6 +88,8 @@ int main(int argc, char** argv) {
     const auto* sub = app.get_subcommands().empty() ? &app : app.get_subcommands().front();
     return usage_error(*sub, e.what());
   }
+
+  if (!seed_text.empty()) run_args.seed = *parse_seed(seed_text);
 
   // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
   torch::set_num_threads(1);
