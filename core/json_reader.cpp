@@ -106,6 +106,10 @@ std::string JsonObjectReader::string_or(const std::string& key, const std::strin
   return has(key) ? string(key) : fallback;
 }
 
+void JsonObjectReader::forbid(const std::string& key, const std::string& why) const {
+  if (has(key)) throw InputError(path_of(key) + " does not apply " + why);
+}
+
 void JsonObjectReader::finish() const {
   std::string unknown;
   for (auto it = json_.begin(); it != json_.end(); ++it) {

@@ -29,6 +29,9 @@ class JsonObjectReader {
   std::string string(const std::string& key);
   std::string string_or(const std::string& key, const std::string& fallback);
 
+  /// Throws InputError if `key` is present: it is a known key that does not apply here (`why`).
+  void forbid(const std::string& key, const std::string& why) const;
+
   /// Throws InputError naming every key that was never read.
   void finish() const;
 

@@ -14,7 +14,8 @@ nlohmann::json to_json(const Trace& trace) {
                      {"loss_scale", step.loss_scale},
                      {"skipped", step.skipped},
                      {"params_after", step.params_after},
-                     {"optimizer_state", step.optimizer_state}});
+                     {"optimizer_state", step.optimizer_state},
+                     {"buffers_after", step.buffers_after}});
   }
   const auto& c = trace.counters;
   return {{"steps", steps},

@@ -33,6 +33,9 @@ struct StepRecord {
   std::vector<double> params_after;
   /// Optimizer state after the step.
   OptimizerState optimizer_state;
+  /// Model buffers after the window (BatchNorm's running statistics), canonical order; empty for
+  /// models without buffers.
+  std::vector<double> buffers_after;
 };
 
 /// How often the recipe did each thing, over the whole scenario.

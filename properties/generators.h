@@ -1,10 +1,15 @@
 #pragma once
 /// RapidCheck generators for scenarios, all in one place. They reach the corners that break
 /// accumulation — K = 1, micro-batches of one example, uneven splits, a partial last window,
-/// momentum with and without nesterov and dampening, weight decay, mean and sum losses — and
-/// shrink towards small, readable counterexamples: K = 1, one step, size-1 micro-batches, one
-/// input, no momentum, seeds 0.
+/// sequences of length 1, all-padding rows and micro-batches without a counted token, ignored
+/// targets, active clipping, every model, optimizer and schedule of the zoo — and shrink towards
+/// small, readable counterexamples: K = 1, one step, size-1 micro-batches, the linear model with one
+/// input, plain SGD at a constant rate, seeds 0.
+///
+/// Every part is an independent argument of one `apply`, so each shrinks on its own without
+/// redrawing the others. Choices use sizedElement (gen::element does not shrink).
 
+#include <algorithm>
 #include <cstdint>
 #include <ostream>
 #include <vector>
@@ -15,30 +20,76 @@
 
 namespace gacc::properties {
 
-/// Model: linear or tanh MLP, small dimensions. (Choices use sizedElement: gen::element does not
-/// shrink.)
-inline rc::Gen<ModelSpec> model_specs() {
+constexpr int kMaxGeneratedK = 4;
+constexpr int kMaxGeneratedSteps = 3;
+constexpr int kMaxGeneratedSequence = 5;
+
+/// Which parts of the zoo a generator draws from.
+struct GeneratorRange {
+  std::vector<Architecture> architectures;
+  std::vector<OptimizerKind> optimizers;
+  bool schedules = true;
+  bool clipping = true;
+};
+
+/// Everything the oracle handles at fp32 on one rank.
+inline GeneratorRange whole_zoo() {
+  return {{Architecture::linear, Architecture::mlp_tanh, Architecture::mlp_gelu, Architecture::mlp_layer_norm,
+           Architecture::mlp_group_norm, Architecture::mlp_rms_norm, Architecture::mlp_batch_norm,
+           Architecture::causal_lm},
+          {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw},
+          true,
+          true};
+}
+
+/// Model: dimensions small enough to judge thousands of cases.
+inline rc::Gen<ModelSpec> model_specs(const std::vector<Architecture>& architectures) {
   return rc::gen::apply(
-      [](Architecture arch, int input, int hidden, int output, uint32_t seed) {
+      [](Architecture arch, int input, int hidden, int output, int group_choice, int vocab, int d_model, int max_len,
+         double eps, uint32_t seed) {
         ModelSpec m;
         m.arch = arch;
-        m.input_dim = input;
-        m.hidden_dim = arch == Architecture::linear ? 0 : hidden;
-        m.output_dim = output;
         m.init_seed = seed;
+        // A LayerNorm or GroupNorm group of one feature is degenerate (its output is its bias, its
+        // gradient vanishes through a catastrophic cancellation): every group gets two features.
+        const bool grouped = arch == Architecture::mlp_layer_norm || arch == Architecture::mlp_group_norm;
+        if (arch == Architecture::causal_lm) {
+          m.vocab_size = vocab;
+          m.d_model = d_model + 1;
+          m.max_seq_len = max_len;
+        } else {
+          m.input_dim = input;
+          m.output_dim = output;
+          if (arch != Architecture::linear) m.hidden_dim = grouped ? std::max(hidden, 2) : hidden;
+        }
+        if (arch == Architecture::mlp_group_norm) {
+          std::vector<int> groups;
+          for (int g = 1; 2 * g <= m.hidden_dim; ++g) {
+            if (m.hidden_dim % g == 0) groups.push_back(g);
+          }
+          m.groups = groups[static_cast<size_t>(group_choice) % groups.size()];
+        }
+        m.norm_eps = eps;
         return m;
       },
-      rc::gen::sizedElement(Architecture::linear, Architecture::mlp_tanh), rc::gen::inRange(1, 5),
-      rc::gen::inRange(1, 7), rc::gen::inRange(1, 4), rc::gen::arbitrary<uint32_t>());
+      rc::gen::sizedElementOf(architectures), rc::gen::inRange(1, 5), rc::gen::inRange(1, 7), rc::gen::inRange(1, 4),
+      rc::gen::inRange(0, 4), rc::gen::inRange(2, 9), rc::gen::inRange(1, 5),
+      rc::gen::inRange(1, kMaxGeneratedSequence + 1), rc::gen::sizedElement(1e-5, 1e-3), rc::gen::arbitrary<uint32_t>());
 }
 
 /// The data for K micro-batches and S steps: a base split of the global batch into K micro-batches
 /// (uneven sizes; the first K of `base`), rotated by `rotations[s]` in window s, and, if `partial`,
-/// a last window that keeps fewer micro-batches (or, for K = 1, fewer examples).
-inline DataSpec make_data(int k, int steps, const std::vector<int>& base, const std::vector<int>& rotations,
-                          bool partial, int kept, uint32_t seed) {
+/// a last window that keeps fewer micro-batches (or, for K = 1, fewer examples). Token models get a
+/// length per example from `lengths` (cycled), with at least one token in every window.
+inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<int> base,
+                          const std::vector<int>& rotations, bool partial, int kept, const std::vector<int>& lengths,
+                          double ignored_fraction, uint32_t seed) {
   DataSpec d;
   d.seed = seed;
+  const bool batch_norm = model.arch == Architecture::mlp_batch_norm;
+  if (batch_norm) {
+    for (auto& m : base) m = std::max(m, 2);  // training-mode BatchNorm needs two examples
+  }
   d.global_batch = 0;
   for (int i = 0; i < k; ++i) d.global_batch += base[i];
   for (int s = 0; s < steps; ++s) {
@@ -47,60 +98,126 @@ inline DataSpec make_data(int k, int steps, const std::vector<int>& base, const 
     if (s + 1 == steps && partial) {
       if (k > 1) {
         sizes.resize(static_cast<size_t>(1 + kept % (k - 1)));  // 1..K-1 micro-batches
-      } else if (sizes[0] > 1) {
-        sizes[0] = 1 + kept % (sizes[0] - 1);  // one smaller micro-batch
+      } else if (sizes[0] > (batch_norm ? 2 : 1)) {
+        const int64_t smallest = batch_norm ? 2 : 1;
+        sizes[0] = smallest + kept % (sizes[0] - smallest);  // one smaller micro-batch
       }
     }
     d.windows.push_back({sizes});
   }
+  if (model.arch == Architecture::causal_lm) {
+    d.ignored_fraction = ignored_fraction;
+    int64_t example = 0;
+    for (const auto& window : d.windows) {
+      const int64_t first = example;
+      int64_t tokens = 0;
+      for (auto m : window[0]) {
+        for (int64_t i = 0; i < m; ++i, ++example) {
+          const int64_t length = std::min<int64_t>(lengths[static_cast<size_t>(example) % lengths.size()], model.max_seq_len);
+          d.sequence_lengths.push_back(length);
+          tokens += length;
+        }
+      }
+      if (tokens == 0) d.sequence_lengths[static_cast<size_t>(first)] = 1;
+    }
+  }
   return d;
 }
 
-/// SGD hyperparameters, each exactly representable in fp32 (so fp32 recipes and the oracle see
-/// the same numbers).
-inline rc::Gen<OptimizerSpec> sgd_specs() {
+/// Optimizer hyperparameters: SGD with every option, Adam and AdamW with PyTorch's defaults or
+/// coarser ones (eps large enough to matter), amsgrad, L2 or decoupled weight decay.
+inline rc::Gen<OptimizerSpec> optimizer_specs(const std::vector<OptimizerKind>& kinds) {
   return rc::gen::apply(
-      [](int lr_steps, double momentum, double dampening, bool nesterov, double weight_decay) {
+      [](OptimizerKind kind, int lr_steps, double momentum, double dampening, bool nesterov, double weight_decay,
+         int betas, double eps, bool amsgrad) {
         OptimizerSpec o;
-        o.kind = OptimizerKind::sgd;
-        o.lr = lr_steps / 256.0;
-        o.momentum = momentum;
-        o.dampening = dampening;
-        o.nesterov = nesterov && momentum > 0.0 && dampening == 0.0;
+        o.kind = kind;
         o.weight_decay = weight_decay;
+        if (kind == OptimizerKind::sgd) {
+          o.lr = lr_steps / 256.0;
+          o.momentum = momentum;
+          o.dampening = dampening;
+          o.nesterov = nesterov && momentum > 0.0 && dampening == 0.0;
+        } else {
+          o.lr = lr_steps / 1024.0;
+          o.beta1 = betas == 0 ? 0.9 : 0.5;
+          o.beta2 = betas == 0 ? 0.999 : 0.75;
+          o.eps = eps;
+          o.amsgrad = amsgrad;
+        }
         return o;
       },
-      rc::gen::inRange(1, 33), rc::gen::sizedElement(0.0, 0.5, 0.875, 0.9375),
-      rc::gen::sizedElement(0.0, 0.25, 0.5), rc::gen::arbitrary<bool>(),
-      rc::gen::sizedElement(0.0, 1.0 / 128, 1.0 / 16));
+      rc::gen::sizedElementOf(kinds), rc::gen::inRange(1, 33), rc::gen::sizedElement(0.0, 0.5, 0.875, 0.9375),
+      rc::gen::sizedElement(0.0, 0.25, 0.5), rc::gen::arbitrary<bool>(), rc::gen::sizedElement(0.0, 1.0 / 128, 0.1),
+      rc::gen::inRange(0, 2), rc::gen::sizedElement(1e-8, 1e-3), rc::gen::arbitrary<bool>());
 }
 
-constexpr int kMaxGeneratedK = 4;
-constexpr int kMaxGeneratedSteps = 3;
-
-/// Whole scenarios: one rank, K in 1..4, S in 1..3. Every part is an independent argument of one
-/// `apply`, so each shrinks on its own without redrawing the others.
-inline rc::Gen<Scenario> scenarios() {
+/// Schedules stepped over a handful of steps, so that each changes the rate within the scenario.
+inline rc::Gen<ScheduleSpec> schedule_specs(bool enabled) {
   return rc::gen::apply(
-      [](int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations,
-         bool partial, int kept, uint32_t data_seed, Reduction reduction, OptimizerSpec optimizer) {
+      [enabled](ScheduleKind kind, int length, double factor) {
+        ScheduleSpec s;
+        s.kind = enabled ? kind : ScheduleKind::constant;
+        s.step_size = length;
+        s.gamma = factor;
+        s.warmup_steps = length;
+        s.start_factor = factor;
+        s.t_max = length;
+        s.eta_min = 0.0;
+        return s;
+      },
+      rc::gen::sizedElement(ScheduleKind::constant, ScheduleKind::step, ScheduleKind::linear_warmup, ScheduleKind::cosine),
+      rc::gen::inRange(1, 4), rc::gen::sizedElement(0.5, 0.25));
+}
+
+/// Clipping thresholds around typical gradient norms of the zoo, so that clipping is often active.
+inline rc::Gen<ClippingSpec> clipping_specs(bool enabled) {
+  return rc::gen::apply(
+      [enabled](ClippingKind kind, double threshold) {
+        ClippingSpec c;
+        c.kind = enabled ? kind : ClippingKind::none;
+        c.max_norm = threshold;
+        c.clip_value = threshold / 4;
+        return c;
+      },
+      rc::gen::sizedElement(ClippingKind::none, ClippingKind::norm, ClippingKind::value),
+      rc::gen::sizedElement(0.25, 0.0625, 4.0));
+}
+
+/// Whole scenarios at fp32 on one rank, K in 1..4, S in 1..3.
+inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
+  return rc::gen::apply(
+      [](int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial, int kept,
+         std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
+         ScheduleSpec schedule, ClippingSpec clipping) {
         Scenario sc;
         sc.model = model;
-        sc.data = make_data(k, steps, base, rotations, partial, kept, data_seed);
-        sc.loss.reduction = reduction;
+        sc.data = make_data(model, k, steps, base, rotations, partial, kept, lengths, ignored, data_seed);
+        sc.loss.kind = is_token_model(model) ? LossKind::cross_entropy : LossKind::mse;
+        sc.loss.reduction = sum ? Reduction::sum : (is_token_model(model) ? Reduction::token_mean : Reduction::mean);
         sc.optimizer = optimizer;
+        sc.schedule = schedule;
+        sc.clipping = clipping;
         sc.world_size = 1;
         sc.accumulation_steps = k;
         sc.steps = steps;
         return sc;
       },
       rc::gen::inRange(1, kMaxGeneratedK + 1), rc::gen::inRange(1, kMaxGeneratedSteps + 1),
-      model_specs(),
+      model_specs(range.architectures),
       rc::gen::container<std::vector<int>>(kMaxGeneratedK, rc::gen::inRange(1, 5)),
       rc::gen::container<std::vector<int>>(kMaxGeneratedSteps, rc::gen::inRange(0, kMaxGeneratedK)),
       rc::gen::map(rc::gen::inRange(0, 4), [](int i) { return i == 3; }), rc::gen::inRange(0, 8),
-      rc::gen::arbitrary<uint32_t>(), rc::gen::sizedElement(Reduction::mean, Reduction::sum), sgd_specs());
+      rc::gen::container<std::vector<int>>(
+          7, rc::gen::map(rc::gen::inRange(0, kMaxGeneratedSequence + 1),
+                          [](int v) { return v == kMaxGeneratedSequence ? 0 : v + 1; })),  // 0: all padding
+      rc::gen::sizedElement(0.0, 0.25, 0.75), rc::gen::arbitrary<uint32_t>(),
+      rc::gen::map(rc::gen::inRange(0, 3), [](int i) { return i == 2; }), optimizer_specs(range.optimizers),
+      schedule_specs(range.schedules), clipping_specs(range.clipping));
 }
+
+/// The default scenarios: the whole zoo.
+inline rc::Gen<Scenario> scenarios() { return scenarios(whole_zoo()); }
 
 }  // namespace gacc::properties
 

@@ -9,12 +9,14 @@ namespace gacc::properties {
 std::string GradientEquivalence::name() const { return "gradient-equivalence"; }
 
 std::string GradientEquivalence::claim() const {
-  return "For any K >= 1 and any split of the window (uneven sizes, a partial last window), the "
-         "gradient handed to the optimizer, its norm and the window's loss equal the large batch's.";
+  return "For per-example separable models, any K >= 1 and any split of the window (uneven sizes, a "
+         "partial last window, micro-batches without a counted token), the gradient handed to the "
+         "optimizer (after clipping), its pre-clip norm and the window's loss equal the large batch's.";
 }
 
-bool GradientEquivalence::applies_to(const Scenario&) const {
-  return true;  // every model of the zoo so far is per-example separable
+bool GradientEquivalence::applies_to(const Scenario& scenario) const {
+  // BatchNorm couples the examples of a batch: its non-equivalence is the normalization property's.
+  return !is_batch_coupled(scenario.model);
 }
 
 CaseVerdict GradientEquivalence::check(const reference::Oracle& oracle, const Trace& trace) const {

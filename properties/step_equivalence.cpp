@@ -9,12 +9,13 @@ namespace gacc::properties {
 std::string StepEquivalence::name() const { return "step-equivalence"; }
 
 std::string StepEquivalence::claim() const {
-  return "Over S optimizer steps of SGD (momentum, dampening, nesterov, weight decay), parameters "
-         "and optimizer state equal large-batch training, step by step and along the trajectory.";
+  return "Over S optimizer steps (SGD with momentum, dampening, nesterov, weight decay; Adam and "
+         "AdamW with amsgrad; every schedule), parameters, optimizer state and learning rate equal "
+         "large-batch training, step by step and along the trajectory.";
 }
 
 bool StepEquivalence::applies_to(const Scenario& scenario) const {
-  return scenario.optimizer.kind == OptimizerKind::sgd;
+  return !is_batch_coupled(scenario.model);
 }
 
 CaseVerdict StepEquivalence::check(const reference::Oracle& oracle, const Trace& trace) const {

@@ -21,17 +21,25 @@ std::string tolerance_basis(const reference::Oracle& oracle) {
 
 }  // namespace
 
+void Judgement::keep_worst(const std::string& what, const Comparison& c, const std::string& element) {
+  if (any_ && !(c.worst_ratio > worst_)) return;
+  any_ = true;
+  worst_ = c.worst_ratio;
+  detail_ = what + " " + element + ": " + describe(c) +
+            (c.bad_count > 1 ? " (" + std::to_string(c.bad_count) + " elements at ratio >= 1)" : "") + "; " +
+            tolerance_basis(oracle_);
+}
+
 void Judgement::vector(const std::string& what, const std::vector<double>& observed,
                        const std::vector<double>& expected, const std::vector<double>& tolerance) {
   const Comparison c = compare(observed, expected, tolerance);
-  if (c.worst_index < 0) return;
-  if (!any_ || c.worst_ratio > worst_) {
-    any_ = true;
-    worst_ = c.worst_ratio;
-    detail_ = what + " " + oracle_.layout().element_name(c.worst_index) + ": " + describe(c) +
-              (c.bad_count > 1 ? " (" + std::to_string(c.bad_count) + " elements at ratio >= 1)" : "") +
-              "; " + tolerance_basis(oracle_);
-  }
+  if (c.worst_index >= 0) keep_worst(what, c, oracle_.layout().element_name(c.worst_index));
+}
+
+void Judgement::buffers(const std::string& what, const std::vector<double>& observed,
+                        const std::vector<double>& expected, const std::vector<double>& tolerance) {
+  const Comparison c = compare(observed, expected, tolerance);
+  if (c.worst_index >= 0) keep_worst(what, c, oracle_.layout().buffer_element_name(c.worst_index));
 }
 
 void Judgement::scalar(const std::string& what, double observed, double expected, double tolerance) {
@@ -78,8 +86,13 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
         return false;
       }
     }
-    if (!all_finite(step.params_after)) {
-      judgement.structural(at + "non-finite parameters after the step");
+    if (step.buffers_after.size() != static_cast<size_t>(oracle.layout().buffer_size)) {
+      judgement.structural(at + "the recipe reported " + std::to_string(step.buffers_after.size()) +
+                           " buffer values; the model has " + std::to_string(oracle.layout().buffer_size));
+      return false;
+    }
+    if (!all_finite(step.params_after) || !all_finite(step.buffers_after)) {
+      judgement.structural(at + "non-finite parameters or buffers after the step");
       return false;
     }
     for (const auto& [name, values] : step.optimizer_state) {
@@ -95,9 +108,9 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
 const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
                                                       const Trace& trace, int step) {
   static const OptimizerState kNoState;
-  if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState);
+  if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState, oracle.initial_buffers());
   const auto& before = trace.steps[static_cast<size_t>(step - 1)];
-  return oracle.window_from(step, before.params_after, before.optimizer_state);
+  return oracle.window_from(step, before.params_after, before.optimizer_state, before.buffers_after);
 }
 
 void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
@@ -113,7 +126,7 @@ void check_step(const reference::Oracle& oracle, const Trace& trace, int step, J
   const auto& expected = local_expectation(oracle, trace, step);
   const auto& observed = trace.steps[static_cast<size_t>(step)];
   const std::string at = "step " + std::to_string(step) + " ";
-  judgement.scalar(at + "learning rate", observed.lr, expected.lr, 0.0);
+  judgement.scalar(at + "learning rate", observed.lr, expected.lr, expected.lr_tolerance);
   judgement.vector(at + "params after the step", observed.params_after, expected.params_after,
                    expected.params_after_tolerance);
   for (const auto& [name, values] : expected.state_after) {
@@ -124,6 +137,8 @@ void check_step(const reference::Oracle& oracle, const Trace& trace, int step, J
     }
     judgement.vector(at + name, it->second, values, expected.state_after_tolerance.at(name));
   }
+  judgement.buffers(at + "buffers after the window", observed.buffers_after, expected.buffers_after,
+                    expected.buffers_after_tolerance);
   for (const auto& entry : observed.optimizer_state) {
     if (!expected.state_after.count(entry.first)) {
       judgement.structural(at + "optimizer state " + entry.first + " has no large-batch counterpart");
@@ -134,9 +149,12 @@ void check_step(const reference::Oracle& oracle, const Trace& trace, int step, J
 
 void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
   const auto& expected = oracle.trajectory().at(static_cast<size_t>(step));
-  judgement.vector("trajectory: step " + std::to_string(step) + " params after the step",
-                   trace.steps[static_cast<size_t>(step)].params_after, expected.params_after,
+  const auto& observed = trace.steps[static_cast<size_t>(step)];
+  const std::string at = "trajectory: step " + std::to_string(step) + " ";
+  judgement.vector(at + "params after the step", observed.params_after, expected.params_after,
                    expected.params_after_tolerance);
+  judgement.buffers(at + "buffers after the window", observed.buffers_after, expected.buffers_after,
+                    expected.buffers_after_tolerance);
 }
 
 }  // namespace gacc::properties

@@ -20,6 +20,9 @@ class Judgement {
   /// Compares a vector in canonical parameter order; `what` names it ("step 1 grad").
   void vector(const std::string& what, const std::vector<double>& observed,
               const std::vector<double>& expected, const std::vector<double>& tolerance);
+  /// Compares a vector in canonical buffer order.
+  void buffers(const std::string& what, const std::vector<double>& observed,
+               const std::vector<double>& expected, const std::vector<double>& tolerance);
   void scalar(const std::string& what, double observed, double expected, double tolerance);
   /// A failure that is not a numeric deviation (ratio +inf).
   void structural(const std::string& why);
@@ -28,6 +31,8 @@ class Judgement {
   CaseVerdict verdict() const;
 
  private:
+  void keep_worst(const std::string& what, const Comparison& c, const std::string& element);
+
   const reference::Oracle& oracle_;
   double worst_ = 0.0;
   std::string detail_;

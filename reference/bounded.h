@@ -4,6 +4,10 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <type_traits>
+
+#include "core/floating_point.h"
 
 namespace gacc::reference {
 
@@ -15,30 +19,42 @@ namespace gacc::reference {
 // (Wilkinson), automated by operator overloading.
 //
 // Each Bounded value x carries e(x) >= |computed(x) - exact(x)| to first order in the unit
-// roundoff u (2^-24 for fp32; set by RoundingScope). Inputs that the recipe holds exactly (fp32
-// weights and data from fixtures, hyperparameters, the recipe's own parameters when a step is
-// checked from them) carry e = 0. Every operation adds the error it propagates and the rounding
-// it makes (standard model fl(a op b) = (a op b)(1 + d), |d| <= u):
+// roundoff u of the format being bounded (2^-24 for fp32; set by RoundingScope). Inputs that the
+// recipe holds exactly (weights and data from fixtures, the recipe's own parameters when a step is
+// checked from them) carry e = 0; a constant the implementation must round to its format (lr = 0.1,
+// eps = 1e-5, 1/sqrt(d)) carries u|c| (`constant`). Every operation adds the error it propagates
+// and the rounding it makes (standard model fl(a op b) = (a op b)(1 + d), |d| <= u):
 //   a +- b   e = e(a) + e(b) + u|a +- b|
-//   a * b    e = |b| e(a) + |a| e(b) + u|ab|
-//   a / b    e = (e(a) + |a/b| e(b)) / |b| + u|a/b|
+//   a * b    e = |b| e(a) + |a| e(b) + e(a) e(b) + u|ab|
+//   a / b    e = (e(a) + |a/b| e(b)) / (|b| - e(b)) + u|a/b|
 //   sqrt(a)  e = min(e(a) / (2 sqrt a), sqrt e(a)) + u sqrt(a)
-//   tanh(a)  e = (1 - tanh^2 a) e(a) + 2 k u |tanh a|, k = kTanhUlps (a k-ulp library function)
-// Reductions whose order an implementation chooses (matrix products, batch sums, norms, the
-// all-reduce) never take the order of the oracle's loop. They use the order-free bound (Higham,
+//   f(a)     e = |f'(a)| e(a) + 2 k u |f(a)| + A   for a library function accurate to k ulps and to
+//            A absolutely: tanh, exp, log k = kFunctionUlps (Sleef's u10 and u20 variants: <= 2);
+//            erf A = kErfAbsolute for fp32, because ATen's AVX2/AVX-512 float erf is Abramowitz &
+//            Stegun 7.1.26 (|error| <= 1.5e-7) evaluated in fp32 — an absolute, not a relative,
+//            accuracy, which matters for GELU far left of zero.
+//   max, min, clamp  e = the larger e of the operands (they are 1-Lipschitz), no rounding.
+// Reductions whose order an implementation chooses (matrix products, batch and token sums, norms,
+// the all-reduce) never take the order of the oracle's loop. They use the order-free bound (Higham,
 // "The accuracy of floating point summation", 1993): any summation tree of n terms in which each
 // term passes through at most n - 1 additions errs by at most
 //   gamma_{n-1} * sum |x_i|,   gamma_k = k u / (1 - k u),
-// plus the propagated sum of e(x_i) (sum_of, dot_of below). This is what makes one bound hold for
-// every split: a gradient element accumulated over K micro-batches of sizes m_1..m_K (and W
-// ranks) passes each example's term through at most (m_k - 1) + (K - 1) + (W - 1) <= N - 1
-// additions, N the examples of the window: the large batch's own bound covers every split,
-// uneven, partial or data-parallel, with no term that depends on K.
+// plus the propagated sum of e(x_i) (sum_of, dot_of, and Sum for a reduction built term by term).
+// This is what makes one bound hold for every split: a gradient element accumulated over K
+// micro-batches of sizes m_1..m_K (and W ranks) passes each term through at most
+// (m_k - 1) + (K - 1) + (W - 1) <= N - 1 additions, N the terms of the window: the large batch's own
+// bound covers every split, uneven, partial or data-parallel, with no term that depends on K.
+//
+// Where an implementation's formula has different rounding behaviour from the textbook one, the
+// oracle computes ATen's (equal in exact arithmetic): LayerNorm and GroupNorm normalize as
+// x * rstd - mean * rstd and differentiate through ds = sum(dy gamma x) (cancellation when
+// |mean| >> std is then charged, not hidden); softmax multiplies by the reciprocal of its sum.
 //
 // What the oracle does not model, it allows for: a correct recipe multiplies each example's loss
 // gradient by a few constants the large batch does not have (its micro-batch's share m_k / N or
-// 1/K, 1/W, the reduction's 2/numel rounded to fp32). Each adds at most u relative; the oracle
-// grants kScaleRoundings of them at the loss-gradient seed (rounding_allowance), and at the loss.
+// 1/K, 1/W, the reduction's 2/numel rounded to the format). Each adds at most u relative; the
+// oracle grants kScaleRoundings of them at the loss-gradient seed (rounding_allowance), and at the
+// loss.
 //
 // An optimizer step is checked from the recipe's own parameters and state (exact inputs) with the
 // oracle's gradient carrying its bound, so the step's tolerance is |d update / d grad| times the
@@ -47,7 +63,9 @@ namespace gacc::reference {
 // written down. Along the whole trajectory the same arithmetic carries each step's error into the
 // next (the parameters' bounds enter the next gradient through the model's own derivatives).
 //
-// The bound is first order: terms in u^2 are dropped (at fp32, 2^-48 relative). It is also
+// The bound is first order in u (terms in u^2, 2^-48 relative at fp32, are dropped), except that
+// products and quotients keep e(a) e(b): where an exact value is zero — a gradient that vanishes by
+// symmetry — that term is the whole error, and the comparison must not demand exactness. It is also
 // attained: one correctly rounded operation whose result lies just above a power of two errs by
 // half an ulp, which is u|v| (here the standard model is exact, not pessimistic). So the tolerance
 // is kToleranceMargin = 2 times the bound: a correct implementation stays at ratio
@@ -61,22 +79,27 @@ namespace gacc::reference {
 constexpr double kToleranceMargin = 2.0;
 /// Roundings of an implementation's constant scalings granted per term (see Note [tolerance]).
 constexpr double kScaleRoundings = 4.0;
-/// Accuracy of the tanh an fp32 implementation calls, in ulps (Sleef and glibc tanhf: <= 2).
-constexpr double kTanhUlps = 2.0;
+/// Accuracy of the elementary functions (tanh, exp, log, erf) an implementation calls, in ulps.
+constexpr double kFunctionUlps = 2.0;
+/// Absolute accuracy of fp32 erf in ATen: Abramowitz & Stegun 7.1.26's 1.5e-7, plus the rounding
+/// of its dozen fp32 operations on values of magnitude at most 1.
+constexpr double kErfAbsolute = 1.5e-7 + 12 * 0x1p-24;
 
-/// Unit roundoff of the implementation being bounded, for the calling thread (default fp32).
+/// The format of the implementation being bounded, for the calling thread (default fp32).
+const FloatFormat& rounding_format();
+/// Its unit roundoff u.
 double unit_roundoff();
 
-/// Sets the unit roundoff for the calling thread while it lives.
+/// Sets the format being bounded for the calling thread while it lives.
 class RoundingScope {
  public:
-  explicit RoundingScope(double unit_roundoff);
+  explicit RoundingScope(const FloatFormat& format);
   ~RoundingScope();
   RoundingScope(const RoundingScope&) = delete;
   RoundingScope& operator=(const RoundingScope&) = delete;
 
  private:
-  double previous_;
+  const FloatFormat* previous_;
 };
 
 /// gamma_k = k u / (1 - k u) for the current unit roundoff.
@@ -110,6 +133,13 @@ inline bool operator>=(const Bounded& a, const Bounded& b) { return a.value >= b
 
 Bounded sqrt(const Bounded& a);
 Bounded tanh(const Bounded& a);
+Bounded exp(const Bounded& a);
+Bounded log(const Bounded& a);
+Bounded erf(const Bounded& a);
+Bounded cos(const Bounded& a);
+Bounded max(const Bounded& a, const Bounded& b);
+Bounded min(const Bounded& a, const Bounded& b);
+inline Bounded abs(const Bounded& a) { return {std::fabs(a.value), a.error}; }
 inline double to_double(const Bounded& x) { return x.value; }
 inline double error_of(const Bounded& x) { return x.error; }
 
@@ -121,6 +151,8 @@ Bounded dot_of(const Bounded* a, const Bounded* b, size_t n);
 inline void rounding_allowance(Bounded& x, double roundings) {
   x.error += roundings * unit_roundoff() * std::fabs(x.value);
 }
+/// A constant the implementation holds in its format: exact if representable, else rounded.
+Bounded constant_of(double c, const Bounded*);
 
 // The same operations for the plain number types: the natural loop, no bound to keep.
 
@@ -145,5 +177,87 @@ template <class T>
 double error_of(const T&) {
   return 0.0;
 }
+
+template <class T>
+T constant_of(double c, const T*) {
+  return T(c);
+}
+
+/// The constant `c` as the implementation holds it (see constant_of).
+template <class T>
+T constant(double c) {
+  return constant_of(c, static_cast<const T*>(nullptr));
+}
+
+/// The type a value computed on the host (in double, by every implementation) takes when the
+/// oracle runs in T: T itself, but double for the fp32 re-enactment (float).
+template <class T>
+struct HostType {
+  using type = T;
+};
+template <>
+struct HostType<float> {
+  using type = double;
+};
+template <class T>
+using Host = typename HostType<T>::type;
+
+/// A value an implementation computes on the host in double (a scheduled learning rate, a bias
+/// correction). `compute(Host<T>{})` returns it (the argument only names the type to compute in);
+/// a Bounded run computes it under fp64 rounding.
+template <class T, class Compute>
+Host<T> host_value(Compute compute) {
+  if constexpr (std::is_same_v<T, Bounded>) {
+    RoundingScope fp64(kFp64);
+    return compute(Bounded{});
+  } else {
+    return compute(Host<T>{});
+  }
+}
+
+/// host_scalar's last step for Bounded: the rounding of an fp64 result into the current format.
+Bounded host_scalar_rounded(const Bounded& computed_in_fp64);
+
+/// A host value applied as a constant in the implementation's format (a step size, 1 - beta):
+/// host_value, then one rounding into the format (for float: the cast; for Bounded: its bound).
+template <class T, class Compute>
+T host_scalar(Compute compute) {
+  if constexpr (std::is_same_v<T, Bounded>) {
+    return host_scalar_rounded(host_value<T>(compute));
+  } else {
+    return T(host_value<T>(compute));
+  }
+}
+
+/// A reduction built term by term (a gradient element summed over examples and tokens), bounded
+/// like sum_of for any order of the terms.
+template <class T>
+class Sum {
+ public:
+  void add(const T& term) { total_ += term; }
+  T result() const { return total_; }
+
+ private:
+  T total_ = T(0);
+};
+
+template <>
+class Sum<Bounded> {
+ public:
+  void add(const Bounded& term) {
+    value_ += term.value;
+    propagated_ += term.error;
+    magnitude_ += std::fabs(term.value);
+    ++count_;
+  }
+  Bounded result() const {
+    const double error = propagated_ + (count_ > 1 ? gamma_k(static_cast<double>(count_ - 1)) : 0.0) * magnitude_;
+    return {value_, std::isnan(error) ? HUGE_VAL : error};
+  }
+
+ private:
+  double value_ = 0.0, propagated_ = 0.0, magnitude_ = 0.0;
+  int64_t count_ = 0;
+};
 
 }  // namespace gacc::reference

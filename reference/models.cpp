@@ -2,10 +2,10 @@
 
 namespace gacc::reference {
 
-#define GACC_INSTANTIATE_MODELS(T)                                                            \
-  template LossAndGradient<T> loss_and_gradient<T>(const Scenario&, const std::vector<T>&,   \
-                                                   const fixtures::Batch&);                  \
-  template std::vector<T> forward<T>(const Scenario&, const std::vector<T>&, const fixtures::Batch&);
+#define GACC_INSTANTIATE_MODELS(T)                                                                     \
+  template ModelEvaluation<T> loss_and_gradient<T>(const Scenario&, const std::vector<T>&,            \
+                                                   const std::vector<T>&, const fixtures::Batch&,     \
+                                                   const EvaluationOptions&);
 
 GACC_INSTANTIATE_MODELS(float)
 GACC_INSTANTIATE_MODELS(double)

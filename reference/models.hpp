@@ -1,5 +1,11 @@
 #pragma once
 // Template bodies of reference/models.h; instantiated in reference/models.cpp.
+//
+// Every model is a chain of layers over row-major matrices (rows: examples, or the tokens of one
+// sequence). Each layer has a forward that keeps what its backward needs, and a backward that adds
+// its parameter gradients to order-free sums (see Note [tolerance], reference/bounded.h) and
+// returns the gradient of its input. Where ATen's formula rounds differently from the textbook one,
+// the layer computes ATen's (the same number in exact arithmetic).
 
 #include <cmath>
 #include <stdexcept>
@@ -12,151 +18,631 @@
 namespace gacc::reference {
 namespace detail {
 
-/// Parameters of a dense layer, as views into the flat parameter vector.
 template <class T>
-struct DenseLayer {
-  const T* weight;  ///< out x in, row-major
-  const T* bias;    ///< out
-  int64_t in;
-  int64_t out;
+struct Matrix {
+  int64_t rows = 0, cols = 0;
+  std::vector<T> data;
+
+  Matrix() = default;
+  Matrix(int64_t r, int64_t c) : rows(r), cols(c), data(static_cast<size_t>(r * c), T(0)) {}
+  T& operator()(int64_t r, int64_t c) { return data[static_cast<size_t>(r * cols + c)]; }
+  const T& operator()(int64_t r, int64_t c) const { return data[static_cast<size_t>(r * cols + c)]; }
+  const T* row(int64_t r) const { return data.data() + r * cols; }
 };
 
-/// z = W x + b, the bias summed with the products (an implementation may add it in any order).
+/// Per-parameter gradient sums, each over every term any example or token contributes.
 template <class T>
-void dense_forward(const DenseLayer<T>& layer, const T* x, T* z, std::vector<T>& lhs,
-                   std::vector<T>& rhs) {
-  const auto n = static_cast<size_t>(layer.in);
-  lhs.resize(n + 1);
-  rhs.resize(n + 1);
-  for (size_t k = 0; k < n; ++k) rhs[k] = x[k];
-  rhs[n] = T(1);
-  for (int64_t j = 0; j < layer.out; ++j) {
-    for (size_t k = 0; k < n; ++k) lhs[k] = layer.weight[j * layer.in + static_cast<int64_t>(k)];
-    lhs[n] = layer.bias[j];
-    z[j] = dot_of(lhs.data(), rhs.data(), n + 1);
-  }
+struct Gradients {
+  std::vector<Sum<T>> sums;
+  explicit Gradients(int64_t size) : sums(static_cast<size_t>(size)) {}
+  void add(int64_t index, const T& term) { sums[static_cast<size_t>(index)].add(term); }
+};
+
+/// A view of a parameter tensor in the flat vector: its values and its offset.
+template <class T>
+struct Param {
+  const T* values = nullptr;
+  int64_t offset = -1;
+  const T& operator[](int64_t i) const { return values[i]; }
+  explicit operator bool() const { return values != nullptr; }
+};
+
+template <class T>
+Param<T> param(const fixtures::ModelLayout& layout, const std::vector<T>& params, const std::string& name) {
+  const auto& spec = layout.parameter(name);
+  return {params.data() + spec.offset, spec.offset};
 }
 
-/// The structure of a scenario's model: its dense layers and whether a tanh follows the first.
+/// A dense layer y = W x (+ b): weight [out, in].
 template <class T>
-struct Network {
-  std::vector<DenseLayer<T>> layers;
+struct Dense {
+  Param<T> weight, bias;
+  int64_t in = 0, out = 0;
 };
 
 template <class T>
-Network<T> network_of(const Scenario& scenario, const std::vector<T>& params) {
-  const auto& m = scenario.model;
-  const auto layout = fixtures::model_layout(m);
-  if (static_cast<int64_t>(params.size()) != layout.size) {
-    throw std::invalid_argument("oracle: expected " + std::to_string(layout.size) +
-                                " parameters, got " + std::to_string(params.size()));
+Dense<T> dense(const fixtures::ModelLayout& layout, const std::vector<T>& params, const std::string& name,
+               bool has_bias = true) {
+  const auto& spec = layout.parameter(name + ".weight");
+  Dense<T> d{param(layout, params, name + ".weight"), {}, spec.shape[1], spec.shape[0]};
+  if (has_bias) d.bias = param(layout, params, name + ".bias");
+  return d;
+}
+
+/// Y = X W^T + b, the bias summed with the products (an implementation may add it in any order).
+template <class T>
+Matrix<T> dense_forward(const Dense<T>& d, const Matrix<T>& x) {
+  Matrix<T> y(x.rows, d.out);
+  const auto n = static_cast<size_t>(d.in);
+  std::vector<T> lhs(n + 1), rhs(n + 1);
+  for (int64_t r = 0; r < x.rows; ++r) {
+    for (size_t k = 0; k < n; ++k) rhs[k] = x(r, static_cast<int64_t>(k));
+    rhs[n] = T(1);
+    for (int64_t o = 0; o < d.out; ++o) {
+      for (size_t k = 0; k < n; ++k) lhs[k] = d.weight[o * d.in + static_cast<int64_t>(k)];
+      lhs[n] = d.bias ? d.bias[o] : T(0);
+      y(r, o) = dot_of(lhs.data(), rhs.data(), d.bias ? n + 1 : n);
+    }
   }
-  Network<T> net;
-  for (size_t p = 0; p + 1 < layout.parameters.size(); p += 2) {
-    const auto& w = layout.parameters[p];
-    net.layers.push_back({params.data() + w.offset, params.data() + layout.parameters[p + 1].offset,
-                          w.shape[1], w.shape[0]});
+  return y;
+}
+
+/// Adds dW = dY^T X and db = sum dY to the gradients; returns dX = dY W.
+template <class T>
+Matrix<T> dense_backward(const Dense<T>& d, const Matrix<T>& x, const Matrix<T>& dy, Gradients<T>& grads) {
+  for (int64_t r = 0; r < x.rows; ++r) {
+    for (int64_t o = 0; o < d.out; ++o) {
+      for (int64_t k = 0; k < d.in; ++k) grads.add(d.weight.offset + o * d.in + k, dy(r, o) * x(r, k));
+      if (d.bias) grads.add(d.bias.offset + o, dy(r, o));
+    }
   }
-  return net;
+  Matrix<T> dx(x.rows, d.in);
+  std::vector<T> column(static_cast<size_t>(d.out));
+  for (int64_t k = 0; k < d.in; ++k) {
+    for (int64_t o = 0; o < d.out; ++o) column[static_cast<size_t>(o)] = d.weight[o * d.in + k];
+    for (int64_t r = 0; r < x.rows; ++r) dx(r, k) = dot_of(column.data(), dy.row(r), static_cast<size_t>(d.out));
+  }
+  return dx;
+}
+
+template <class T>
+Matrix<T> tanh_forward(const Matrix<T>& z) {
+  Matrix<T> a = z;
+  for (auto& v : a.data) v = tanh(v);
+  return a;
+}
+
+/// tanh'(z) = 1 - tanh(z)^2, from the output (ATen's tanh_backward).
+template <class T>
+Matrix<T> tanh_backward(const Matrix<T>& a, const Matrix<T>& da) {
+  Matrix<T> dz = da;
+  for (size_t i = 0; i < dz.data.size(); ++i) dz.data[i] = da.data[i] * (T(1) - a.data[i] * a.data[i]);
+  return dz;
+}
+
+/// Exact GELU, as ATen: x * 0.5 * (1 + erf(x * M_SQRT1_2)).
+template <class T>
+Matrix<T> gelu_forward(const Matrix<T>& z) {
+  Matrix<T> a = z;
+  // Constants computed in T: exact for the truth; for Bounded, the rounding of fp32's M_SQRT1_2.
+  const T half = T(0.5), root_half = sqrt(half);
+  for (auto& v : a.data) v = v * half * (T(1) + erf(v * root_half));
+  return a;
+}
+
+/// GELU'(x) = cdf(x) + x pdf(x), as ATen: 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
+template <class T>
+Matrix<T> gelu_backward(const Matrix<T>& z, const Matrix<T>& da) {
+  Matrix<T> dz = da;
+  const T half = T(0.5), root_half = sqrt(half);
+  const T alpha = T(1) / sqrt(T(2) * pi<T>());  // 1 / sqrt(2 pi)
+  for (size_t i = 0; i < dz.data.size(); ++i) {
+    const T& x = z.data[i];
+    const T cdf = half * (T(1) + erf(x * root_half));
+    const T pdf = alpha * exp(-half * x * x);
+    dz.data[i] = da.data[i] * (cdf + x * pdf);
+  }
+  return dz;
+}
+
+/// Mean and reciprocal standard deviation of n values (two-pass; biased variance).
+template <class T>
+struct Moments {
+  T mean, rstd;
+};
+
+template <class T>
+Moments<T> moments(const std::vector<T>& x, const T& eps) {
+  const T n = T(static_cast<double>(x.size()));
+  const T mean = sum_of(x.data(), x.size()) / n;
+  std::vector<T> squares(x.size());
+  for (size_t i = 0; i < x.size(); ++i) squares[i] = (x[i] - mean) * (x[i] - mean);
+  const T var = sum_of(squares.data(), squares.size()) / n;
+  return {mean, T(1) / sqrt(var + eps)};
+}
+
+/// LayerNorm (and GroupNorm's per-group normalization) over one group of values, as ATen:
+/// y_j = (x_j * rstd + (-rstd * mean)) * gamma_j + beta_j.
+template <class T>
+struct NormGroup {
+  std::vector<T> x;
+  Moments<T> m;
+};
+
+/// The backward of one normalized group, as ATen's LayerNorm/GroupNorm CPU kernels:
+///   ds = sum dy gamma x, db = sum dy gamma, a = rstd, b = (db mean - ds) a^3 / n,
+///   c = -b mean - db a / n, dx = a dy gamma + b x + c; dgamma += dy (a x - a mean), dbeta += dy.
+template <class T>
+std::vector<T> norm_group_backward(const NormGroup<T>& g, const std::vector<T>& dy, const std::vector<T>& gamma,
+                                   std::vector<T>& dgamma_terms) {
+  const size_t n = g.x.size();
+  std::vector<T> dsx(n), dbx(n);
+  for (size_t j = 0; j < n; ++j) {
+    dbx[j] = dy[j] * gamma[j];
+    dsx[j] = dbx[j] * g.x[j];
+  }
+  const T ds = sum_of(dsx.data(), n), db = sum_of(dbx.data(), n);
+  const T a = g.m.rstd, scale = T(1) / T(static_cast<double>(n));
+  const T b = (db * g.m.mean - ds) * a * a * a * scale;
+  const T c = -b * g.m.mean - db * a * scale;
+  std::vector<T> dx(n);
+  for (size_t j = 0; j < n; ++j) {
+    dx[j] = a * dy[j] * gamma[j] + b * g.x[j] + c;
+    dgamma_terms[j] = dy[j] * (a * g.x[j] - a * g.m.mean);
+  }
+  return dx;
+}
+
+/// LayerNorm over each row (features), or GroupNorm over `groups` groups of each row.
+template <class T>
+struct GroupedNorm {
+  Param<T> weight, bias;
+  int64_t groups = 1;
+  T eps;
+  std::vector<std::vector<NormGroup<T>>> saved;  // [row][group]
+
+  Matrix<T> forward(const Matrix<T>& x) {
+    Matrix<T> y(x.rows, x.cols);
+    const int64_t width = x.cols / groups;
+    saved.assign(static_cast<size_t>(x.rows), std::vector<NormGroup<T>>(static_cast<size_t>(groups)));
+    for (int64_t r = 0; r < x.rows; ++r) {
+      for (int64_t g = 0; g < groups; ++g) {
+        auto& group = saved[static_cast<size_t>(r)][static_cast<size_t>(g)];
+        group.x.assign(x.row(r) + g * width, x.row(r) + (g + 1) * width);
+        group.m = moments(group.x, eps);
+        const T shift = -group.m.rstd * group.m.mean;
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t c = g * width + j;
+          y(r, c) = (x(r, c) * group.m.rstd + shift) * weight[c] + bias[c];
+        }
+      }
+    }
+    return y;
+  }
+
+  Matrix<T> backward(const Matrix<T>& dy, Gradients<T>& grads) const {
+    Matrix<T> dx(dy.rows, dy.cols);
+    const int64_t width = dy.cols / groups;
+    std::vector<T> gamma(static_cast<size_t>(width)), d(static_cast<size_t>(width)), dgamma(static_cast<size_t>(width));
+    for (int64_t r = 0; r < dy.rows; ++r) {
+      for (int64_t g = 0; g < groups; ++g) {
+        for (int64_t j = 0; j < width; ++j) {
+          gamma[static_cast<size_t>(j)] = weight[g * width + j];
+          d[static_cast<size_t>(j)] = dy(r, g * width + j);
+        }
+        const auto dxg = norm_group_backward(saved[static_cast<size_t>(r)][static_cast<size_t>(g)], d, gamma, dgamma);
+        for (int64_t j = 0; j < width; ++j) {
+          const int64_t c = g * width + j;
+          dx(r, c) = dxg[static_cast<size_t>(j)];
+          grads.add(weight.offset + c, dgamma[static_cast<size_t>(j)]);
+          grads.add(bias.offset + c, d[static_cast<size_t>(j)]);
+        }
+      }
+    }
+    return dx;
+  }
+};
+
+/// RMSNorm as its composite ops compute it: y = x * rsqrt(mean(x^2) + eps) * w, and its autograd.
+template <class T>
+struct RmsNorm {
+  Param<T> weight;
+  T eps;
+  Matrix<T> x, normalized;
+  std::vector<T> rstd;
+
+  Matrix<T> forward(const Matrix<T>& input) {
+    x = input;
+    normalized = Matrix<T>(x.rows, x.cols);
+    rstd.assign(static_cast<size_t>(x.rows), T(0));
+    Matrix<T> y(x.rows, x.cols);
+    std::vector<T> squares(static_cast<size_t>(x.cols));
+    for (int64_t r = 0; r < x.rows; ++r) {
+      for (int64_t c = 0; c < x.cols; ++c) squares[static_cast<size_t>(c)] = x(r, c) * x(r, c);
+      const T mean_square = sum_of(squares.data(), squares.size()) / T(static_cast<double>(x.cols));
+      rstd[static_cast<size_t>(r)] = T(1) / sqrt(mean_square + eps);
+      for (int64_t c = 0; c < x.cols; ++c) {
+        normalized(r, c) = x(r, c) * rstd[static_cast<size_t>(r)];
+        y(r, c) = normalized(r, c) * weight[c];
+      }
+    }
+    return y;
+  }
+
+  Matrix<T> backward(const Matrix<T>& dy, Gradients<T>& grads) const {
+    Matrix<T> dx(x.rows, x.cols);
+    std::vector<T> dr_terms(static_cast<size_t>(x.cols));
+    const T n = T(static_cast<double>(x.cols));
+    for (int64_t r = 0; r < x.rows; ++r) {
+      const T& s = rstd[static_cast<size_t>(r)];
+      std::vector<T> dnormalized(static_cast<size_t>(x.cols));
+      for (int64_t c = 0; c < x.cols; ++c) {
+        grads.add(weight.offset + c, dy(r, c) * normalized(r, c));
+        dnormalized[static_cast<size_t>(c)] = dy(r, c) * weight[c];
+        dr_terms[static_cast<size_t>(c)] = dnormalized[static_cast<size_t>(c)] * x(r, c);
+      }
+      const T dr = sum_of(dr_terms.data(), dr_terms.size());
+      const T dmean_square = dr * T(-0.5) * (s * s * s);  // rsqrt'(v) = -0.5 rsqrt(v)^3
+      const T dsquare = dmean_square / n;
+      for (int64_t c = 0; c < x.cols; ++c) {
+        dx(r, c) = dnormalized[static_cast<size_t>(c)] * s + T(2) * x(r, c) * dsquare;
+      }
+    }
+    return dx;
+  }
+};
+
+/// BatchNorm1d in training mode over consecutive virtual batches of rows, as ATen's CPU kernels:
+/// mean, var_sum = sum (x - mean)^2, invstd = 1 / sqrt(var_sum / n + eps);
+/// y = x * alpha + (beta - mean * alpha), alpha = invstd * gamma; running statistics updated once per
+/// virtual batch with the unbiased variance.
+template <class T>
+struct BatchNorm {
+  Param<T> weight, bias;
+  T eps, momentum;
+  std::vector<int64_t> virtual_batches;
+  Matrix<T> x;
+  std::vector<std::vector<T>> means, invstds;  // [virtual batch][feature]
+
+  Matrix<T> forward(const Matrix<T>& input, std::vector<T>& buffers) {
+    x = input;
+    Matrix<T> y(x.rows, x.cols);
+    const int64_t features = x.cols;
+    T* running_mean = buffers.data();
+    T* running_var = buffers.data() + features;
+    T* tracked = buffers.data() + 2 * features;
+    const T keep = T(1) - momentum;
+    means.clear();
+    invstds.clear();
+    int64_t begin = 0;
+    for (int64_t size : virtual_batches) {
+      const T n = T(static_cast<double>(size));
+      auto& mean = means.emplace_back(static_cast<size_t>(features));
+      auto& invstd = invstds.emplace_back(static_cast<size_t>(features));
+      std::vector<T> column(static_cast<size_t>(size)), squares(static_cast<size_t>(size));
+      for (int64_t c = 0; c < features; ++c) {
+        for (int64_t r = 0; r < size; ++r) column[static_cast<size_t>(r)] = x(begin + r, c);
+        mean[c] = sum_of(column.data(), column.size()) / n;
+        for (int64_t r = 0; r < size; ++r) {
+          squares[static_cast<size_t>(r)] = (column[static_cast<size_t>(r)] - mean[c]) * (column[static_cast<size_t>(r)] - mean[c]);
+        }
+        const T var_sum = sum_of(squares.data(), squares.size());
+        invstd[c] = T(1) / sqrt(var_sum / n + eps);
+        const T alpha = invstd[c] * weight[c];
+        const T shift = bias[c] - mean[c] * alpha;
+        for (int64_t r = 0; r < size; ++r) y(begin + r, c) = x(begin + r, c) * alpha + shift;
+        running_mean[c] = momentum * mean[c] + keep * running_mean[c];
+        running_var[c] = momentum * (var_sum / T(static_cast<double>(size - 1))) + keep * running_var[c];
+      }
+      *tracked = *tracked + T(1);
+      begin += size;
+    }
+    return y;
+  }
+
+  /// dx = (dy - mean(dy) - (x - mean) invstd^2 dotp / n) invstd gamma; dgamma = dotp invstd,
+  /// dbeta = sum dy, with dotp = sum (x - mean) dy, per virtual batch.
+  Matrix<T> backward(const Matrix<T>& dy, Gradients<T>& grads) const {
+    Matrix<T> dx(x.rows, x.cols);
+    int64_t begin = 0;
+    for (size_t v = 0; v < virtual_batches.size(); ++v) {
+      const int64_t size = virtual_batches[v];
+      const T n = T(static_cast<double>(size));
+      std::vector<T> dys(static_cast<size_t>(size)), products(static_cast<size_t>(size));
+      for (int64_t c = 0; c < x.cols; ++c) {
+        const T& mean = means[v][static_cast<size_t>(c)];
+        const T& invstd = invstds[v][static_cast<size_t>(c)];
+        for (int64_t r = 0; r < size; ++r) {
+          dys[static_cast<size_t>(r)] = dy(begin + r, c);
+          products[static_cast<size_t>(r)] = (x(begin + r, c) - mean) * dy(begin + r, c);
+          grads.add(weight.offset + c, products[static_cast<size_t>(r)] * invstd);
+          grads.add(bias.offset + c, dy(begin + r, c));
+        }
+        const T sum = sum_of(dys.data(), dys.size());
+        const T dotp = sum_of(products.data(), products.size());
+        const T grad_mean = sum / n;
+        const T k = dotp * invstd * invstd / n;
+        for (int64_t r = 0; r < size; ++r) {
+          dx(begin + r, c) = (dy(begin + r, c) - grad_mean - (x(begin + r, c) - mean) * k) * invstd * weight[c];
+        }
+      }
+      begin += size;
+    }
+    return dx;
+  }
+};
+
+/// MSE over every element of a batch of outputs: the loss (sum / normalizer, or sum) and the
+/// loss gradient with respect to the outputs.
+template <class T>
+T mse(const Matrix<T>& y, const std::vector<double>& targets, Reduction reduction, int64_t normalizer,
+      Matrix<T>& dy) {
+  dy = Matrix<T>(y.rows, y.cols);
+  std::vector<T> squares(y.data.size());
+  const T elements = T(static_cast<double>(normalizer));
+  const T seed_scale = reduction == Reduction::mean ? T(2) / elements : T(2);
+  for (size_t i = 0; i < y.data.size(); ++i) {
+    const T residual = y.data[i] - T(targets[i]);
+    squares[i] = residual * residual;
+    dy.data[i] = seed_scale * residual;
+    rounding_allowance(dy.data[i], kScaleRoundings);
+  }
+  const T total = sum_of(squares.data(), squares.size());
+  return reduction == Reduction::mean ? total / elements : total;
+}
+
+/// The regressors: linear, and fc1 -> [norm] -> activation -> fc2.
+template <class T>
+ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& layout, const std::vector<T>& params,
+                             const std::vector<T>& buffers, const fixtures::Batch& batch,
+                             const EvaluationOptions& options) {
+  const auto& m = sc.model;
+  Matrix<T> x(batch.size, m.input_dim);
+  for (size_t i = 0; i < x.data.size(); ++i) x.data[i] = T(batch.inputs[i]);
+  Gradients<T> grads(layout.size);
+  ModelEvaluation<T> out{T(0), {}, buffers};
+  const int64_t normalizer = options.loss_elements > 0 ? options.loss_elements : batch.size * m.output_dim;
+  Matrix<T> dy;
+
+  if (m.arch == Architecture::linear) {
+    const auto layer = dense(layout, params, "linear");
+    out.loss = mse(dense_forward(layer, x), batch.targets, sc.loss.reduction, normalizer, dy);
+    dense_backward(layer, x, dy, grads);
+  } else {
+    const auto fc1 = dense(layout, params, "fc1"), fc2 = dense(layout, params, "fc2");
+    const Matrix<T> z = dense_forward(fc1, x);
+    const T eps = constant<T>(m.norm_eps);
+    GroupedNorm<T> grouped{};
+    RmsNorm<T> rms{};
+    BatchNorm<T> bn{};
+    Matrix<T> normalized;
+    switch (m.arch) {
+      case Architecture::mlp_layer_norm:
+      case Architecture::mlp_group_norm:
+        grouped = GroupedNorm<T>{param(layout, params, "norm.weight"), param(layout, params, "norm.bias"),
+                                 m.arch == Architecture::mlp_group_norm ? m.groups : 1, eps, {}};
+        normalized = grouped.forward(z);
+        break;
+      case Architecture::mlp_rms_norm:
+        rms.weight = param(layout, params, "norm.weight");
+        rms.eps = eps;
+        normalized = rms.forward(z);
+        break;
+      case Architecture::mlp_batch_norm:
+        bn.weight = param(layout, params, "norm.weight");
+        bn.bias = param(layout, params, "norm.bias");
+        bn.eps = eps;
+        bn.momentum = constant<T>(m.batch_norm_momentum);
+        bn.virtual_batches = options.virtual_batches.empty() ? std::vector<int64_t>{batch.size} : options.virtual_batches;
+        normalized = bn.forward(z, out.buffers_after);
+        break;
+      default:
+        normalized = z;
+    }
+    const bool gelu = m.arch == Architecture::mlp_gelu;
+    const Matrix<T> a = gelu ? gelu_forward(normalized) : tanh_forward(normalized);
+    out.loss = mse(dense_forward(fc2, a), batch.targets, sc.loss.reduction, normalizer, dy);
+    const Matrix<T> da = dense_backward(fc2, a, dy, grads);
+    Matrix<T> dz = gelu ? gelu_backward(normalized, da) : tanh_backward(a, da);
+    switch (m.arch) {
+      case Architecture::mlp_layer_norm:
+      case Architecture::mlp_group_norm:
+        dz = grouped.backward(dz, grads);
+        break;
+      case Architecture::mlp_rms_norm:
+        dz = rms.backward(dz, grads);
+        break;
+      case Architecture::mlp_batch_norm:
+        dz = bn.backward(dz, grads);
+        break;
+      default:
+        break;
+    }
+    dense_backward(fc1, x, dz, grads);
+  }
+  rounding_allowance(out.loss, kScaleRoundings);
+  out.grad.reserve(static_cast<size_t>(layout.size));
+  for (const auto& s : grads.sums) out.grad.push_back(s.result());
+  return out;
+}
+
+/// The tiny causal language model, one sequence at a time (right padding never reaches a real
+/// token through a causal mask, so padded positions are simply not computed):
+///   X = E[tokens]; Q, K, V = X Wq^T, X Wk^T, X Wv^T; S = Q K^T / sqrt(d) masked to j <= t;
+///   A = softmax(S); H = X + (A V) Wo^T; N = LayerNorm(H); Z = N Wh^T + bh;
+///   loss = sum over counted targets of -log softmax(Z)[target], / counted (token_mean) or not.
+template <class T>
+ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& layout, const std::vector<T>& params,
+                             const fixtures::Batch& batch, const EvaluationOptions& options) {
+  const auto& m = sc.model;
+  const int64_t d = m.d_model, vocab = m.vocab_size;
+  const auto embedding = param(layout, params, "embedding.weight");
+  const auto wq = dense(layout, params, "attention.query", false), wk = dense(layout, params, "attention.key", false);
+  const auto wv = dense(layout, params, "attention.value", false), wo = dense(layout, params, "attention.output", false);
+  const auto head = dense(layout, params, "head");
+  const T eps = constant<T>(m.norm_eps);
+  const T sqrt_d = sqrt(T(static_cast<double>(d)));
+  const int64_t normalizer = options.loss_elements > 0 ? options.loss_elements : batch.counted_targets();
+  const T weight = sc.loss.reduction == Reduction::token_mean ? T(1) / T(static_cast<double>(normalizer)) : T(1);
+
+  Gradients<T> grads(layout.size);
+  std::vector<T> token_losses;
+  for (int64_t i = 0; i < batch.size; ++i) {
+    const int64_t length = batch.lengths[static_cast<size_t>(i)];
+    if (length == 0) continue;
+    Matrix<T> x(length, d);
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t token = batch.tokens[static_cast<size_t>(i * batch.max_length + t)];
+      if (token < 0 || token >= vocab) {
+        throw std::invalid_argument("oracle: token id " + std::to_string(token) + " outside the vocabulary of " +
+                                    std::to_string(vocab));
+      }
+      for (int64_t c = 0; c < d; ++c) x(t, c) = embedding[token * d + c];
+    }
+    const Matrix<T> q = dense_forward(wq, x), k = dense_forward(wk, x), v = dense_forward(wv, x);
+    // Attention probabilities, row t over keys 0..t (ATen softmax: exp(s - max) * (1 / sum)).
+    Matrix<T> attention(length, length), o(length, d);
+    for (int64_t t = 0; t < length; ++t) {
+      std::vector<T> scores(static_cast<size_t>(t + 1));
+      T top = T(0);
+      for (int64_t j = 0; j <= t; ++j) {
+        scores[static_cast<size_t>(j)] = dot_of(q.row(t), k.row(j), static_cast<size_t>(d)) / sqrt_d;
+        top = j == 0 ? scores[0] : max(top, scores[static_cast<size_t>(j)]);
+      }
+      for (auto& s : scores) s = exp(s - top);
+      const T inverse = T(1) / sum_of(scores.data(), scores.size());
+      for (int64_t j = 0; j <= t; ++j) attention(t, j) = scores[static_cast<size_t>(j)] * inverse;
+      std::vector<T> column(static_cast<size_t>(t + 1));
+      for (int64_t c = 0; c < d; ++c) {
+        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = v(j, c);
+        o(t, c) = dot_of(attention.row(t), column.data(), static_cast<size_t>(t + 1));
+      }
+    }
+    const Matrix<T> p = dense_forward(wo, o);
+    Matrix<T> h(length, d);
+    for (size_t e = 0; e < h.data.size(); ++e) h.data[e] = x.data[e] + p.data[e];
+    GroupedNorm<T> norm{param(layout, params, "norm.weight"), param(layout, params, "norm.bias"), 1, eps, {}};
+    const Matrix<T> n = norm.forward(h);
+    const Matrix<T> z = dense_forward(head, n);
+
+    // Cross-entropy through log_softmax (ATen: out = z - (max + log(sum exp(z - max)))), and its
+    // backward: dz = g onehot - exp(out) g, g = -weight at the target.
+    Matrix<T> dz(length, vocab);
+    std::vector<T> exps(static_cast<size_t>(vocab));
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t target = batch.token_targets[static_cast<size_t>(i * batch.max_length + t)];
+      if (target == fixtures::kIgnoreIndex) continue;
+      if (target < 0 || target >= vocab) {
+        throw std::invalid_argument("oracle: target id " + std::to_string(target) + " outside the vocabulary of " +
+                                    std::to_string(vocab));
+      }
+      T top = z(t, 0);
+      for (int64_t c = 1; c < vocab; ++c) top = max(top, z(t, c));
+      for (int64_t c = 0; c < vocab; ++c) exps[static_cast<size_t>(c)] = exp(z(t, c) - top);
+      const T shift = top + log(sum_of(exps.data(), exps.size()));
+      token_losses.push_back(-(z(t, target) - shift));
+      T g = -weight;
+      rounding_allowance(g, kScaleRoundings);
+      for (int64_t c = 0; c < vocab; ++c) {
+        const T probability = exp(z(t, c) - shift);
+        dz(t, c) = (c == target ? g : T(0)) - probability * g;
+      }
+    }
+    const Matrix<T> dn = dense_backward(head, n, dz, grads);
+    const Matrix<T> dh = norm.backward(dn, grads);
+    const Matrix<T> dout = dense_backward(wo, o, dh, grads);
+    // Through A V: dA = dO V^T, dV = A^T dO; softmax backward dS = A (dA - sum(dA A)); / sqrt(d).
+    Matrix<T> dq(length, d), dk(length, d), dv(length, d);
+    std::vector<T> terms;
+    for (int64_t j = 0; j < length; ++j) {
+      for (int64_t c = 0; c < d; ++c) {
+        terms.clear();
+        for (int64_t t = j; t < length; ++t) terms.push_back(attention(t, j) * dout(t, c));
+        dv(j, c) = sum_of(terms.data(), terms.size());
+      }
+    }
+    std::vector<Sum<T>> dk_sums(static_cast<size_t>(length * d));
+    for (int64_t t = 0; t < length; ++t) {
+      std::vector<T> da(static_cast<size_t>(t + 1)), weighted(static_cast<size_t>(t + 1));
+      for (int64_t j = 0; j <= t; ++j) {
+        da[static_cast<size_t>(j)] = dot_of(dout.row(t), v.row(j), static_cast<size_t>(d));
+        weighted[static_cast<size_t>(j)] = da[static_cast<size_t>(j)] * attention(t, j);
+      }
+      const T total = sum_of(weighted.data(), weighted.size());
+      std::vector<T> ds(static_cast<size_t>(t + 1));
+      for (int64_t j = 0; j <= t; ++j) {
+        ds[static_cast<size_t>(j)] = attention(t, j) * (da[static_cast<size_t>(j)] - total) / sqrt_d;
+      }
+      std::vector<T> column(static_cast<size_t>(t + 1));
+      for (int64_t c = 0; c < d; ++c) {
+        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = k(j, c);
+        dq(t, c) = dot_of(ds.data(), column.data(), static_cast<size_t>(t + 1));
+        for (int64_t j = 0; j <= t; ++j) dk_sums[static_cast<size_t>(j * d + c)].add(ds[static_cast<size_t>(j)] * q(t, c));
+      }
+    }
+    for (size_t e = 0; e < dk.data.size(); ++e) dk.data[e] = dk_sums[e].result();
+    const Matrix<T> dx_q = dense_backward(wq, x, dq, grads), dx_k = dense_backward(wk, x, dk, grads);
+    const Matrix<T> dx_v = dense_backward(wv, x, dv, grads);
+    T parts[4];
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t token = batch.tokens[static_cast<size_t>(i * batch.max_length + t)];
+      for (int64_t c = 0; c < d; ++c) {
+        parts[0] = dh(t, c);
+        parts[1] = dx_q(t, c);
+        parts[2] = dx_k(t, c);
+        parts[3] = dx_v(t, c);
+        grads.add(embedding.offset + token * d + c, sum_of(parts, 4));
+      }
+    }
+  }
+
+  ModelEvaluation<T> out{T(0), {}, {}};
+  const T total = sum_of(token_losses.data(), token_losses.size());
+  out.loss = sc.loss.reduction == Reduction::token_mean ? total / T(static_cast<double>(normalizer)) : total;
+  rounding_allowance(out.loss, kScaleRoundings);
+  out.grad.reserve(static_cast<size_t>(layout.size));
+  for (const auto& s : grads.sums) out.grad.push_back(s.result());
+  return out;
 }
 
 }  // namespace detail
 
 template <class T>
-std::vector<T> forward(const Scenario& scenario, const std::vector<T>& params,
-                       const fixtures::Batch& batch) {
-  using std::tanh;
-  const auto net = detail::network_of(scenario, params);
-  const int64_t out_dim = scenario.model.output_dim;
-  std::vector<T> outputs(static_cast<size_t>(batch.size * out_dim));
-  std::vector<T> x, h, lhs, rhs;
-  for (int64_t i = 0; i < batch.size; ++i) {
-    x.assign(batch.inputs.begin() + i * batch.input_dim, batch.inputs.begin() + (i + 1) * batch.input_dim);
-    for (size_t l = 0; l < net.layers.size(); ++l) {
-      h.resize(static_cast<size_t>(net.layers[l].out));
-      detail::dense_forward(net.layers[l], x.data(), h.data(), lhs, rhs);
-      if (l + 1 < net.layers.size()) {
-        for (auto& v : h) v = tanh(v);
-      }
-      x.swap(h);
-    }
-    for (int64_t o = 0; o < out_dim; ++o) outputs[static_cast<size_t>(i * out_dim + o)] = x[o];
+ModelEvaluation<T> loss_and_gradient(const Scenario& scenario, const std::vector<T>& params,
+                                     const std::vector<T>& buffers, const fixtures::Batch& batch,
+                                     const EvaluationOptions& options) {
+  const auto layout = fixtures::model_layout(scenario.model);
+  if (static_cast<int64_t>(params.size()) != layout.size) {
+    throw std::invalid_argument("oracle: expected " + std::to_string(layout.size) + " parameters, got " +
+                                std::to_string(params.size()));
   }
-  return outputs;
-}
-
-template <class T>
-LossAndGradient<T> loss_and_gradient(const Scenario& scenario, const std::vector<T>& params,
-                                     const fixtures::Batch& batch) {
-  using std::tanh;
-  const auto net = detail::network_of(scenario, params);
-  const auto& m = scenario.model;
-  const int64_t n = batch.size;
-  const auto layout = fixtures::model_layout(m);
-  const bool hidden = net.layers.size() == 2;
-
-  // Reduction weight: mean over every element of the large batch, or a plain sum.
-  const T elements = T(static_cast<double>(n * m.output_dim));
-  const T seed_scale = scenario.loss.reduction == Reduction::mean ? T(2) / elements : T(2);
-
-  // contributions[p][i]: example i's term of gradient element p. The batch sum is taken per
-  // element with sum_of, so a Bounded run bounds it for any summation order.
-  std::vector<std::vector<T>> contributions(static_cast<size_t>(layout.size),
-                                            std::vector<T>(static_cast<size_t>(n)));
-  std::vector<T> squared_residuals(static_cast<size_t>(n * m.output_dim));
-  std::vector<T> x(static_cast<size_t>(m.input_dim)), a1, z2(static_cast<size_t>(m.output_dim));
-  std::vector<T> delta(static_cast<size_t>(m.output_dim)), column, lhs, rhs;
-
-  for (int64_t i = 0; i < n; ++i) {
-    for (int64_t k = 0; k < m.input_dim; ++k) x[k] = T(batch.inputs[i * m.input_dim + k]);
-    // Forward.
-    const T* last_input = x.data();
-    if (hidden) {
-      a1.resize(static_cast<size_t>(net.layers[0].out));
-      detail::dense_forward(net.layers[0], x.data(), a1.data(), lhs, rhs);
-      for (auto& v : a1) v = tanh(v);
-      last_input = a1.data();
-    }
-    const auto& top = net.layers.back();
-    detail::dense_forward(top, last_input, z2.data(), lhs, rhs);
-    // Loss terms and the loss gradient with respect to the outputs.
-    for (int64_t o = 0; o < m.output_dim; ++o) {
-      const T residual = z2[o] - T(batch.targets[i * m.output_dim + o]);
-      squared_residuals[static_cast<size_t>(i * m.output_dim + o)] = residual * residual;
-      delta[o] = seed_scale * residual;
-      rounding_allowance(delta[o], kScaleRoundings);
-    }
-    // Backward through the top layer: its weight and bias terms, then into its input.
-    const size_t top_param = hidden ? 2 : 0;
-    const int64_t w_off = layout.parameters[top_param].offset;
-    const int64_t b_off = layout.parameters[top_param + 1].offset;
-    for (int64_t o = 0; o < top.out; ++o) {
-      for (int64_t k = 0; k < top.in; ++k) {
-        contributions[w_off + o * top.in + k][i] = delta[o] * last_input[k];
-      }
-      contributions[b_off + o][i] = delta[o];
-    }
-    if (!hidden) continue;
-    const auto& first = net.layers[0];
-    const int64_t w1_off = layout.parameters[0].offset;
-    const int64_t b1_off = layout.parameters[1].offset;
-    column.resize(static_cast<size_t>(top.out));
-    for (int64_t j = 0; j < first.out; ++j) {
-      for (int64_t o = 0; o < top.out; ++o) column[o] = top.weight[o * top.in + j];
-      const T upstream = dot_of(column.data(), delta.data(), static_cast<size_t>(top.out));
-      const T dz = upstream * (T(1) - a1[j] * a1[j]);  // tanh'(z) = 1 - tanh(z)^2
-      for (int64_t k = 0; k < first.in; ++k) contributions[w1_off + j * first.in + k][i] = dz * x[k];
-      contributions[b1_off + j][i] = dz;
-    }
+  if (static_cast<int64_t>(buffers.size()) != layout.buffer_size) {
+    throw std::invalid_argument("oracle: expected " + std::to_string(layout.buffer_size) + " buffer values, got " +
+                                std::to_string(buffers.size()));
   }
-
-  LossAndGradient<T> result;
-  T total = sum_of(squared_residuals.data(), squared_residuals.size());
-  result.loss = scenario.loss.reduction == Reduction::mean ? total / elements : total;
-  rounding_allowance(result.loss, kScaleRoundings);
-  result.grad.reserve(static_cast<size_t>(layout.size));
-  for (const auto& terms : contributions) result.grad.push_back(sum_of(terms.data(), terms.size()));
-  return result;
+  if (is_token_model(scenario.model)) {
+    if (static_cast<int64_t>(batch.lengths.size()) != batch.size ||
+        static_cast<int64_t>(batch.tokens.size()) != batch.size * batch.max_length ||
+        batch.token_targets.size() != batch.tokens.size()) {
+      throw std::invalid_argument("oracle: token batch of inconsistent shape");
+    }
+    return detail::causal_lm(scenario, layout, params, batch, options);
+  }
+  if (batch.input_dim != scenario.model.input_dim || batch.output_dim != scenario.model.output_dim ||
+      static_cast<int64_t>(batch.inputs.size()) != batch.size * batch.input_dim ||
+      static_cast<int64_t>(batch.targets.size()) != batch.size * batch.output_dim) {
+    throw std::invalid_argument("oracle: batch of shape " + std::to_string(batch.size) + "x" +
+                                std::to_string(batch.input_dim) + " -> " + std::to_string(batch.output_dim) +
+                                " does not fit model " + std::to_string(scenario.model.input_dim) + " -> " +
+                                std::to_string(scenario.model.output_dim));
+  }
+  int64_t virtual_total = 0;
+  for (auto size : options.virtual_batches) virtual_total += size;
+  if (!options.virtual_batches.empty() && virtual_total != batch.size) {
+    throw std::invalid_argument("oracle: virtual batches cover " + std::to_string(virtual_total) + " of " +
+                                std::to_string(batch.size) + " examples");
+  }
+  return detail::regressor(scenario, layout, params, buffers, batch, options);
 }
 
 }  // namespace gacc::reference

@@ -1,21 +1,37 @@
 #include "reference/optimizers.h"
 
+#include <cmath>
 #include <stdexcept>
 
 #include "reference/bounded.h"
 #include "reference/number_types.h"
 
 namespace gacc::reference {
+namespace {
 
 template <class T>
-void sgd_step(const OptimizerSpec& o, double lr, std::vector<T>& params, const std::vector<T>& grad,
-              StateOf<T>& state) {
-  if (grad.size() != params.size()) {
-    throw std::invalid_argument("sgd_step: " + std::to_string(grad.size()) + " gradients for " +
-                                std::to_string(params.size()) + " parameters");
+T power(const T& base, int64_t n) {
+  T result = T(1);
+  for (int64_t i = 0; i < n; ++i) result = result * base;
+  return result;
+}
+
+void check_sizes(const char* who, size_t grads, size_t params) {
+  if (grads != params) {
+    throw std::invalid_argument(std::string(who) + ": " + std::to_string(grads) + " gradients for " +
+                                std::to_string(params) + " parameters");
   }
-  const T weight_decay = T(o.weight_decay), momentum = T(o.momentum), step_size = T(lr);
-  const T damping = T(1) - T(o.dampening);
+}
+
+}  // namespace
+
+template <class T>
+void sgd_step(const OptimizerSpec& o, const Host<T>& lr, std::vector<T>& params, const std::vector<T>& grad,
+              StateOf<T>& state) {
+  check_sizes("sgd_step", grad.size(), params.size());
+  const T weight_decay = constant<T>(o.weight_decay), momentum = constant<T>(o.momentum);
+  const T step_size = host_scalar<T>([&](auto) { return lr; });
+  const T damping = host_scalar<T>([&](auto h) { return decltype(h)(1) - decltype(h)(o.dampening); });
   const bool first = state.find("momentum_buffer") == state.end();
   std::vector<T>* buffer = nullptr;
   if (o.momentum != 0.0) {
@@ -34,24 +50,131 @@ void sgd_step(const OptimizerSpec& o, double lr, std::vector<T>& params, const s
   }
 }
 
-double learning_rate(const Scenario& scenario, int /*step*/) { return scenario.optimizer.lr; }
+template <class T>
+void adam_step(const OptimizerSpec& o, const Host<T>& lr, bool decoupled, std::vector<T>& params, const std::vector<T>& grad,
+               StateOf<T>& state) {
+  check_sizes("adam_step", grad.size(), params.size());
+  const size_t n = params.size();
+  if (state.find("step") == state.end()) {
+    state["step"].assign(n, T(0));
+    state["exp_avg"].assign(n, T(0));
+    state["exp_avg_sq"].assign(n, T(0));
+    if (o.amsgrad) state["max_exp_avg_sq"].assign(n, T(0));
+  }
+  auto& steps = state["step"];
+  auto& exp_avg = state["exp_avg"];
+  auto& exp_avg_sq = state["exp_avg_sq"];
+  std::vector<T>* max_exp_avg_sq = o.amsgrad ? &state["max_exp_avg_sq"] : nullptr;
+  const auto step = static_cast<int64_t>(std::llround(to_double(steps.at(0)))) + 1;
+
+  const T beta1 = constant<T>(o.beta1), beta2 = constant<T>(o.beta2), eps = constant<T>(o.eps);
+  const T weight_decay = constant<T>(o.weight_decay);
+  using H = Host<T>;
+  const T one_minus_beta1 = host_scalar<T>([&](H) { return H(1) - H(o.beta1); });
+  const T one_minus_beta2 = host_scalar<T>([&](H) { return H(1) - H(o.beta2); });
+  const T decay = host_scalar<T>([&](H) { return H(1) - lr * H(o.weight_decay); });
+  const T root_correction2 = host_scalar<T>([&](H) { return sqrt(H(1) - power(H(o.beta2), step)); });
+  const T step_size = host_scalar<T>([&](H) { return lr / (H(1) - power(H(o.beta1), step)); });
+
+  for (size_t i = 0; i < n; ++i) {
+    steps[i] = T(static_cast<double>(step));
+    T g = grad[i];
+    if (o.weight_decay != 0.0) {
+      if (decoupled) {
+        params[i] = params[i] * decay;
+      } else {
+        g = g + weight_decay * params[i];
+      }
+    }
+    exp_avg[i] = exp_avg[i] * beta1 + one_minus_beta1 * g;
+    exp_avg_sq[i] = exp_avg_sq[i] * beta2 + one_minus_beta2 * (g * g);
+    T second = exp_avg_sq[i];
+    if (max_exp_avg_sq) second = (*max_exp_avg_sq)[i] = max((*max_exp_avg_sq)[i], exp_avg_sq[i]);
+    const T denom = sqrt(second) / root_correction2 + eps;
+    params[i] = params[i] - step_size * (exp_avg[i] / denom);
+  }
+}
 
 template <class T>
-void optimizer_step(const Scenario& scenario, int step, std::vector<T>& params,
-                    const std::vector<T>& grad, StateOf<T>& state) {
+T learning_rate(const Scenario& sc, int step) {
+  const auto& s = sc.schedule;
+  const T lr = T(sc.optimizer.lr);
+  switch (s.kind) {
+    case ScheduleKind::constant:
+      return lr;
+    case ScheduleKind::step:
+      return lr * power(T(s.gamma), step / s.step_size);
+    case ScheduleKind::linear_warmup: {
+      const T progress = T(static_cast<double>(std::min<int64_t>(step, s.warmup_steps))) /
+                         T(static_cast<double>(s.warmup_steps));
+      return lr * (T(s.start_factor) + (T(1) - T(s.start_factor)) * progress);
+    }
+    case ScheduleKind::cosine: {
+      const T angle = pi<T>() * T(static_cast<double>(step)) / T(static_cast<double>(s.t_max));
+      return T(s.eta_min) + (lr - T(s.eta_min)) * (T(1) + cos(angle)) / T(2);
+    }
+  }
+  throw std::logic_error("learning_rate: unknown schedule");
+}
+
+template <class T>
+void optimizer_step(const Scenario& scenario, int step, std::vector<T>& params, const std::vector<T>& grad,
+                    StateOf<T>& state) {
+  // The scheduled rate is computed on the host, in double.
+  const Host<T> lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
   switch (scenario.optimizer.kind) {
     case OptimizerKind::sgd:
-      sgd_step(scenario.optimizer, learning_rate(scenario, step), params, grad, state);
+      sgd_step(scenario.optimizer, lr, params, grad, state);
+      return;
+    case OptimizerKind::adam:
+    case OptimizerKind::adamw:
+      adam_step(scenario.optimizer, lr, scenario.optimizer.kind == OptimizerKind::adamw, params, grad, state);
       return;
   }
   throw std::logic_error("optimizer_step: unknown optimizer");
 }
 
-#define GACC_INSTANTIATE_OPTIMIZERS(T)                                                            \
-  template void sgd_step<T>(const OptimizerSpec&, double, std::vector<T>&, const std::vector<T>&, \
-                            StateOf<T>&);                                                         \
-  template void optimizer_step<T>(const Scenario&, int, std::vector<T>&, const std::vector<T>&,   \
-                                  StateOf<T>&);
+template <class T>
+T global_norm(const fixtures::ModelLayout& layout, const std::vector<T>& grad) {
+  std::vector<T> squares, tensor_norms;
+  for (const auto& p : layout.parameters) {
+    squares.clear();
+    for (int64_t i = 0; i < p.numel; ++i) squares.push_back(grad[p.offset + i] * grad[p.offset + i]);
+    const T norm = sqrt(sum_of(squares.data(), squares.size()));
+    tensor_norms.push_back(norm * norm);
+  }
+  return sqrt(sum_of(tensor_norms.data(), tensor_norms.size()));
+}
+
+template <class T>
+void clip(const Scenario& sc, const T& norm, std::vector<T>& grad) {
+  switch (sc.clipping.kind) {
+    case ClippingKind::none:
+      return;
+    case ClippingKind::norm: {
+      // max_norm / (norm + 1e-6), as a scalar over a tensor: reciprocal, then multiply.
+      const T coefficient = (T(1) / (norm + constant<T>(1e-6))) * constant<T>(sc.clipping.max_norm);
+      const T clamped = min(coefficient, T(1));
+      for (auto& g : grad) g = g * clamped;
+      return;
+    }
+    case ClippingKind::value: {
+      const T limit = constant<T>(sc.clipping.clip_value);
+      for (auto& g : grad) g = max(-limit, min(g, limit));
+      return;
+    }
+  }
+}
+
+#define GACC_INSTANTIATE_OPTIMIZERS(T)                                                                       \
+  template void sgd_step<T>(const OptimizerSpec&, const Host<T>&, std::vector<T>&, const std::vector<T>&,      \
+                            StateOf<T>&);                                                                    \
+  template void adam_step<T>(const OptimizerSpec&, const Host<T>&, bool, std::vector<T>&, const std::vector<T>&, \
+                             StateOf<T>&);                                                                   \
+  template void optimizer_step<T>(const Scenario&, int, std::vector<T>&, const std::vector<T>&, StateOf<T>&); \
+  template T learning_rate<T>(const Scenario&, int);                                                         \
+  template T global_norm<T>(const fixtures::ModelLayout&, const std::vector<T>&);                            \
+  template void clip<T>(const Scenario&, const T&, std::vector<T>&);
 
 GACC_INSTANTIATE_OPTIMIZERS(float)
 GACC_INSTANTIATE_OPTIMIZERS(double)

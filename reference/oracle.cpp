@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "reference/bounded.h"
+#include "reference/loss_scale.h"
 #include "reference/models.h"
 #include "reference/number_types.h"
 #include "reference/optimizers.h"
@@ -13,35 +14,32 @@ namespace {
 
 template <class T>
 struct WindowResult {
+  Host<T> lr;
   T loss;
   std::vector<T> grad;
   T norm;
   std::vector<T> params_after;
   StateOf<T> state_after;
+  std::vector<T> buffers_after;
 };
 
-/// Global L2 norm as the norm of per-tensor norms (torch.nn.utils.clip_grad_norm_'s order).
-template <class T>
-T global_norm(const fixtures::ModelLayout& layout, const std::vector<T>& grad) {
-  using std::sqrt;
-  std::vector<T> squares, tensor_norms;
-  for (const auto& p : layout.parameters) {
-    squares.clear();
-    for (int64_t i = 0; i < p.numel; ++i) squares.push_back(grad[p.offset + i] * grad[p.offset + i]);
-    const T norm = sqrt(sum_of(squares.data(), squares.size()));
-    tensor_norms.push_back(norm * norm);
-  }
-  return sqrt(sum_of(tensor_norms.data(), tensor_norms.size()));
-}
-
+/// One optimizer step of large-batch training: the window's loss and gradient, the pre-clip norm,
+/// clipping, the step.
 template <class T>
 WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                           const fixtures::Batch& batch, std::vector<T> params, StateOf<T> state) {
-  auto lg = loss_and_gradient(scenario, params, batch);
-  WindowResult<T> out{lg.loss, lg.grad, global_norm(layout, lg.grad), {}, {}};
-  optimizer_step(scenario, step, params, lg.grad, state);
+                           const fixtures::Batch& batch, std::vector<T> params, StateOf<T> state,
+                           const std::vector<T>& buffers) {
+  auto evaluation = loss_and_gradient(scenario, params, buffers, batch);
+  WindowResult<T> out;
+  out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
+  out.loss = evaluation.loss;
+  out.norm = global_norm(layout, evaluation.grad);
+  out.grad = std::move(evaluation.grad);
+  clip(scenario, out.norm, out.grad);
+  optimizer_step(scenario, step, params, out.grad, state);
   out.params_after = std::move(params);
   out.state_after = std::move(state);
+  out.buffers_after = std::move(evaluation.buffers_after);
   return out;
 }
 
@@ -75,13 +73,20 @@ std::vector<double> tolerances_of(const std::vector<Bounded>& x) {
   return out;
 }
 
+/// An implementation may step its scheduler in chained form (PyTorch's schedulers update the rate
+/// from the previous one): a few fp64 roundings per step beyond the closed form's.
+double chained_schedule_allowance(int step, double lr) {
+  return kScaleRoundings * (step + 1) * unit_roundoff(kFp64) * std::fabs(lr);
+}
+
 /// Combines the truth (values) and the Bounded run (tolerances) of one window.
 template <class T>
-WindowExpectation expectation(int step, double lr, const WindowResult<T>& truth,
+WindowExpectation expectation(int step, double loss_scale, const WindowResult<T>& truth,
                               const WindowResult<Bounded>& bounded) {
   WindowExpectation e;
   e.step = step;
-  e.lr = lr;
+  e.lr = to_double(truth.lr);
+  e.lr_tolerance = tolerance_of(bounded.lr) + kToleranceMargin * chained_schedule_allowance(step, e.lr);
   e.loss = to_double(truth.loss);
   e.loss_tolerance = tolerance_of(bounded.loss);
   e.grad = values_of(truth.grad);
@@ -92,94 +97,107 @@ WindowExpectation expectation(int step, double lr, const WindowResult<T>& truth,
   e.params_after_tolerance = tolerances_of(bounded.params_after);
   for (const auto& [name, values] : truth.state_after) e.state_after[name] = values_of(values);
   for (const auto& [name, values] : bounded.state_after) e.state_after_tolerance[name] = tolerances_of(values);
+  e.buffers_after = values_of(truth.buffers_after);
+  e.buffers_after_tolerance = tolerances_of(bounded.buffers_after);
+  e.loss_scale = loss_scale;
   return e;
 }
 
 template <class T>
-std::vector<WindowExpectation> trajectory_in(const Scenario& scenario,
-                                             const fixtures::ModelLayout& layout,
+std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fixtures::ModelLayout& layout,
                                              const std::vector<fixtures::Batch>& windows,
-                                             const std::vector<double>& initial) {
+                                             const std::vector<double>& loss_scales,
+                                             const std::vector<double>& initial_params,
+                                             const std::vector<double>& initial_buffers) {
   std::vector<WindowExpectation> out;
-  std::vector<T> params = convert<T>(initial);
-  std::vector<Bounded> bounded_params = convert<Bounded>(initial);
+  std::vector<T> params = convert<T>(initial_params), buffers = convert<T>(initial_buffers);
+  std::vector<Bounded> bounded_params = convert<Bounded>(initial_params);
+  std::vector<Bounded> bounded_buffers = convert<Bounded>(initial_buffers);
   StateOf<T> state;
   StateOf<Bounded> bounded_state;
   for (int s = 0; s < scenario.steps; ++s) {
-    auto truth = run_window(scenario, layout, s, windows[s], params, state);
-    auto bounded = run_window(scenario, layout, s, windows[s], bounded_params, bounded_state);
-    out.push_back(expectation(s, learning_rate(scenario, s), truth, bounded));
+    auto truth = run_window(scenario, layout, s, windows[s], params, state, buffers);
+    auto bounded = run_window(scenario, layout, s, windows[s], bounded_params, bounded_state, bounded_buffers);
+    out.push_back(expectation(s, loss_scales[s], truth, bounded));
     params = std::move(truth.params_after);
     state = std::move(truth.state_after);
+    buffers = std::move(truth.buffers_after);
     bounded_params = std::move(bounded.params_after);
     bounded_state = std::move(bounded.state_after);
+    bounded_buffers = std::move(bounded.buffers_after);
   }
   return out;
 }
 
 template <class T>
 WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                            const fixtures::Batch& batch, const std::vector<double>& params,
-                            const OptimizerState& state) {
-  auto truth = run_window(scenario, layout, step, batch, convert<T>(params), convert<T>(state));
-  auto bounded =
-      run_window(scenario, layout, step, batch, convert<Bounded>(params), convert<Bounded>(state));
-  return expectation(step, learning_rate(scenario, step), truth, bounded);
+                            const fixtures::Batch& batch, double loss_scale, const std::vector<double>& params,
+                            const OptimizerState& state, const std::vector<double>& buffers) {
+  auto truth = run_window(scenario, layout, step, batch, convert<T>(params), convert<T>(state), convert<T>(buffers));
+  auto bounded = run_window(scenario, layout, step, batch, convert<Bounded>(params), convert<Bounded>(state),
+                            convert<Bounded>(buffers));
+  return expectation(step, loss_scale, truth, bounded);
+}
+
+bool all_finite(const std::vector<double>& values) {
+  for (double x : values) {
+    if (!std::isfinite(x)) return false;
+  }
+  return true;
 }
 
 }  // namespace
 
-double unit_roundoff_of(Precision precision) {
-  switch (precision) {
-    case Precision::fp32:
-      return 0x1p-24;
-  }
-  return 0x1p-24;
-}
-
 Oracle::Oracle(const Scenario& scenario, OracleOptions options)
     : scenario_(scenario),
       options_(options),
+      format_(options.format ? options.format : &kFp32),
       layout_(fixtures::model_layout(scenario.model)),
       initial_params_(fixtures::initial_weights(scenario.model, scenario.precision)),
-      unit_roundoff_(options.unit_roundoff > 0 ? options.unit_roundoff : unit_roundoff_of(scenario.precision)) {
+      initial_buffers_(fixtures::initial_buffers(scenario.model)) {
   validate(scenario_);
   for (int s = 0; s < scenario_.steps; ++s) windows_.push_back(fixtures::window_batch(scenario_, s));
-  RoundingScope rounding(unit_roundoff_);
+  LossScaleState loss_scale = initial_loss_scale(scenario_.loss_scale);
+  for (int s = 0; s < scenario_.steps; ++s) {
+    const bool scaled = scenario_.precision == Precision::fp16;
+    loss_scales_.push_back(scaled ? loss_scale.scale : 1.0);
+    loss_scale = update_loss_scale(scenario_.loss_scale, loss_scale, false);
+  }
+  RoundingScope rounding(*format_);
   trajectory_ = options_.high_precision
-                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, initial_params_)
-                    : trajectory_in<double>(scenario_, layout_, windows_, initial_params_);
+                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, loss_scales_, initial_params_,
+                                                   initial_buffers_)
+                    : trajectory_in<double>(scenario_, layout_, windows_, loss_scales_, initial_params_,
+                                            initial_buffers_);
 }
 
-const WindowExpectation& Oracle::window_from(int step, const std::vector<double>& params,
-                                             const OptimizerState& state) const {
+double Oracle::unit_roundoff() const { return gacc::unit_roundoff(*format_); }
+
+const WindowExpectation& Oracle::window_from(int step, const std::vector<double>& params, const OptimizerState& state,
+                                             const std::vector<double>& buffers) const {
   if (step < 0 || step >= scenario_.steps) {
     throw std::out_of_range("Oracle::window_from: step " + std::to_string(step) + " of " +
                             std::to_string(scenario_.steps));
   }
-  if (static_cast<int64_t>(params.size()) != layout_.size) {
-    throw std::invalid_argument("Oracle::window_from: " + std::to_string(params.size()) +
-                                " parameters, the model has " + std::to_string(layout_.size));
+  if (static_cast<int64_t>(params.size()) != layout_.size || static_cast<int64_t>(buffers.size()) != layout_.buffer_size) {
+    throw std::invalid_argument("Oracle::window_from: " + std::to_string(params.size()) + " parameters and " +
+                                std::to_string(buffers.size()) + " buffer values; the model has " +
+                                std::to_string(layout_.size) + " and " + std::to_string(layout_.buffer_size));
   }
-  auto finite = [](const std::vector<double>& v) {
-    for (double x : v) {
-      if (!std::isfinite(x)) return false;
-    }
-    return true;
-  };
-  bool all_finite = finite(params);
-  for (const auto& entry : state) all_finite = all_finite && finite(entry.second);
-  if (!all_finite) {
-    throw std::invalid_argument("Oracle::window_from: non-finite parameters or optimizer state");
-  }
-  Key key{step, params, state};
+  bool finite = all_finite(params) && all_finite(buffers);
+  for (const auto& entry : state) finite = finite && all_finite(entry.second);
+  if (!finite) throw std::invalid_argument("Oracle::window_from: non-finite parameters, state or buffers");
+
+  Key key{step, params, state, buffers};
   std::lock_guard<std::mutex> lock(memo_mutex_);
   auto it = memo_.find(key);
   if (it != memo_.end()) return *it->second;
-  RoundingScope rounding(unit_roundoff_);
+  RoundingScope rounding(*format_);
   auto e = options_.high_precision
-               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], params, state)
-               : window_in<double>(scenario_, layout_, step, windows_[step], params, state);
+               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], loss_scales_[step], params, state,
+                                          buffers)
+               : window_in<double>(scenario_, layout_, step, windows_[step], loss_scales_[step], params, state,
+                                   buffers);
   auto& slot = memo_[std::move(key)];
   slot = std::make_unique<WindowExpectation>(std::move(e));
   return *slot;

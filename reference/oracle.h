@@ -9,6 +9,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/floating_point.h"
 #include "core/scenario.h"
 #include "core/trace.h"
 #include "fixtures/fixtures.h"
@@ -16,26 +17,34 @@
 namespace gacc::reference {
 
 /// What one optimizer step of true large-batch training gives, and how far an implementation in
-/// the scenario's precision may be from it: each `*_tolerance` holds element for element
-/// (kToleranceMargin times the first-order rounding bound; Note [tolerance], reference/bounded.h).
+/// the scenario's precision may be from it: each `*_tolerance` holds, element for element,
+/// kToleranceMargin times the first-order rounding bound (Note [tolerance], reference/bounded.h).
 struct WindowExpectation {
   int step = 0;
-  double lr = 0.0;
+  /// The scheduled learning rate (a host double in every implementation).
+  double lr = 0.0, lr_tolerance = 0.0;
   double loss = 0.0, loss_tolerance = 0.0;
-  /// The large-batch gradient of the window's loss (what the optimizer must be handed).
+  /// The gradient handed to the optimizer: the large batch's, unscaled, after clipping.
   std::vector<double> grad, grad_tolerance;
-  /// Its global L2 norm.
+  /// Its global L2 norm before clipping.
   double norm = 0.0, norm_tolerance = 0.0;
   std::vector<double> params_after, params_after_tolerance;
   OptimizerState state_after, state_after_tolerance;
+  /// Buffers after the window (BatchNorm: running statistics updated once, from the window).
+  std::vector<double> buffers_after, buffers_after_tolerance;
+  /// Loss scale in force for the window (fp16; 1 otherwise); exact arithmetic never overflows, so
+  /// the large batch never skips a step.
+  double loss_scale = 1.0;
+  bool skipped = false;
 };
 
 struct OracleOptions {
   /// Compute the truth in cpp_bin_float_50 (true) or in double (faster; ample for fp32 recipes).
   bool high_precision = true;
-  /// Unit roundoff of the implementation judged; 0 takes the scenario's precision. (2^-53 judges
-  /// a float64 implementation, as the tests do with LibTorch in float64.)
-  double unit_roundoff = 0.0;
+  /// The format of the implementation judged; null takes the scenario's (fp32 weights and updates
+  /// for every precision policy). &kFp64 judges a float64 implementation, as the tests do with
+  /// LibTorch in float64.
+  const FloatFormat* format = nullptr;
 };
 
 class Oracle {
@@ -46,33 +55,35 @@ class Oracle {
   const Scenario& scenario() const { return scenario_; }
   const fixtures::ModelLayout& layout() const { return layout_; }
   const std::vector<double>& initial_params() const { return initial_params_; }
-  /// Unit roundoff of the scenario's precision (2^-24 for fp32).
-  double unit_roundoff() const { return unit_roundoff_; }
+  const std::vector<double>& initial_buffers() const { return initial_buffers_; }
+  /// The format of the implementation judged, and its unit roundoff.
+  const FloatFormat& format() const { return *format_; }
+  double unit_roundoff() const;
 
   /// Large-batch training from the initial weights, one entry per step. Bounds are carried along
-  /// the trajectory: entry s bounds an implementation that has made S rounding errors before.
+  /// the trajectory: entry s bounds an implementation that has made s steps of rounding errors.
   const std::vector<WindowExpectation>& trajectory() const { return trajectory_; }
 
-  /// The large-batch step `step` taken from `params` and `state` (a recipe's own, held exactly):
-  /// the local check. Memoized: properties asking about the same recipe share one evaluation.
-  const WindowExpectation& window_from(int step, const std::vector<double>& params,
-                                       const OptimizerState& state) const;
+  /// The large-batch step `step` taken from `params`, optimizer `state` and `buffers` (a recipe's
+  /// own, held exactly): the local check. Memoized: properties asking about the same recipe share
+  /// one evaluation. Throws std::invalid_argument on sizes that do not fit or non-finite values.
+  const WindowExpectation& window_from(int step, const std::vector<double>& params, const OptimizerState& state,
+                                       const std::vector<double>& buffers) const;
 
  private:
   Scenario scenario_;
   OracleOptions options_;
+  const FloatFormat* format_;
   fixtures::ModelLayout layout_;
   std::vector<double> initial_params_;
+  std::vector<double> initial_buffers_;
   std::vector<fixtures::Batch> windows_;
-  double unit_roundoff_;
+  std::vector<double> loss_scales_;
   std::vector<WindowExpectation> trajectory_;
 
-  using Key = std::tuple<int, std::vector<double>, OptimizerState>;
+  using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>>;
   mutable std::mutex memo_mutex_;
   mutable std::map<Key, std::unique_ptr<WindowExpectation>> memo_;
 };
-
-/// Unit roundoff of a precision: 2^-24 (fp32).
-double unit_roundoff_of(Precision precision);
 
 }  // namespace gacc::reference

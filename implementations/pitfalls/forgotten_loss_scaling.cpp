@@ -6,8 +6,8 @@
 // agokrani/distillKitPlus issue 5 (loss grows linearly with gradient_accumulation_steps), and
 // karpathy/nanoGPT issue 206; the classic warning of every gradient-accumulation explainer.
 //
-// The fix: weight each micro-batch's mean loss by its share of the window, m_k / N (1/K when the
-// sizes are equal), as TorchTrainingLoop::micro_batch_loss does.
+// The fix: divide each micro-batch's summed loss by the whole window's loss elements (for equal
+// sizes, the micro-batch mean divided by K), as TorchTrainingLoop::micro_batch_loss does.
 
 #include "implementations/pitfalls/pitfalls.h"
 #include "implementations/torch/training_loop.h"
@@ -27,8 +27,10 @@ class ForgottenLossScaling final : public torch_recipes::TorchTrainingLoop {
   }
 
  protected:
-  torch::Tensor micro_batch_loss(torch_recipes::LoopState&, int, const torch::Tensor& loss) const override {
-    return loss;  // Broken! should be loss * m_k / N
+  torch::Tensor micro_batch_loss(torch_recipes::LoopState& state, int, const torch::Tensor& summed,
+                                 int64_t micro_elements) const override {
+    if (state.scenario.loss.reduction == Reduction::sum) return summed;
+    return summed / static_cast<double>(micro_elements);  // Broken! the micro-batch's own mean, never / K
   }
 };
 

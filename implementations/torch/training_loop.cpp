@@ -5,32 +5,37 @@
 namespace gacc::torch_recipes {
 
 std::string TorchTrainingLoop::summary() const {
-  return "LibTorch: loss x (micro-batch share of the window), backward per micro-batch, one step "
-         "and one zero_grad per window";
+  return "LibTorch: each micro-batch's summed loss / the window's loss elements, backward per micro-batch; "
+         "clip, one optimizer step, one scheduler step, one zero_grad per window";
 }
 
-bool TorchTrainingLoop::supports(const Scenario& scenario) const { return scenario.world_size == 1; }
+bool TorchTrainingLoop::supports(const Scenario& scenario) const {
+  return scenario.world_size == 1 && scenario.precision == Precision::fp32;
+}
 
 Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   validate(scenario);
   const auto dtype = torch::kFloat32;
   ZooModel model(scenario.model, dtype, fixtures::initial_weights(scenario.model, scenario.precision));
+  model->train();
   auto optimizer = make_optimizer(scenario, model->ordered_parameters());
+  auto schedule = make_schedule(scenario, *optimizer);
   Trace trace;
   for (int s = 0; s < scenario.steps; ++s) {
     LoopState state{scenario,
                     model,
                     *optimizer,
+                    schedule.get(),
                     trace,
                     s,
                     micro_batch_count(scenario, s),
-                    window_examples(scenario, s),
+                    fixtures::window_loss_elements(scenario, s),
                     torch::zeros({}, dtype)};
     for (int k = 0; k < state.micro_count; ++k) {
       begin_micro_batch(state, k);
-      const auto [inputs, targets] = to_tensors(fixtures::micro_batch(scenario, s, 0, k), dtype);
-      const auto loss = micro_batch_loss(
-          state, k, batch_loss(scenario, model->forward(inputs), targets, scenario.loss.reduction));
+      const auto batch = to_tensors(fixtures::micro_batch(scenario, s, 0, k), dtype);
+      const auto loss = micro_batch_loss(state, k, summed_loss(scenario, model->forward(batch.inputs), batch.targets),
+                                         batch.loss_elements);
       loss.backward();
       state.window_loss = state.window_loss + loss.detach();
       ++trace.counters.micro_batches;
@@ -42,30 +47,53 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
 
 void TorchTrainingLoop::begin_micro_batch(LoopState&, int) const {}
 
-torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int micro,
-                                                  const torch::Tensor& loss) const {
-  if (state.scenario.loss.reduction == Reduction::sum) return loss;
-  const auto size = state.scenario.data.windows[state.step][0][micro];
-  return loss * (static_cast<double>(size) / static_cast<double>(state.examples));
+torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int, const torch::Tensor& summed, int64_t) const {
+  if (state.scenario.loss.reduction == Reduction::sum) return summed;
+  return summed / static_cast<double>(state.window_elements);
 }
 
 void TorchTrainingLoop::end_window(LoopState& state) const {
-  optimizer_step(state);
+  optimizer_step(state, clip_gradients(state));
+  schedule_step(state);
   zero_grad(state);
 }
 
-void TorchTrainingLoop::optimizer_step(LoopState& state) const {
+double TorchTrainingLoop::clip_gradients(LoopState& state) const {
+  const auto& params = state.model->ordered_parameters();
+  const auto& clipping = state.scenario.clipping;
+  switch (clipping.kind) {
+    case ClippingKind::norm:
+      return torch::nn::utils::clip_grad_norm_(params, clipping.max_norm);
+    case ClippingKind::value: {
+      const double norm = gradient_norm(params);
+      torch::nn::utils::clip_grad_value_(params, clipping.clip_value);
+      return norm;
+    }
+    case ClippingKind::none:
+      break;
+  }
+  return gradient_norm(params);
+}
+
+void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) const {
   const auto& params = state.model->ordered_parameters();
   StepRecord record;
   record.grad = flatten_gradients(params);
-  record.pre_clip_norm = gradient_norm(params);
+  record.pre_clip_norm = pre_clip_norm;
   record.loss = state.window_loss.item<double>();
   record.lr = state.optimizer.param_groups().at(0).options().get_lr();
   state.optimizer.step();
   ++state.trace.counters.optimizer_steps;
   record.params_after = flatten(params);
   record.optimizer_state = read_optimizer_state(state.scenario, state.optimizer, params);
+  record.buffers_after = flatten(state.model->ordered_buffers());
   state.trace.steps.push_back(std::move(record));
+}
+
+void TorchTrainingLoop::schedule_step(LoopState& state) const {
+  if (!state.schedule) return;
+  state.schedule->step();
+  ++state.trace.counters.scheduler_steps;
 }
 
 void TorchTrainingLoop::zero_grad(LoopState& state) const {

@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "core/recipe.h"
+#include "implementations/torch/schedules.h"
 #include "implementations/torch/zoo_model.h"
 
 namespace gacc::torch_recipes {
@@ -18,16 +19,18 @@ struct LoopState {
   const Scenario& scenario;
   ZooModel& model;
   torch::optim::Optimizer& optimizer;
+  Schedule* schedule;  ///< null for a constant rate
   Trace& trace;
-  int step = 0;           ///< window index
-  int micro_count = 0;    ///< micro-batches in this window
-  int64_t examples = 0;   ///< examples in this window
-  torch::Tensor window_loss;  ///< sum of the micro-batch losses handed to backward
+  int step = 0;                 ///< window index
+  int micro_count = 0;          ///< micro-batches in this window
+  int64_t window_elements = 0;  ///< loss elements (MSE elements, counted tokens) in the window
+  torch::Tensor window_loss;    ///< sum of the micro-batch losses handed to backward
 };
 
-/// Accumulate gradients over the window's micro-batches, each loss weighted by its share of the
-/// window's examples (m_k / N for a mean loss: 1/K when sizes are equal, and right when they are
-/// uneven or the last window is partial), then one optimizer step and one zero_grad.
+/// Accumulate gradients over the window's micro-batches, each micro-batch's summed loss divided by
+/// the whole window's loss elements (mean and token-mean losses: right for uneven sizes, partial
+/// windows and micro-batches without a counted token), then clipping, one optimizer step, one
+/// scheduler step and one zero_grad per window.
 class TorchTrainingLoop : public Recipe {
  public:
   std::string name() const override { return "torch-accumulate"; }
@@ -40,14 +43,22 @@ class TorchTrainingLoop : public Recipe {
   /// Before micro-batch `micro`'s forward pass. Correct: nothing (gradients were zeroed after the
   /// previous step).
   virtual void begin_micro_batch(LoopState& state, int micro) const;
-  /// The loss handed to backward for micro-batch `micro`, from its loss reduced over the
-  /// micro-batch alone. Correct: weighted by the micro-batch's share of the window.
-  virtual torch::Tensor micro_batch_loss(LoopState& state, int micro, const torch::Tensor& loss) const;
-  /// After the window's last backward. Correct: one optimizer step, then zero_grad.
+  /// The loss handed to backward for micro-batch `micro`, from its loss summed over its own
+  /// `micro_elements` loss elements. Correct: divided by the window's loss elements (for sum
+  /// reduction: as it is).
+  virtual torch::Tensor micro_batch_loss(LoopState& state, int micro, const torch::Tensor& summed,
+                                         int64_t micro_elements) const;
+  /// After the window's last backward. Correct: clip, one optimizer step, one scheduler step,
+  /// then zero_grad.
   virtual void end_window(LoopState& state) const;
 
-  /// optimizer.step(), recording what the optimizer was handed and what it did.
-  void optimizer_step(LoopState& state) const;
+  /// Clips as the scenario says and returns the pre-clip global norm.
+  double clip_gradients(LoopState& state) const;
+  /// optimizer.step(), recording what the optimizer was handed (after clipping; `pre_clip_norm`)
+  /// and what it did.
+  void optimizer_step(LoopState& state, double pre_clip_norm) const;
+  /// scheduler.step(), counted.
+  void schedule_step(LoopState& state) const;
   /// optimizer.zero_grad(), counted.
   void zero_grad(LoopState& state) const;
 };

@@ -1,7 +1,9 @@
 #pragma once
 /// LibTorch twins of the zoo's models, loaded from the fixtures' arrays, and the conversions between
-/// LibTorch tensors and the plain arrays of traces and fixtures.
+/// LibTorch tensors and the plain arrays of traces and fixtures. Written as a LibTorch user would
+/// write them: torch::nn modules and ordinary tensor operations.
 
+#include <memory>
 #include <vector>
 
 #include <torch/torch.h>
@@ -12,25 +14,44 @@
 
 namespace gacc::torch_recipes {
 
-/// A zoo model as torch::nn modules, parameters named as in fixtures::model_layout.
+/// A zoo model as torch::nn modules, parameters and buffers named as in fixtures::model_layout.
 class ZooModelImpl : public torch::nn::Module {
  public:
-  /// Builds the model of `spec` in `dtype`, loaded with `weights` (flat, canonical order).
+  /// Builds the model of `spec` in `dtype`, loaded with `weights` (flat, canonical order) and the
+  /// initial buffers.
   ZooModelImpl(const ModelSpec& spec, torch::Dtype dtype, const std::vector<double>& weights);
 
+  /// Regressors: inputs [batch, input_dim] -> outputs [batch, output_dim]. causal_lm: tokens
+  /// [batch, length] (int64) -> logits [batch, length, vocab].
   torch::Tensor forward(const torch::Tensor& input);
 
-  /// Parameters in canonical order (the order of traces and of the oracle).
-  const std::vector<torch::Tensor>& ordered_parameters() const { return ordered_; }
+  /// Parameters and buffers in canonical order (the order of traces and of the oracle).
+  const std::vector<torch::Tensor>& ordered_parameters() const { return parameters_; }
+  const std::vector<torch::Tensor>& ordered_buffers() const { return buffers_; }
 
  private:
-  std::vector<torch::nn::Linear> layers_;
-  std::vector<torch::Tensor> ordered_;
+  torch::Tensor regressor_forward(const torch::Tensor& x);
+  torch::Tensor language_model_forward(const torch::Tensor& tokens);
+
+  ModelSpec spec_;
+  torch::nn::Linear fc1_{nullptr}, fc2_{nullptr}, head_{nullptr};
+  torch::nn::LayerNorm layer_norm_{nullptr};
+  torch::nn::GroupNorm group_norm_{nullptr};
+  torch::nn::BatchNorm1d batch_norm_{nullptr};
+  torch::Tensor rms_weight_;
+  torch::nn::Embedding embedding_{nullptr};
+  torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, output_{nullptr};
+  std::vector<torch::Tensor> parameters_, buffers_;
 };
 TORCH_MODULE(ZooModel);
 
-/// A fixtures batch as (inputs, targets) tensors of `dtype`.
-std::pair<torch::Tensor, torch::Tensor> to_tensors(const fixtures::Batch& batch, torch::Dtype dtype);
+/// The tensors of a fixtures batch, in `dtype` for real values.
+struct BatchTensors {
+  torch::Tensor inputs;   ///< regressors: [batch, input_dim]; causal_lm: tokens [batch, length]
+  torch::Tensor targets;  ///< regressors: [batch, output_dim]; causal_lm: [batch, length], -100 ignored
+  int64_t loss_elements = 0;  ///< MSE elements, or counted target tokens
+};
+BatchTensors to_tensors(const fixtures::Batch& batch, torch::Dtype dtype);
 
 /// Tensors flattened into one vector of doubles (exactly: every float converts), in order.
 std::vector<double> flatten(const std::vector<torch::Tensor>& tensors);
@@ -38,9 +59,13 @@ std::vector<double> flatten(const std::vector<torch::Tensor>& tensors);
 /// The gradients of `params` (zeros where a gradient is undefined), flattened.
 std::vector<double> flatten_gradients(const std::vector<torch::Tensor>& params);
 
-/// The loss of the scenario on one batch, with reduction `reduction` over that batch only.
-torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs,
-                         const torch::Tensor& targets, Reduction reduction);
+/// The scenario's loss of one batch, SUMMED over its loss elements (MSE elements or counted
+/// tokens): a loop divides it by what its reduction calls for.
+torch::Tensor summed_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets);
+
+/// The scenario's loss of one batch with the scenario's reduction over that batch alone (mean over
+/// its own elements, token mean over its own tokens, or sum): what the large batch computes.
+torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets);
 
 /// A torch::optim optimizer for the scenario's optimizer spec.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Scenario& scenario,

@@ -1,3 +1,5 @@
+#include <map>
+
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 
@@ -38,25 +40,51 @@ TEST_CASE("every generated scenario is valid and survives JSON", "[generators]")
 }
 
 TEST_CASE("the generator reaches the corners", "[generators]") {
-  int k1 = 0, m1 = 0, uneven_splits = 0, partial_windows = 0, nesterov = 0, sums = 0, mlps = 0,
-      decay = 0, dampened = 0, multi_step = 0;
-  for (const auto& sc : sample(400, 7)) {
-    k1 += sc.accumulation_steps == 1;
+  std::map<std::string, int> seen;
+  for (const auto& sc : sample(1000, 7)) {
+    seen["K = 1"] += sc.accumulation_steps == 1;
+    bool size_one = false;
     for (const auto& w : sc.data.windows) {
-      for (auto m : w[0]) m1 += m == 1;
+      for (auto m : w[0]) size_one = size_one || m == 1;
     }
-    uneven_splits += uneven(sc);
-    partial_windows += partial(sc);
-    nesterov += sc.optimizer.nesterov;
-    sums += sc.loss.reduction == Reduction::sum;
-    mlps += sc.model.arch == Architecture::mlp_tanh;
-    decay += sc.optimizer.weight_decay > 0;
-    dampened += sc.optimizer.dampening > 0 && sc.optimizer.momentum > 0;
-    multi_step += sc.steps > 1;
+    seen["a micro-batch of one example"] += size_one;
+    seen["uneven split"] += uneven(sc);
+    seen["partial last window"] += partial(sc);
+    seen["several steps"] += sc.steps > 1;
+    seen["sum reduction"] += sc.loss.reduction == Reduction::sum;
+    for (const auto& arch : all_architectures()) seen["arch " + arch] += to_string(sc.model.arch) == arch;
+    for (const auto& kind : all_optimizers()) seen["optimizer " + kind] += to_string(sc.optimizer.kind) == kind;
+    for (const auto& kind : all_schedules()) seen["schedule " + kind] += to_string(sc.schedule.kind) == kind;
+    for (const auto& kind : all_clippings()) seen["clipping " + kind] += to_string(sc.clipping.kind) == kind;
+    seen["nesterov"] += sc.optimizer.nesterov;
+    seen["dampened momentum"] += sc.optimizer.dampening > 0 && sc.optimizer.momentum > 0;
+    seen["weight decay"] += sc.optimizer.weight_decay > 0;
+    seen["amsgrad"] += sc.optimizer.kind != OptimizerKind::sgd && sc.optimizer.amsgrad;
+    if (is_token_model(sc.model)) {
+      bool length_one = false, all_padding_row = false, no_token_micro_batch = false;
+      for (auto length : sc.data.sequence_lengths) {
+        length_one = length_one || length == 1;
+        all_padding_row = all_padding_row || length == 0;
+      }
+      for (int s = 0; s < sc.steps; ++s) {
+        for (int k = 0; k < micro_batch_count(sc, s); ++k) {
+          int64_t tokens = 0;
+          const int64_t first = first_example(sc, s, 0, k);
+          for (int64_t i = first; i < first + sc.data.windows[s][0][k]; ++i) tokens += sc.data.sequence_lengths[i];
+          no_token_micro_batch = no_token_micro_batch || tokens == 0;
+        }
+      }
+      seen["sequence of length 1"] += length_one;
+      seen["all-padding row"] += all_padding_row;
+      seen["micro-batch without a token"] += no_token_micro_batch;
+      seen["ignored targets"] += sc.data.ignored_fraction > 0;
+    }
   }
-  for (int count : {k1, m1, uneven_splits, partial_windows, nesterov, sums, mlps, decay, dampened, multi_step}) {
-    CHECK(count >= 20);
+  for (const auto& [corner, count] : seen) {
+    INFO(corner << ": " << count << " of 1000");
+    CHECK(count >= 10);
   }
+  CHECK(seen.size() >= 30);
 }
 
 TEST_CASE("shrinking leads to a small, readable scenario", "[generators]") {

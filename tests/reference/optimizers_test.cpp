@@ -1,8 +1,13 @@
-// The oracle's SGD against PyTorch's documented update, written out by hand.
+// The oracle's optimizers, schedules and clipping against PyTorch's documented updates, written out
+// by hand for small cases.
+
+#include <cmath>
 
 #include <catch2/catch.hpp>
 
+#include "reference/number_types.h"
 #include "reference/optimizers.h"
+#include "tests/support/scenarios.h"
 
 using namespace gacc;
 using namespace gacc::reference;
@@ -19,6 +24,18 @@ OptimizerSpec sgd(double lr, double momentum, double dampening, double weight_de
   return o;
 }
 
+OptimizerSpec adam(double lr, double weight_decay, bool amsgrad) {
+  OptimizerSpec o;
+  o.kind = OptimizerKind::adam;
+  o.lr = lr;
+  o.beta1 = 0.5;
+  o.beta2 = 0.75;
+  o.eps = 0.125;
+  o.weight_decay = weight_decay;
+  o.amsgrad = amsgrad;
+  return o;
+}
+
 }  // namespace
 
 TEST_CASE("plain SGD is p - lr g and keeps no state", "[oracle]") {
@@ -29,7 +46,7 @@ TEST_CASE("plain SGD is p - lr g and keeps no state", "[oracle]") {
   CHECK(state.empty());
 }
 
-TEST_CASE("weight decay adds weight_decay * p to the gradient", "[oracle]") {
+TEST_CASE("SGD weight decay adds weight_decay * p to the gradient", "[oracle]") {
   std::vector<double> p = {2.0};
   StateOf<double> state;
   sgd_step(sgd(0.5, 0, 0, 0.25, false), 0.5, p, {1.0}, state);
@@ -60,8 +77,97 @@ TEST_CASE("nesterov steps along g + momentum * buf", "[oracle]") {
   CHECK(p[0] == -3.0 - (1.0 + 0.5 * buf));
 }
 
+TEST_CASE("Adam follows PyTorch's update with bias correction and eps outside the root", "[oracle]") {
+  std::vector<double> p = {1.0};
+  StateOf<double> state;
+  const auto o = adam(0.25, 0.0, false);
+  adam_step(o, 0.25, false, p, {2.0}, state);
+  // m = 0.5 * 2 = 1, v = 0.25 * 4 = 1; m_hat = 2, sqrt(v_hat) = sqrt(1 / 0.25) = 2.
+  CHECK(state.at("step")[0] == 1.0);
+  CHECK(state.at("exp_avg")[0] == 1.0);
+  CHECK(state.at("exp_avg_sq")[0] == 1.0);
+  CHECK(p[0] == Approx(1.0 - 0.25 / 0.5 * 1.0 / (1.0 / std::sqrt(0.25) + 0.125)).epsilon(1e-15));
+  adam_step(o, 0.25, false, p, {-1.0}, state);
+  const double m = 0.5 * 1.0 + 0.5 * -1.0, v = 0.75 * 1.0 + 0.25 * 1.0;
+  CHECK(state.at("step")[0] == 2.0);
+  CHECK(state.at("exp_avg")[0] == m);
+  CHECK(state.at("exp_avg_sq")[0] == v);
+  CHECK(state.count("max_exp_avg_sq") == 0);
+}
+
+TEST_CASE("Adam adds L2 decay to the gradient; AdamW decays the weights first", "[oracle]") {
+  std::vector<double> coupled = {2.0}, decoupled = {2.0};
+  StateOf<double> coupled_state, decoupled_state;
+  const auto o = adam(0.25, 0.5, false);
+  adam_step(o, 0.25, false, coupled, {1.0}, coupled_state);
+  adam_step(o, 0.25, true, decoupled, {1.0}, decoupled_state);
+  CHECK(coupled_state.at("exp_avg")[0] == 0.5 * (1.0 + 0.5 * 2.0));  // g + wd p
+  CHECK(decoupled_state.at("exp_avg")[0] == 0.5 * 1.0);              // g alone
+  const double update = 0.25 / 0.5 * 0.5 / (std::sqrt(0.25 / 0.25) + 0.125);
+  CHECK(decoupled[0] == Approx(2.0 * (1.0 - 0.25 * 0.5) - update).epsilon(1e-15));
+}
+
+TEST_CASE("amsgrad normalizes by the largest second moment so far", "[oracle]") {
+  std::vector<double> p = {0.0};
+  StateOf<double> state;
+  const auto o = adam(0.25, 0.0, true);
+  adam_step(o, 0.25, false, p, {4.0}, state);
+  adam_step(o, 0.25, false, p, {0.0}, state);
+  CHECK(state.at("exp_avg_sq")[0] == 0.75 * 4.0);
+  CHECK(state.at("max_exp_avg_sq")[0] == 4.0);
+}
+
+TEST_CASE("schedules follow PyTorch's closed forms, step by step", "[oracle]") {
+  Scenario sc = testing::mlp_scenario();
+  sc.optimizer.lr = 1.0;
+  sc.schedule.kind = ScheduleKind::step;
+  sc.schedule.step_size = 2;
+  sc.schedule.gamma = 0.5;
+  CHECK(learning_rate<double>(sc, 0) == 1.0);
+  CHECK(learning_rate<double>(sc, 1) == 1.0);
+  CHECK(learning_rate<double>(sc, 2) == 0.5);
+  CHECK(learning_rate<double>(sc, 5) == 0.25);
+  sc.schedule.kind = ScheduleKind::linear_warmup;
+  sc.schedule.warmup_steps = 4;
+  sc.schedule.start_factor = 0.25;
+  CHECK(learning_rate<double>(sc, 0) == 0.25);
+  CHECK(learning_rate<double>(sc, 2) == Approx(0.625));
+  CHECK(learning_rate<double>(sc, 4) == 1.0);
+  CHECK(learning_rate<double>(sc, 9) == 1.0);
+  sc.schedule.kind = ScheduleKind::cosine;
+  sc.schedule.t_max = 4;
+  sc.schedule.eta_min = 0.125;
+  CHECK(learning_rate<double>(sc, 0) == 1.0);
+  CHECK(learning_rate<double>(sc, 2) == Approx(0.125 + 0.875 * 0.5));
+  CHECK(learning_rate<double>(sc, 4) == Approx(0.125));
+  CHECK(learning_rate<double>(sc, 8) == Approx(1.0));  // the schedule is periodic, as PyTorch's
+  CHECK(to_double(learning_rate<HighPrecision>(sc, 1)) == Approx(learning_rate<double>(sc, 1)).epsilon(1e-15));
+}
+
+TEST_CASE("clipping by norm scales by max_norm / (norm + 1e-6) only below 1; by value clamps", "[oracle]") {
+  Scenario sc = testing::mlp_scenario();
+  sc.clipping.kind = ClippingKind::norm;
+  sc.clipping.max_norm = 1.0;
+  std::vector<double> g = {3.0, 4.0};
+  clip(sc, 5.0, g);
+  CHECK(g[0] == Approx(3.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  CHECK(g[1] == Approx(4.0 / (5.0 + 1e-6)).epsilon(1e-15));
+  std::vector<double> small = {0.3, 0.4};
+  clip(sc, 0.5, small);
+  CHECK(small == std::vector<double>{0.3, 0.4});
+  sc.clipping.kind = ClippingKind::value;
+  sc.clipping.clip_value = 0.5;
+  std::vector<double> v = {-2.0, 0.25, 0.75};
+  clip(sc, 0.0, v);
+  CHECK(v == std::vector<double>{-0.5, 0.25, 0.5});
+  const auto layout = fixtures::model_layout(sc.model);
+  std::vector<double> ones(static_cast<size_t>(layout.size), 1.0);
+  CHECK(global_norm(layout, ones) == Approx(std::sqrt(static_cast<double>(layout.size))));
+}
+
 TEST_CASE("a gradient of the wrong length is refused", "[oracle]") {
   std::vector<double> p = {0.0, 1.0};
   StateOf<double> state;
   CHECK_THROWS_AS(sgd_step(sgd(1, 0, 0, 0, false), 1.0, p, {1.0}, state), std::invalid_argument);
+  CHECK_THROWS_AS(adam_step(adam(1, 0, false), 1.0, false, p, {1.0}, state), std::invalid_argument);
 }

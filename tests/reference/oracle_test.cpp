@@ -12,6 +12,20 @@
 using namespace gacc;
 using namespace gacc::reference;
 
+namespace {
+
+Scenario batch_norm_scenario() {
+  Scenario sc = testing::mlp_scenario();
+  sc.model.arch = Architecture::mlp_batch_norm;
+  sc.data.windows = {{{2, 2, 2}}, {{3, 3}}};
+  sc.data.global_batch = 6;
+  sc.accumulation_steps = 3;
+  sc.steps = 2;
+  return sc;
+}
+
+}  // namespace
+
 TEST_CASE("the trajectory has one step per window with positive tolerances", "[oracle]") {
   const Scenario sc = testing::mlp_scenario();
   const Oracle oracle(sc);
@@ -21,32 +35,36 @@ TEST_CASE("the trajectory has one step per window with positive tolerances", "[o
     CHECK(e.params_after.size() == 26);
     CHECK(e.state_after.count("momentum_buffer") == 1);
     CHECK(e.lr == 0.125);
+    CHECK(e.lr_tolerance > 0);
+    CHECK(e.lr_tolerance < 1e-14);
     for (double t : e.grad_tolerance) CHECK(t > 0);
     for (double t : e.params_after_tolerance) CHECK(t > 0);
     CHECK(e.loss > 0);
     CHECK(e.loss_tolerance > 0);
     CHECK(e.norm_tolerance > 0);
+    CHECK(e.buffers_after.empty());
+    CHECK(e.loss_scale == 1.0);
+    CHECK_FALSE(e.skipped);
   }
   CHECK(oracle.unit_roundoff() == 0x1p-24);
 }
 
 TEST_CASE("the local check from the initial state is the trajectory's first step", "[oracle]") {
   const Oracle oracle(testing::mlp_scenario());
-  const auto& local = oracle.window_from(0, oracle.initial_params(), {});
+  const auto& local = oracle.window_from(0, oracle.initial_params(), {}, oracle.initial_buffers());
   const auto& first = oracle.trajectory()[0];
   CHECK(local.grad == first.grad);
   CHECK(local.params_after == first.params_after);
   CHECK(local.grad_tolerance == first.grad_tolerance);
   // Memoized: the same inputs give the same object.
-  CHECK(&oracle.window_from(0, oracle.initial_params(), {}) == &local);
+  CHECK(&oracle.window_from(0, oracle.initial_params(), {}, oracle.initial_buffers()) == &local);
 }
 
-TEST_CASE("trajectory tolerances grow along the trajectory", "[oracle]") {
+TEST_CASE("trajectory tolerances carry the errors of earlier steps", "[oracle]") {
   const Oracle oracle(testing::mlp_scenario());
   const auto& last = oracle.trajectory().back();
-  const auto& from_own = oracle.window_from(2, oracle.trajectory()[1].params_after,
-                                            oracle.trajectory()[1].state_after);
-  // From exact inputs, the step's tolerance is smaller than with the trajectory's carried error.
+  const auto& from_own =
+      oracle.window_from(2, oracle.trajectory()[1].params_after, oracle.trajectory()[1].state_after, {});
   for (size_t i = 0; i < last.params_after.size(); ++i) {
     CHECK(from_own.params_after_tolerance[i] < last.params_after_tolerance[i]);
     CHECK(from_own.params_after[i] == Approx(last.params_after[i]).epsilon(1e-12));
@@ -65,9 +83,47 @@ TEST_CASE("the oracle sees the large batch only: re-splitting a window changes n
   }
 }
 
+TEST_CASE("BatchNorm's running statistics are updated once per window, from the window", "[oracle]") {
+  const Scenario sc = batch_norm_scenario();
+  const Oracle oracle(sc);
+  const auto& first = oracle.trajectory()[0];
+  REQUIRE(first.buffers_after.size() == 4 + 4 + 1);
+  CHECK(first.buffers_after[8] == 1.0);                 // num_batches_tracked: one update
+  CHECK(oracle.trajectory()[1].buffers_after[8] == 2.0);
+  for (int c = 0; c < 4; ++c) {
+    CHECK(first.buffers_after[c] != 0.0);               // running_mean moved from 0
+    CHECK(first.buffers_after[4 + c] != 1.0);           // running_var moved from 1
+    CHECK(first.buffers_after_tolerance[c] > 0.0);
+  }
+}
+
+TEST_CASE("clipping changes the gradient handed over, not the pre-clip norm", "[oracle]") {
+  Scenario sc = testing::mlp_scenario();
+  const Oracle plain(sc);
+  sc.clipping.kind = ClippingKind::norm;
+  sc.clipping.max_norm = plain.trajectory()[0].norm / 4;
+  const Oracle clipped(sc);
+  const auto& p = plain.trajectory()[0];
+  const auto& c = clipped.trajectory()[0];
+  CHECK(c.norm == p.norm);
+  for (size_t i = 0; i < p.grad.size(); ++i) CHECK(c.grad[i] == Approx(p.grad[i] / 4).epsilon(1e-4));
+}
+
+TEST_CASE("fp16 scenarios carry GradScaler's scale; the large batch never skips", "[oracle]") {
+  Scenario sc = testing::mlp_scenario();
+  sc.precision = Precision::fp16;
+  sc.loss_scale.init_scale = 1024;
+  sc.loss_scale.growth_interval = 2;
+  const Oracle oracle(sc);
+  CHECK(oracle.trajectory()[0].loss_scale == 1024);
+  CHECK(oracle.trajectory()[1].loss_scale == 1024);
+  CHECK(oracle.trajectory()[2].loss_scale == 2048);
+  for (const auto& e : oracle.trajectory()) CHECK_FALSE(e.skipped);
+}
+
 TEST_CASE("double and cpp_bin_float_50 oracles agree to double precision", "[oracle]") {
   const Scenario sc = testing::mlp_scenario();
-  const Oracle truth(sc), fast(sc, OracleOptions{false});
+  const Oracle truth(sc), fast(sc, OracleOptions{false, nullptr});
   for (size_t s = 0; s < truth.trajectory().size(); ++s) {
     const auto& t = truth.trajectory()[s];
     const auto& f = fast.trajectory()[s];
@@ -79,11 +135,12 @@ TEST_CASE("double and cpp_bin_float_50 oracles agree to double precision", "[ora
 
 TEST_CASE("the oracle refuses parameters it cannot judge", "[oracle]") {
   const Oracle oracle(testing::mlp_scenario());
-  CHECK_THROWS_AS(oracle.window_from(0, {1.0, 2.0}, {}), std::invalid_argument);
-  CHECK_THROWS_AS(oracle.window_from(3, oracle.initial_params(), {}), std::out_of_range);
+  CHECK_THROWS_AS(oracle.window_from(0, {1.0, 2.0}, {}, {}), std::invalid_argument);
+  CHECK_THROWS_AS(oracle.window_from(3, oracle.initial_params(), {}, {}), std::out_of_range);
+  CHECK_THROWS_AS(oracle.window_from(0, oracle.initial_params(), {}, {1.0}), std::invalid_argument);
   auto bad = oracle.initial_params();
   bad[4] = std::numeric_limits<double>::quiet_NaN();
-  CHECK_THROWS_AS(oracle.window_from(1, bad, {}), std::invalid_argument);
+  CHECK_THROWS_AS(oracle.window_from(1, bad, {}, {}), std::invalid_argument);
 }
 
 TEST_CASE("an invalid scenario is refused with the field named", "[oracle]") {

@@ -1,13 +1,21 @@
-// The oracle against LibTorch's autograd and torch::optim in float64, on the same weights and data.
-// (tests/ may include LibTorch; reference/ may not.) Tolerances: Note [tolerance] at u = 2^-53.
+// The oracle against LibTorch's autograd, torch::optim and its schedulers in float64, on the same
+// weights and data. (tests/ may include LibTorch; reference/ may not.) Tolerances: Note
+// [tolerance] for a float64 implementation (u = 2^-53).
+
+#include <cstdio>
+#include <memory>
+#include <sstream>
 
 #include <catch2/catch.hpp>
 #include <rapidcheck/catch.h>
 #include <torch/torch.h>
 
+#include "implementations/torch/schedules.h"
 #include "implementations/torch/zoo_model.h"
 #include "properties/compare.h"
 #include "properties/generators.h"
+#include "reference/number_types.h"
+#include "reference/optimizers.h"
 #include "reference/oracle.h"
 #include "tests/support/scenarios.h"
 
@@ -15,70 +23,184 @@ using namespace gacc;
 
 namespace {
 
-constexpr double kFloat64Roundoff = 0x1p-53;
+const reference::OracleOptions kJudgeFloat64{true, &kFp64};
 
-/// LibTorch's float64 gradient of the whole window as one large batch, at `params`.
-std::vector<double> libtorch_gradient(const Scenario& sc, int step, const std::vector<double>& params) {
+struct Float64Step {
+  std::vector<double> grad;
+  double loss;
+  std::vector<double> buffers;
+};
+
+/// LibTorch's float64 loss and gradient of the whole window as one large batch, at `params`.
+Float64Step libtorch_step(const Scenario& sc, int step, const std::vector<double>& params) {
   torch_recipes::ZooModel model(sc.model, torch::kFloat64, params);
-  const auto [inputs, targets] = torch_recipes::to_tensors(fixtures::window_batch(sc, step), torch::kFloat64);
-  torch_recipes::batch_loss(sc, model->forward(inputs), targets, sc.loss.reduction).backward();
-  return torch_recipes::flatten_gradients(model->ordered_parameters());
+  model->train();
+  const auto batch = torch_recipes::to_tensors(fixtures::window_batch(sc, step), torch::kFloat64);
+  const auto loss = torch_recipes::batch_loss(sc, model->forward(batch.inputs), batch.targets);
+  loss.backward();
+  return {torch_recipes::flatten_gradients(model->ordered_parameters()), loss.item<double>(),
+          torch_recipes::flatten(model->ordered_buffers())};
 }
 
-double gradient_ratio(const Scenario& sc) {
-  const reference::Oracle oracle(sc, {true, kFloat64Roundoff});
-  const auto& expected = oracle.window_from(0, oracle.initial_params(), {});
-  return properties::compare(libtorch_gradient(sc, 0, oracle.initial_params()), expected.grad,
-                             expected.grad_tolerance)
-      .worst_ratio;
+/// The worst ratio of LibTorch float64 to the oracle on the first window.
+double gradient_ratio(const Scenario& sc, std::string* detail = nullptr) {
+  const reference::Oracle oracle(sc, kJudgeFloat64);
+  const auto& expected = oracle.window_from(0, oracle.initial_params(), {}, oracle.initial_buffers());
+  const auto observed = libtorch_step(sc, 0, oracle.initial_params());
+  const auto grad = properties::compare(observed.grad, expected.grad, expected.grad_tolerance);
+  const auto loss = properties::compare(observed.loss, expected.loss, expected.loss_tolerance);
+  const auto buffers = properties::compare(observed.buffers, expected.buffers_after, expected.buffers_after_tolerance);
+  if (detail) {
+    *detail = "grad " + properties::describe(grad) + "; loss " + properties::describe(loss) + "; buffers " +
+              properties::describe(buffers);
+  }
+  return std::max({grad.worst_ratio, loss.worst_ratio, buffers.worst_ratio});
+}
+
+/// Trains the large batch for the scenario's steps with torch::optim, gacc's LibTorch schedules
+/// and clip_grad_norm_/clip_grad_value_ in float64; returns the worst ratio against the oracle's
+/// trajectory (parameters, state, buffers, learning rate).
+double trajectory_ratio(const Scenario& sc, std::string& detail) {
+  const reference::Oracle oracle(sc, kJudgeFloat64);
+  torch_recipes::ZooModel model(sc.model, torch::kFloat64, oracle.initial_params());
+  model->train();
+  const auto& params = model->ordered_parameters();
+  auto optimizer = torch_recipes::make_optimizer(sc, params);
+  auto schedule = torch_recipes::make_schedule(sc, *optimizer);
+  double worst = 0;
+  for (int s = 0; s < sc.steps; ++s) {
+    optimizer->zero_grad();
+    const auto batch = torch_recipes::to_tensors(fixtures::window_batch(sc, s), torch::kFloat64);
+    torch_recipes::batch_loss(sc, model->forward(batch.inputs), batch.targets).backward();
+    if (sc.clipping.kind == ClippingKind::norm) torch::nn::utils::clip_grad_norm_(params, sc.clipping.max_norm);
+    if (sc.clipping.kind == ClippingKind::value) torch::nn::utils::clip_grad_value_(params, sc.clipping.clip_value);
+    const double lr = optimizer->param_groups()[0].options().get_lr();
+    optimizer->step();
+    if (schedule) schedule->step();
+    const auto& e = oracle.trajectory()[s];
+    std::vector<properties::Comparison> checks = {
+        properties::compare(torch_recipes::flatten(params), e.params_after, e.params_after_tolerance),
+        properties::compare(torch_recipes::flatten(model->ordered_buffers()), e.buffers_after, e.buffers_after_tolerance),
+        properties::compare(lr, e.lr, e.lr_tolerance)};
+    const auto state = torch_recipes::read_optimizer_state(sc, *optimizer, params);
+    for (const auto& [name, values] : e.state_after) {
+      checks.push_back(properties::compare(state.at(name), values, e.state_after_tolerance.at(name)));
+    }
+    for (const auto& c : checks) {
+      if (c.worst_ratio > worst) {
+        worst = c.worst_ratio;
+        detail = "step " + std::to_string(s) + ": " + properties::describe(c);
+      }
+    }
+  }
+  return worst;
+}
+
+Scenario long_scenario(OptimizerKind kind, ScheduleKind schedule, ClippingKind clipping) {
+  Scenario sc = testing::mlp_scenario();
+  sc.steps = 20;
+  sc.accumulation_steps = 1;
+  sc.data.windows.assign(20, {{6}});
+  sc.optimizer.kind = kind;
+  sc.optimizer.lr = kind == OptimizerKind::sgd ? 0.125 : 0.01;
+  sc.optimizer.weight_decay = 1.0 / 32;
+  if (kind == OptimizerKind::sgd) {
+    sc.optimizer.momentum = 0.875;
+  } else {
+    sc.optimizer.momentum = 0.0;
+    sc.optimizer.amsgrad = true;
+  }
+  sc.schedule.kind = schedule;
+  sc.schedule.step_size = 3;
+  sc.schedule.gamma = 0.5;
+  sc.schedule.warmup_steps = 5;
+  sc.schedule.start_factor = 0.1;
+  sc.schedule.t_max = 7;
+  sc.schedule.eta_min = sc.optimizer.lr / 10;
+  sc.clipping.kind = clipping;
+  sc.clipping.max_norm = 0.05;
+  sc.clipping.clip_value = 0.01;
+  return sc;
 }
 
 }  // namespace
 
-TEST_CASE("the oracle's gradient equals LibTorch float64 autograd", "[oracle]") {
-  for (auto sc : {testing::mlp_scenario(), testing::linear_scenario()}) {
-    for (auto reduction : {Reduction::mean, Reduction::sum}) {
-      sc.loss.reduction = reduction;
-      const double ratio = gradient_ratio(sc);
-      INFO(to_string(sc.model.arch) << " " << to_string(reduction) << ": ratio " << ratio);
-      CHECK(ratio < 0.5);
+TEST_CASE("the oracle's gradient equals LibTorch float64 autograd for every model", "[oracle]") {
+  for (const auto arch : properties::whole_zoo().architectures) {
+    rc::prop("ratio below 0.5 at u = 2^-53 for " + to_string(arch), [arch] {
+      const Scenario sc = *properties::scenarios({{arch}, {OptimizerKind::sgd}, false, false});
+      std::string detail;
+      const double ratio = gradient_ratio(sc, &detail);
+      RC_LOG() << detail;
+      RC_ASSERT(ratio < 0.5);
+    });
+  }
+}
+
+TEST_CASE("the oracle's trajectories equal torch::optim over 20 steps, every optimizer and schedule", "[oracle]") {
+  for (const auto kind : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
+    for (const auto schedule :
+         {ScheduleKind::constant, ScheduleKind::step, ScheduleKind::linear_warmup, ScheduleKind::cosine}) {
+      for (const auto clipping : {ClippingKind::none, ClippingKind::norm, ClippingKind::value}) {
+        std::string detail;
+        const double ratio = trajectory_ratio(long_scenario(kind, schedule, clipping), detail);
+        INFO(to_string(kind) << ", " << to_string(schedule) << ", clipping " << to_string(clipping) << ": " << detail);
+        CHECK(ratio < 0.5);
+      }
     }
   }
 }
 
-TEST_CASE("the oracle's gradient equals LibTorch float64 autograd on generated scenarios", "[oracle]") {
-  rc::prop("ratio below 0.5 at u = 2^-53", [](const Scenario& sc) { RC_ASSERT(gradient_ratio(sc) < 0.5); });
+TEST_CASE("SGD with nesterov and with dampening equals torch::optim over 20 steps", "[oracle]") {
+  for (const bool nesterov : {false, true}) {
+    Scenario sc = long_scenario(OptimizerKind::sgd, ScheduleKind::constant, ClippingKind::none);
+    sc.optimizer.nesterov = nesterov;
+    sc.optimizer.dampening = nesterov ? 0.0 : 0.25;
+    std::string detail;
+    const double ratio = trajectory_ratio(sc, detail);
+    INFO("nesterov " << nesterov << ": " << detail);
+    CHECK(ratio < 0.5);
+  }
 }
 
-TEST_CASE("the oracle's SGD trajectory equals torch::optim::SGD in float64 over 20 steps", "[oracle]") {
-  for (const bool nesterov : {false, true}) {
-    Scenario sc = testing::mlp_scenario();
-    sc.steps = 20;
-    sc.accumulation_steps = 1;
-    sc.data.windows.assign(20, {{6}});
-    sc.optimizer.momentum = 0.875;
-    sc.optimizer.dampening = nesterov ? 0.0 : 0.25;
-    sc.optimizer.nesterov = nesterov;
-    sc.optimizer.weight_decay = 1.0 / 32;
-    const reference::Oracle oracle(sc, {true, kFloat64Roundoff});
-
-    torch_recipes::ZooModel model(sc.model, torch::kFloat64, oracle.initial_params());
-    auto optimizer = torch_recipes::make_optimizer(sc, model->ordered_parameters());
-    for (int s = 0; s < sc.steps; ++s) {
-      optimizer->zero_grad();
-      const auto [inputs, targets] = torch_recipes::to_tensors(fixtures::window_batch(sc, s), torch::kFloat64);
-      torch_recipes::batch_loss(sc, model->forward(inputs), targets, sc.loss.reduction).backward();
-      optimizer->step();
-      const auto& expected = oracle.trajectory()[s];
-      const auto params = properties::compare(torch_recipes::flatten(model->ordered_parameters()),
-                                              expected.params_after, expected.params_after_tolerance);
-      const auto state = torch_recipes::read_optimizer_state(sc, *optimizer, model->ordered_parameters());
-      const auto buffer = properties::compare(state.at("momentum_buffer"), expected.state_after.at("momentum_buffer"),
-                                              expected.state_after_tolerance.at("momentum_buffer"));
-      INFO("nesterov " << nesterov << ", step " << s << ": params " << properties::describe(params)
-                       << "; momentum " << properties::describe(buffer));
-      CHECK(params.worst_ratio < 0.5);
-      CHECK(buffer.worst_ratio < 0.5);
+TEST_CASE("the schedules' rates equal PyTorch's own schedulers", "[oracle]") {
+  // PyTorch (Python, the project's .venv) steps LinearLR and CosineAnnealingLR 25 times.
+  const std::string script =
+      "import torch\n"
+      "def run(make):\n"
+      "    p = torch.nn.Parameter(torch.zeros(1))\n"
+      "    o = torch.optim.SGD([p], lr=0.3)\n"
+      "    s = make(o)\n"
+      "    out = []\n"
+      "    for _ in range(25):\n"
+      "        out.append(o.param_groups[0]['lr'])\n"
+      "        o.step(); s.step()\n"
+      "    print(' '.join(repr(x) for x in out))\n"
+      "run(lambda o: torch.optim.lr_scheduler.LinearLR(o, start_factor=0.1, end_factor=1.0, total_iters=5))\n"
+      "run(lambda o: torch.optim.lr_scheduler.CosineAnnealingLR(o, T_max=7, eta_min=0.03))\n"
+      "run(lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=3, gamma=0.5))\n";
+  const std::string command = std::string(GACC_TORCH_PYTHON) + " -W ignore -c \"" + script + "\"";
+  FILE* pipe = popen(command.c_str(), "r");
+  REQUIRE(pipe != nullptr);
+  std::string output;
+  char buffer[4096];
+  while (fgets(buffer, sizeof buffer, pipe)) output += buffer;
+  REQUIRE(pclose(pipe) == 0);
+  std::istringstream lines(output);
+  Scenario sc = long_scenario(OptimizerKind::sgd, ScheduleKind::linear_warmup, ClippingKind::none);
+  sc.optimizer.lr = 0.3;
+  sc.schedule.eta_min = 0.03;
+  for (const auto kind : {ScheduleKind::linear_warmup, ScheduleKind::cosine, ScheduleKind::step}) {
+    sc.schedule.kind = kind;
+    std::string line;
+    REQUIRE(std::getline(lines, line));
+    std::istringstream values(line);
+    for (int s = 0; s < 25; ++s) {
+      double pytorch = 0;
+      REQUIRE(values >> pytorch);
+      const double oracle = reference::learning_rate<double>(sc, s);
+      INFO(to_string(kind) << " step " << s);
+      CHECK(oracle == Approx(pytorch).epsilon(1e-13));
     }
   }
 }

@@ -10,19 +10,24 @@
 #include "fixtures/fixtures.h"
 #include "reference/models.h"
 #include "reference/optimizers.h"
+#include "reference/number_types.h"
 
 namespace gacc::testing {
 
-/// Accumulates micro-batch gradients in fp32, each weighted by its share of the window, then one
-/// SGD step in fp32: a correct recipe. `Broken` variants override one decision.
+/// Accumulates micro-batch gradients in fp32, each micro-batch's summed loss divided by the
+/// window's loss elements, then clipping and one optimizer step (with the scheduled rate) in fp32:
+/// a correct recipe for per-example separable models. `Broken` variants override one decision.
 class Fp32Recipe : public Recipe {
  public:
   std::string name() const override { return "fp32-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
-  bool supports(const Scenario& sc) const override { return sc.world_size == 1; }
+  bool supports(const Scenario& sc) const override {
+    return sc.world_size == 1 && sc.precision == Precision::fp32 && !is_batch_coupled(sc.model);
+  }
 
   Trace run(const Scenario& sc) const override {
+    const auto layout = fixtures::model_layout(sc.model);
     const auto w = fixtures::initial_weights(sc.model, sc.precision);
     std::vector<float> params(w.begin(), w.end());
     reference::StateOf<float> state;
@@ -30,22 +35,23 @@ class Fp32Recipe : public Recipe {
     for (int s = 0; s < sc.steps; ++s) {
       std::vector<float> grad(params.size(), 0.0f);
       float loss = 0.0f;
-      const auto examples = static_cast<float>(window_examples(sc, s));
+      const int64_t window_elements = fixtures::window_loss_elements(sc, s);
       for (int k = 0; k < micro_batch_count(sc, s); ++k) {
         const auto micro = fixtures::micro_batch(sc, s, 0, k);
-        const auto lg = reference::loss_and_gradient(sc, params, micro);
-        const float share = weight(sc, static_cast<float>(micro.size), examples, k);
+        reference::EvaluationOptions options;
+        options.loss_elements = normalizer(micro.counted_targets(), window_elements);
+        const auto lg = reference::loss_and_gradient(sc, params, std::vector<float>{}, micro, options);
         if (zero_each_micro_batch()) std::fill(grad.begin(), grad.end(), 0.0f);
-        for (size_t i = 0; i < grad.size(); ++i) grad[i] += share * lg.grad[i];
-        loss += share * lg.loss;
+        for (size_t i = 0; i < grad.size(); ++i) grad[i] += lg.grad[i];
+        loss += lg.loss;
       }
       StepRecord record;
+      const float norm = reference::global_norm(layout, grad);
+      reference::clip(sc, norm, grad);
       record.grad.assign(grad.begin(), grad.end());
-      double squares = 0;
-      for (float g : grad) squares += static_cast<double>(g) * g;
-      record.pre_clip_norm = static_cast<float>(std::sqrt(squares));
+      record.pre_clip_norm = norm;
       record.loss = loss;
-      record.lr = sc.optimizer.lr;
+      record.lr = reference::learning_rate<double>(sc, s);
       reference::optimizer_step(sc, s, params, grad, state);
       record.params_after.assign(params.begin(), params.end());
       for (const auto& [name, values] : state) record.optimizer_state[name].assign(values.begin(), values.end());
@@ -56,20 +62,19 @@ class Fp32Recipe : public Recipe {
   }
 
  protected:
-  virtual float weight(const Scenario& sc, float size, float examples, int /*micro*/) const {
-    return sc.loss.reduction == Reduction::mean ? size / examples : 1.0f;
-  }
+  /// What a micro-batch's mean loss divides by. Correct: the whole window's loss elements.
+  virtual int64_t normalizer(int64_t /*micro_elements*/, int64_t window_elements) const { return window_elements; }
   virtual bool zero_each_micro_batch() const { return false; }
 };
 
-/// Broken! Each micro-batch's mean loss unweighted (forgotten loss scaling).
+/// Broken! Each micro-batch's own mean, never divided by K (forgotten loss scaling).
 class Fp32ForgottenScaling final : public Fp32Recipe {
  public:
   std::string name() const override { return "fp32-forgotten-scaling"; }
   RecipeKind kind() const override { return RecipeKind::pitfall; }
 
  protected:
-  float weight(const Scenario&, float, float, int) const override { return 1.0f; }
+  int64_t normalizer(int64_t micro_elements, int64_t) const override { return micro_elements; }
 };
 
 /// Broken! Gradients zeroed before each micro-batch (only the last survives).

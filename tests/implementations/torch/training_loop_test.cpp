@@ -46,8 +46,10 @@ TEST_CASE("with K = 1 the loop is bitwise the large-batch loop", "[torch]") {
   torch_recipes::ZooModel model(sc.model, torch::kFloat32, fixtures::initial_weights(sc.model, sc.precision));
   auto optimizer = torch_recipes::make_optimizer(sc, model->ordered_parameters());
   for (int s = 0; s < sc.steps; ++s) {
-    const auto [x, y] = torch_recipes::to_tensors(fixtures::window_batch(sc, s), torch::kFloat32);
-    torch::mse_loss(model->forward(x), y).backward();
+    const auto batch = torch_recipes::to_tensors(fixtures::window_batch(sc, s), torch::kFloat32);
+    (torch_recipes::summed_loss(sc, model->forward(batch.inputs), batch.targets) /
+     static_cast<double>(batch.loss_elements))
+        .backward();
     CHECK(torch_recipes::flatten_gradients(model->ordered_parameters()) == trace.steps[s].grad);
     optimizer->step();
     optimizer->zero_grad();
