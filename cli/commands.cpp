@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include "bench/oracle_bench.h"
 #include "core/errors.h"
 #include "core/files.h"
 #include "implementations/registry.h"
@@ -76,8 +77,11 @@ int list_command(bool json) {
                               {"reference", r->reference()}});
   }
   out["models"] = all_architectures();
-  out["optimizers"] = all_optimizers();
   out["losses"] = all_losses();
+  out["optimizers"] = all_optimizers();
+  out["schedules"] = all_schedules();
+  out["clipping"] = all_clippings();
+  out["precisions"] = all_precisions();
   if (json) {
     std::cout << out.dump(2) << "\n";
     return 0;
@@ -96,12 +100,23 @@ int list_command(bool json) {
   }
   auto print_list = [&](const char* title, const nlohmann::json& items) {
     std::cout << title << ":";
-    for (const auto& item : items) std::cout << " " << item.get<std::string>();
+    const char* separator = " ";
+    for (const auto& item : items) {
+      std::cout << separator << item.get<std::string>();
+      separator = ", ";
+    }
     std::cout << "\n";
   };
-  print_list("models", out["models"]);
-  print_list("optimizers", out["optimizers"]);
-  print_list("losses", out["losses"]);
+  for (const char* key : {"models", "losses", "optimizers", "schedules", "clipping", "precisions"}) {
+    print_list(key, out[key]);
+  }
+  return 0;
+}
+
+int bench_command(const std::string& what, const std::string& json_path) {
+  if (what != "oracle") throw UsageError("unknown benchmark \"" + what + "\" (available: oracle)");
+  const auto figures = bench::run_oracle_bench(std::cout);
+  if (!json_path.empty()) write_file_atomically(json_path, figures.dump(2) + "\n");
   return 0;
 }
 

@@ -20,6 +20,9 @@ int run_command(const RunArguments& args);
 
 int list_command(bool json);
 
+/// `gacc bench WHAT [--json F]`: WHAT is "oracle" (more benchmarks arrive with the CUDA path).
+int bench_command(const std::string& what, const std::string& json_path);
+
 /// `scenario`: Scenario JSON text, or the path of a file holding it.
 int repro_command(const std::string& scenario);
 

@@ -64,6 +64,11 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "properties, recipes (correct or pitfall), models, optimizers");
   list->add_flag("--json", list_json, "as JSON");
 
+  std::string bench_what, bench_json;
+  auto* bench = app.add_subcommand("bench", "performance: oracle (the oracle's cost on the tiny LM)");
+  bench->add_option("what", bench_what, "which benchmark: oracle")->required();
+  bench->add_option("--json", bench_json, "write the figures to this file");
+
   std::string repro_scenario;
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe");
   repro->add_option("scenario", repro_scenario, "Scenario JSON, or a file holding it")->required();
@@ -97,6 +102,7 @@ int main(int argc, char** argv) {
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);
     if (*repro) return gacc::cli::repro_command(repro_scenario);
+    if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
   } catch (const gacc::Error& e) {
     std::cerr << "gacc: " << e.what() << "\n";
     return static_cast<int>(e.code());

@@ -3,7 +3,8 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
-#include <sstream>
+#include <cstdio>
+#include <cstdlib>
 
 #include <nlohmann/json.hpp>
 
@@ -84,11 +85,18 @@ std::vector<std::string> names(const EnumName<Enum> (&table)[N]) {
   throw InputError("scenario." + field + ": " + why);
 }
 
+/// The shortest decimal that reads back as x: 0.1, 1000, 1e+38.
 std::string number_text(double x) {
-  std::ostringstream out;
-  out.precision(17);
-  out << x;
-  return out.str();
+  char text[32];
+  if (std::isfinite(x) && std::floor(x) == x && std::fabs(x) < 1e15) {
+    std::snprintf(text, sizeof text, "%.0f", x);
+    return text;
+  }
+  for (int digits = 1; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, x);
+    if (std::strtod(text, nullptr) == x) break;
+  }
+  return text;
 }
 
 void check_range(const std::string& field, int64_t value, int64_t min, int64_t max) {
@@ -276,11 +284,15 @@ void validate_optimizer(const OptimizerSpec& o) {
     check_real("optimizer.beta1", o.beta1, 0.0, true, 1.0, false);
     check_real("optimizer.beta2", o.beta2, 0.0, true, 1.0, false);
     check_real("optimizer.eps", o.eps, 0.0, false, 1.0, true);
-    if (o.kind == OptimizerKind::adamw && o.lr * o.weight_decay >= 1.0) {
-      invalid("optimizer.weight_decay", "lr * weight_decay must be below 1 (AdamW multiplies the "
-                                        "weights by 1 - lr * weight_decay)");
-    }
   }
+}
+
+/// The largest learning rate the schedule reaches in `steps` optimizer steps.
+double peak_learning_rate(const ScheduleSpec& s, double lr, int steps) {
+  if (s.kind == ScheduleKind::step && s.gamma > 1.0) {
+    return lr * std::pow(s.gamma, static_cast<double>((steps - 1) / s.step_size));
+  }
+  return lr;  // the other schedules never exceed the base rate
 }
 
 void validate_schedule(const ScheduleSpec& s, double lr) {
@@ -358,6 +370,15 @@ void validate(const Scenario& sc) {
   }
   validate_optimizer(sc.optimizer);
   validate_schedule(sc.schedule, sc.optimizer.lr);
+  const double peak = peak_learning_rate(sc.schedule, sc.optimizer.lr, sc.steps);
+  if (!(peak <= 1e3)) {
+    invalid("schedule", "the learning rate reaches " + number_text(peak) + " (at most 1000)");
+  }
+  if (sc.optimizer.kind == OptimizerKind::adamw && peak * sc.optimizer.weight_decay >= 1.0) {
+    invalid("optimizer.weight_decay", "lr * weight_decay reaches " + number_text(peak * sc.optimizer.weight_decay) +
+                                          "; it must stay below 1 (AdamW multiplies the weights by "
+                                          "1 - lr * weight_decay)");
+  }
   validate_precision(sc);
 }
 

@@ -813,9 +813,21 @@ TEST_CASE("optimizer options are checked against the optimizer, naming the field
        },
        {"scenario.optimizer.nesterov: needs momentum > 0 and dampening = 0"}},
       {"adamw with lr * weight_decay = 1", adamw_json(), [](auto& j) { j["optimizer"]["weight_decay"] = 2; },
-       {"scenario.optimizer.weight_decay: lr * weight_decay must be below 1"}},
+       {"scenario.optimizer.weight_decay: lr * weight_decay reaches 1; it must stay below 1"}},
       {"adamw with lr * weight_decay > 1", adamw_json(), [](auto& j) { j["optimizer"]["weight_decay"] = 10; },
-       {"scenario.optimizer.weight_decay: lr * weight_decay must be below 1"}},
+       {"scenario.optimizer.weight_decay: lr * weight_decay reaches 5; it must stay below 1"}},
+      {"adamw whose step schedule grows lr * weight_decay to 1", adamw_json(),
+       [](auto& j) {
+         j["optimizer"]["weight_decay"] = 1.5;
+         j["schedule"] = {{"kind", "step"}, {"step_size", 1}, {"gamma", 4.0}};
+       },
+       {"scenario.optimizer.weight_decay: lr * weight_decay reaches"}},
+      {"a step schedule that grows lr past 1000", valid_json(),
+       [](auto& j) {
+         j["optimizer"]["lr"] = 1000;
+         j["schedule"] = {{"kind", "step"}, {"step_size", 1}, {"gamma", 1000.0}};
+       },
+       {"scenario.schedule: the learning rate reaches"}},
       {"a momentum of 1", valid_json(), [](auto& j) { j["optimizer"]["momentum"] = 1; },
        {"scenario.optimizer.momentum: must be in [0, 1), got 1"}},
       {"a dampening above 1", valid_json(), [](auto& j) { j["optimizer"]["dampening"] = 1.5; },

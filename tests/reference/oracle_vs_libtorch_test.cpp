@@ -14,6 +14,7 @@
 #include "implementations/torch/zoo_model.h"
 #include "properties/compare.h"
 #include "properties/generators.h"
+#include "reference/models.h"
 #include "reference/number_types.h"
 #include "reference/optimizers.h"
 #include "reference/oracle.h"
@@ -203,4 +204,46 @@ TEST_CASE("the schedules' rates equal PyTorch's own schedulers", "[oracle]") {
       CHECK(oracle == Approx(pytorch).epsilon(1e-13));
     }
   }
+}
+
+TEST_CASE("ghost BatchNorm equals LibTorch's BatchNorm accumulated over micro-batches in float64", "[oracle]") {
+  Scenario sc = testing::arch_scenario(Architecture::mlp_batch_norm);
+  sc.data.global_batch = 7;
+  sc.data.windows = {{{2, 3, 2}}};
+  sc.accumulation_steps = 3;
+  sc.steps = 1;
+  const auto w = fixtures::initial_weights(sc.model, sc.precision);
+  const auto b = fixtures::initial_buffers(sc.model);
+
+  torch_recipes::ZooModel model(sc.model, torch::kFloat64, w);
+  model->train();
+  const double elements = static_cast<double>(fixtures::window_loss_elements(sc, 0));
+  for (int k = 0; k < 3; ++k) {
+    const auto batch = torch_recipes::to_tensors(fixtures::micro_batch(sc, 0, 0, k), torch::kFloat64);
+    (torch_recipes::summed_loss(sc, model->forward(batch.inputs), batch.targets) / elements).backward();
+  }
+
+  reference::RoundingScope fp64(kFp64);
+  reference::EvaluationOptions ghost;
+  ghost.virtual_batches = {2, 3, 2};
+  const auto batch = fixtures::window_batch(sc, 0);
+  const auto truth = reference::loss_and_gradient(sc, std::vector<reference::HighPrecision>(w.begin(), w.end()),
+                                                  std::vector<reference::HighPrecision>(b.begin(), b.end()), batch, ghost);
+  const auto bound = reference::loss_and_gradient(sc, std::vector<reference::Bounded>(w.begin(), w.end()),
+                                                  std::vector<reference::Bounded>(b.begin(), b.end()), batch, ghost);
+  std::vector<double> expected, tolerance, expected_buffers, buffer_tolerance;
+  for (size_t i = 0; i < truth.grad.size(); ++i) {
+    expected.push_back(reference::to_double(truth.grad[i]));
+    tolerance.push_back(reference::kToleranceMargin * bound.grad[i].error);
+  }
+  for (size_t i = 0; i < truth.buffers_after.size(); ++i) {
+    expected_buffers.push_back(reference::to_double(truth.buffers_after[i]));
+    buffer_tolerance.push_back(reference::kToleranceMargin * bound.buffers_after[i].error);
+  }
+  const auto grad = properties::compare(torch_recipes::flatten_gradients(model->ordered_parameters()), expected, tolerance);
+  const auto buffers = properties::compare(torch_recipes::flatten(model->ordered_buffers()), expected_buffers, buffer_tolerance);
+  INFO("grad " << properties::describe(grad) << "; buffers " << properties::describe(buffers));
+  CHECK(grad.worst_ratio < 0.5);
+  CHECK(buffers.worst_ratio < 0.5);
+  CHECK(expected_buffers.back() == 3.0);
 }
