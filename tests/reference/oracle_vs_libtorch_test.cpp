@@ -2,6 +2,7 @@
 // weights and data. (tests/ may include LibTorch; reference/ may not.) Tolerances: Note
 // [tolerance] for a float64 implementation (u = 2^-53).
 
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <sstream>
@@ -246,4 +247,34 @@ TEST_CASE("ghost BatchNorm equals LibTorch's BatchNorm accumulated over micro-ba
   CHECK(grad.worst_ratio < 0.5);
   CHECK(buffers.worst_ratio < 0.5);
   CHECK(expected_buffers.back() == 3.0);
+}
+
+TEST_CASE("the bf16 and fp16 rounding models equal LibTorch's conversions from fp32", "[oracle]") {
+  // Autocast rounds fp32 values into bf16 and fp16: random fp32 values over a wide range, including
+  // fp16's overflow and subnormal ranges and exact ties, convert as the oracle's model says.
+  std::vector<float> values;
+  uint32_t state = 12345;
+  for (int i = 0; i < 200000; ++i) {
+    state = state * 1664525u + 1013904223u;
+    const float mantissa = static_cast<float>(state >> 8) * 0x1p-24f;
+    values.push_back(std::ldexp(mantissa, static_cast<int>(state % 64) - 40) * ((state & 1) ? -1.0f : 1.0f));
+  }
+  for (float tie : {1.0f + 0x1p-8f, 1.0f + 3 * 0x1p-8f, 65520.0f, 65519.0f, 0x1p-25f, 3 * 0x1p-25f}) values.push_back(tie);
+  const auto source = torch::from_blob(values.data(), {static_cast<int64_t>(values.size())}, torch::kFloat32);
+  for (const auto& [format, dtype] : {std::pair<const FloatFormat*, torch::Dtype>{&kBf16, torch::kBFloat16},
+                                      std::pair<const FloatFormat*, torch::Dtype>{&kFp16, torch::kHalf}}) {
+    const auto converted = source.to(dtype).to(torch::kFloat64).contiguous();
+    const double* got = converted.data_ptr<double>();
+    int64_t mismatches = 0, first = -1;
+    for (size_t i = 0; i < values.size(); ++i) {
+      const double expected = round_to(*format, static_cast<double>(values[i]));
+      if (!(expected == got[i] || (std::isnan(expected) && std::isnan(got[i])))) {
+        if (first < 0) first = static_cast<int64_t>(i);
+        ++mismatches;
+      }
+    }
+    INFO(format->name << ": " << mismatches << " mismatches, first at value "
+                      << (first >= 0 ? values[static_cast<size_t>(first)] : 0.0f));
+    CHECK(mismatches == 0);
+  }
 }
