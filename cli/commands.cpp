@@ -9,6 +9,8 @@
 #include "core/files.h"
 #include "implementations/registry.h"
 #include "properties/generators.h"
+#include "properties/compare.h"
+#include "properties/pitfall_report.h"
 #include "properties/report.h"
 #include "properties/runner.h"
 
@@ -59,6 +61,46 @@ int run_command(const RunArguments& args) {
       properties::run_properties(catalog.properties(), catalog.recipes(), properties::scenarios(), options);
   properties::print_table(std::cout, report, args.verbose);
   write_reports(report, args.json_path, args.junit_path);
+  return static_cast<int>(report.exit_code());
+}
+
+int pitfalls_command(const PitfallsArguments& args) {
+  const Catalog catalog;
+  properties::RunOptions options;
+  options.cases = args.cases;
+  options.seed = args.seed;
+  options.progress = terminal_progress();
+  const auto recipes = catalog.recipes();
+  const auto report = properties::run_properties(catalog.properties(), recipes, properties::scenarios(), options);
+  const auto pitfalls = properties::summarize_pitfalls(report, recipes);
+  const auto separation = properties::separation(report, pitfalls);
+
+  std::cout << "gacc's pitfall catalog: " << pitfalls.size() << " real gradient-accumulation bugs, " << args.cases
+            << " generated scenarios (seed " << args.seed << ")\n\n";
+  for (const auto& p : pitfalls) {
+    std::cout << p.pitfall << "\n  what it does: " << p.summary << "\n  reported in: " << p.reference << "\n";
+    std::cout << "  shows in " << p.showing << " of " << p.cases << " cases";
+    if (p.showing > 0) {
+      std::cout << ", each time by a ratio of at least " << properties::format_ratio(p.min_ratio) << " (case "
+                << p.min_ratio_case << ")";
+    }
+    std::cout << "\n  caught by:";
+    if (p.caught_by.empty()) std::cout << " nothing — it ESCAPES";
+    for (const auto& [property, ratio] : p.caught_by) std::cout << " " << property << " (" << properties::format_ratio(ratio) << ")";
+    std::cout << "\n";
+    if (p.counterexample) {
+      std::cout << "  smallest counterexample (" << p.counterexample_property << "): "
+                << properties::reproduce_line(*p.counterexample, report.seed) << "\n";
+    }
+    std::cout << "\n";
+  }
+  std::cout << "separation: correct recipes' worst ratio " << properties::format_ratio(separation.correct_worst)
+            << " (must stay at most 0.5; " << separation.correct_worst_at << ")\n"
+            << "            pitfalls' smallest catching ratio " << properties::format_ratio(separation.pitfall_min)
+            << " (must stay at least 10; " << separation.pitfall_min_at << ")\n"
+            << "            weakest showing of a pitfall in any case " << properties::format_ratio(separation.weakest_showing)
+            << " (" << separation.weakest_showing_at << ")\n";
+  if (!args.json_path.empty()) write_file_atomically(args.json_path, properties::to_json(pitfalls).dump(2) + "\n");
   return static_cast<int>(report.exit_code());
 }
 

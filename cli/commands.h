@@ -20,6 +20,15 @@ int run_command(const RunArguments& args);
 
 int list_command(bool json);
 
+struct PitfallsArguments {
+  int cases = 200;
+  uint64_t seed = 1;
+  std::string json_path;
+};
+
+/// The demonstrator: every pitfall, what it does wrong, which properties catch it and by how much.
+int pitfalls_command(const PitfallsArguments& args);
+
 /// `gacc bench WHAT [--json F]`: WHAT is "oracle" (more benchmarks arrive with the CUDA path).
 int bench_command(const std::string& what, const std::string& json_path);
 

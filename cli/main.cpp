@@ -64,6 +64,13 @@ int main(int argc, char** argv) {
   auto* list = app.add_subcommand("list", "properties, recipes (correct or pitfall), models, optimizers");
   list->add_flag("--json", list_json, "as JSON");
 
+  gacc::cli::PitfallsArguments pitfall_args;
+  std::string pitfall_seed;
+  auto* pitfalls = app.add_subcommand("pitfalls", "the demonstrator: each pitfall, what catches it, by how much");
+  pitfalls->add_option("--cases", pitfall_args.cases, "generated scenarios (default 200)")->check(CLI::Range(1, 10000000));
+  pitfalls->add_option("--seed", pitfall_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
+  pitfalls->add_option("--json", pitfall_args.json_path, "write the per-pitfall figures to this file");
+
   std::string bench_what, bench_json;
   auto* bench = app.add_subcommand("bench", "performance: oracle (the oracle's cost on the tiny LM)");
   bench->add_option("what", bench_what, "which benchmark: oracle")->required();
@@ -95,6 +102,7 @@ int main(int argc, char** argv) {
   }
 
   if (!seed_text.empty()) run_args.seed = *parse_seed(seed_text);
+  if (!pitfall_seed.empty()) pitfall_args.seed = *parse_seed(pitfall_seed);
 
   // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
   torch::set_num_threads(1);
@@ -103,6 +111,7 @@ int main(int argc, char** argv) {
     if (*list) return gacc::cli::list_command(list_json);
     if (*repro) return gacc::cli::repro_command(repro_scenario);
     if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
+    if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
   } catch (const gacc::Error& e) {
     std::cerr << "gacc: " << e.what() << "\n";
     return static_cast<int>(e.code());

@@ -8,8 +8,14 @@ namespace gacc {
 std::vector<std::unique_ptr<Recipe>> all_recipes() {
   std::vector<std::unique_ptr<Recipe>> recipes;
   recipes.push_back(std::make_unique<torch_recipes::TorchTrainingLoop>());
-  recipes.push_back(pitfalls::forgotten_loss_scaling());
-  recipes.push_back(pitfalls::zero_grad_every_micro_batch());
+  for (auto make : {pitfalls::forgotten_loss_scaling, pitfalls::zero_grad_every_micro_batch,
+                    pitfalls::optimizer_step_every_micro_batch, pitfalls::token_mean_of_means,
+                    pitfalls::partial_window_divided_by_k, pitfalls::clipping_per_micro_batch,
+                    pitfalls::bf16_accumulation_buffer, pitfalls::scheduler_step_every_micro_batch,
+                    pitfalls::adam_step_count_per_micro_batch, pitfalls::weight_decay_per_micro_batch,
+                    pitfalls::last_micro_batch_leaks, pitfalls::batch_norm_micro_batch_statistics}) {
+    recipes.push_back(make());
+  }
   return recipes;
 }
 

@@ -23,6 +23,8 @@ namespace gacc::properties {
 constexpr int kMaxGeneratedK = 4;
 constexpr int kMaxGeneratedSteps = 3;
 constexpr int kMaxGeneratedSequence = 5;
+/// The fewest values a generated normalization (LayerNorm group, BatchNorm micro-batch) spans.
+constexpr int kMinNormGroup = 3;
 
 /// Which parts of the zoo a generator draws from.
 struct GeneratorRange {
@@ -50,21 +52,25 @@ inline rc::Gen<ModelSpec> model_specs(const std::vector<Architecture>& architect
         ModelSpec m;
         m.arch = arch;
         m.init_seed = seed;
-        // A LayerNorm or GroupNorm group of one feature is degenerate (its output is its bias, its
-        // gradient vanishes through a catastrophic cancellation): every group gets two features.
+        // Normalizing over one or two values is degenerate: the output no longer depends on the
+        // input (x_hat = +-1), its gradient vanishes through a catastrophic cancellation in ATen's
+        // formula, and the rounding bound, though valid, dwarfs everything a pitfall changes. Every
+        // LayerNorm or GroupNorm group gets kMinNormGroup features, RMSNorm two.
         const bool grouped = arch == Architecture::mlp_layer_norm || arch == Architecture::mlp_group_norm;
         if (arch == Architecture::causal_lm) {
           m.vocab_size = vocab;
-          m.d_model = d_model + 1;
+          m.d_model = d_model + kMinNormGroup - 1;
           m.max_seq_len = max_len;
         } else {
           m.input_dim = input;
           m.output_dim = output;
-          if (arch != Architecture::linear) m.hidden_dim = grouped ? std::max(hidden, 2) : hidden;
+          if (arch != Architecture::linear) m.hidden_dim = hidden;
+          if (grouped) m.hidden_dim = std::max(hidden, kMinNormGroup);
+          if (arch == Architecture::mlp_rms_norm) m.hidden_dim = std::max(hidden, 2);
         }
         if (arch == Architecture::mlp_group_norm) {
           std::vector<int> groups;
-          for (int g = 1; 2 * g <= m.hidden_dim; ++g) {
+          for (int g = 1; kMinNormGroup * g <= m.hidden_dim; ++g) {
             if (m.hidden_dim % g == 0) groups.push_back(g);
           }
           m.groups = groups[static_cast<size_t>(group_choice) % groups.size()];
@@ -88,7 +94,7 @@ inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<
   d.seed = seed;
   const bool batch_norm = model.arch == Architecture::mlp_batch_norm;
   if (batch_norm) {
-    for (auto& m : base) m = std::max(m, 2);  // training-mode BatchNorm needs two examples
+    for (auto& m : base) m = std::max(m, kMinNormGroup);  // see model_specs on degenerate norms
   }
   d.global_batch = 0;
   for (int i = 0; i < k; ++i) d.global_batch += base[i];
@@ -98,8 +104,8 @@ inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<
     if (s + 1 == steps && partial) {
       if (k > 1) {
         sizes.resize(static_cast<size_t>(1 + kept % (k - 1)));  // 1..K-1 micro-batches
-      } else if (sizes[0] > (batch_norm ? 2 : 1)) {
-        const int64_t smallest = batch_norm ? 2 : 1;
+      } else if (sizes[0] > (batch_norm ? kMinNormGroup : 1)) {
+        const int64_t smallest = batch_norm ? kMinNormGroup : 1;
         sizes[0] = smallest + kept % (sizes[0] - smallest);  // one smaller micro-batch
       }
     }

@@ -19,7 +19,9 @@ bool GradientEquivalence::applies_to(const Scenario& scenario) const {
   return !is_batch_coupled(scenario.model);
 }
 
-CaseVerdict GradientEquivalence::check(const reference::Oracle& oracle, const Trace& trace) const {
+CaseVerdict GradientEquivalence::check(const CaseContext& context) const {
+  const auto& oracle = context.oracle;
+  const auto& trace = context.trace;
   Judgement judgement(oracle);
   if (check_structure(trace, oracle, judgement)) {
     for (int s = 0; s < oracle.scenario().steps; ++s) check_gradient(oracle, trace, s, judgement);

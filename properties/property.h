@@ -2,6 +2,7 @@
 /// `Property`: a claim that must hold of a recipe on every generated scenario, checked against the
 /// oracle with derived tolerances.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,18 @@ struct CaseVerdict {
   double ratio = 0.0;
   /// Where the worst ratio was and what was compared: enough for a person to act on.
   std::string detail;
+  /// The ratio measures a documented non-equivalence (BatchNorm against the large batch): a
+  /// failure here is expected of a correct recipe, and still shows a pitfall.
+  bool expected = false;
+};
+
+/// What a property sees of one recipe on one scenario.
+struct CaseContext {
+  const reference::Oracle& oracle;
+  const Trace& trace;
+  /// Runs the same recipe on another scenario (a re-split of this one); throws what the recipe
+  /// throws.
+  std::function<Trace(const Scenario&)> rerun;
 };
 
 class Property {
@@ -30,8 +43,8 @@ class Property {
   virtual std::string claim() const = 0;
   /// Whether the claim is made of this scenario at all (otherwise the case is skipped).
   virtual bool applies_to(const Scenario& scenario) const = 0;
-  /// Judges a recipe's trace of `oracle.scenario()`.
-  virtual CaseVerdict check(const reference::Oracle& oracle, const Trace& trace) const = 0;
+  /// Judges a recipe's trace of `context.oracle.scenario()`.
+  virtual CaseVerdict check(const CaseContext& context) const = 0;
 };
 
 /// Every property, in report order (an explicit list).

@@ -17,8 +17,10 @@ nlohmann::json ratio_json(double ratio) {
   return std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr);
 }
 
+/// A correct recipe that fails, or a row where an escaping pitfall was judged and missed.
 bool unexpected(const ResultRow& row, const RunReport& report) {
   if (row.kind == RecipeKind::correct) return row.verdict == Verdict::fail;
+  if (row.verdict != Verdict::pass) return false;
   const auto escaping = report.pitfalls_escaping();
   return std::find(escaping.begin(), escaping.end(), row.recipe) != escaping.end();
 }
@@ -47,12 +49,13 @@ std::string xml_escape(const std::string& text) {
 std::string verdict_text(const ResultRow& row) {
   if (row.kind == RecipeKind::pitfall) {
     switch (row.verdict) {
-      case Verdict::fail: return "caught";
+      case Verdict::fail:
+      case Verdict::expected_fail: return "caught";
       case Verdict::pass: return "missed";
-      default: break;
+      case Verdict::skip: return "skip";
     }
   }
-  return to_string(row.verdict);
+  return row.verdict == Verdict::expected_fail ? "expected" : to_string(row.verdict);
 }
 
 }  // namespace

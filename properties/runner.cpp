@@ -1,5 +1,6 @@
 #include "properties/runner.h"
 
+#include <algorithm>
 #include <limits>
 #include <memory>
 #include <optional>
@@ -22,16 +23,23 @@ RecipeOutcome run_recipe(const Recipe& recipe, const Scenario& scenario) {
   }
 }
 
-CaseVerdict judge(const Property& property, const reference::Oracle& oracle, const RecipeOutcome& outcome) {
+CaseVerdict judge(const Property& property, const Recipe& recipe, const reference::Oracle& oracle,
+                  const RecipeOutcome& outcome) {
   if (!outcome.trace) {
-    return {std::numeric_limits<double>::infinity(), "the recipe failed: " + outcome.error};
+    return {std::numeric_limits<double>::infinity(), "the recipe failed: " + outcome.error, false};
   }
-  return property.check(oracle, *outcome.trace);
+  const CaseContext context{oracle, *outcome.trace, [&recipe](const Scenario& s) { return recipe.run(s); }};
+  return property.check(context);
+}
+
+/// Whether a case shows what the row is about: an unexpected failure, or for a pitfall any
+/// failure (a documented non-equivalence shows the pitfall that demonstrates it).
+bool shows(const CaseVerdict& verdict, RecipeKind kind) {
+  return !(verdict.ratio < 1.0) && (!verdict.expected || kind == RecipeKind::pitfall);
 }
 
 bool matches(const std::string& filter, const Property& p, const Recipe& r) {
-  return filter.empty() || p.name().find(filter) != std::string::npos ||
-         r.name().find(filter) != std::string::npos;
+  return filter.empty() || p.name().find(filter) != std::string::npos || r.name().find(filter) != std::string::npos;
 }
 
 /// One (property, recipe) pair while cases run.
@@ -39,10 +47,12 @@ struct Cell {
   const Property* property;
   const Recipe* recipe;
   ResultRow row;
-  std::optional<rc::Shrinkable<Scenario>> failure;
+  std::optional<rc::Shrinkable<Scenario>> failure;  ///< the first case that shows
   CaseVerdict failure_verdict;
   int failure_index = 0;
   uint64_t failure_seed = 0;
+  int unexpected = 0;  ///< cases that failed where no failure is documented
+  int expected = 0;    ///< cases that failed as documented
 };
 
 void record(Cell& cell, const CaseVerdict& verdict) {
@@ -52,6 +62,7 @@ void record(Cell& cell, const CaseVerdict& verdict) {
     row.worst_detail = verdict.detail;
   }
   ++row.cases;
+  if (!(verdict.ratio < 1.0)) ++(verdict.expected ? cell.expected : cell.unexpected);
 }
 
 bool judgeable(const Cell& cell, const Scenario& scenario) {
@@ -73,8 +84,8 @@ Counterexample shrink(const Cell& cell, int max_evaluations) {
       if (!judgeable(cell, scenario)) continue;
       ++evaluations;
       const reference::Oracle oracle(scenario);
-      const auto verdict = judge(*cell.property, oracle, run_recipe(*cell.recipe, scenario));
-      if (verdict.ratio >= 1.0) {
+      const auto verdict = judge(*cell.property, *cell.recipe, oracle, run_recipe(*cell.recipe, scenario));
+      if (shows(verdict, cell.recipe->kind())) {
         current = *candidate;
         best.scenario = scenario;
         best.ratio = verdict.ratio;
@@ -88,18 +99,19 @@ Counterexample shrink(const Cell& cell, int max_evaluations) {
   return best;
 }
 
-Verdict final_verdict(const ResultRow& row, bool failed) {
-  if (row.cases == 0) return Verdict::skip;
-  return failed ? Verdict::fail : Verdict::pass;
+Verdict final_verdict(const Cell& cell) {
+  if (cell.row.cases == 0) return Verdict::skip;
+  if (cell.unexpected > 0) return Verdict::fail;
+  return cell.expected > 0 ? Verdict::expected_fail : Verdict::pass;
 }
 
-std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
-                             const std::vector<const Recipe*>& recipes, const std::string& filter) {
+std::vector<Cell> make_cells(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
+                             const std::string& filter) {
   std::vector<Cell> cells;
   for (const auto* p : properties) {
     for (const auto* r : recipes) {
       if (!matches(filter, *p, *r)) continue;
-      Cell cell{p, r, {}, std::nullopt, {}, 0, 0};
+      Cell cell{p, r, {}, std::nullopt, {}, 0, 0, 0, 0};
       cell.row.property = p->name();
       cell.row.recipe = r->name();
       cell.row.kind = r->kind();
@@ -112,15 +124,18 @@ std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
   return cells;
 }
 
-/// Judges every applicable cell on one scenario: one oracle, one run per recipe.
-void judge_case(std::vector<Cell>& cells, const rc::Shrinkable<Scenario>& shrinkable, int index,
-                uint64_t seed) {
+/// Judges every applicable cell on one scenario: one oracle, one run per recipe. Returns, per
+/// recipe judged, the largest ratio any property found.
+std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
+                                                       const rc::Shrinkable<Scenario>& shrinkable, int index,
+                                                       uint64_t seed) {
   const Scenario scenario = shrinkable.value();
   std::vector<Cell*> applicable;
   for (auto& cell : cells) {
     if (judgeable(cell, scenario)) applicable.push_back(&cell);
   }
-  if (applicable.empty()) return;
+  std::vector<std::pair<std::string, double>> best;
+  if (applicable.empty()) return best;
   const reference::Oracle oracle(scenario);
   std::vector<std::pair<const Recipe*, RecipeOutcome>> outcomes;
   for (auto* cell : applicable) {
@@ -132,28 +147,34 @@ void judge_case(std::vector<Cell>& cells, const rc::Shrinkable<Scenario>& shrink
       outcomes.emplace_back(cell->recipe, run_recipe(*cell->recipe, scenario));
       outcome = &outcomes.back().second;
     }
-    const auto verdict = judge(*cell->property, oracle, *outcome);
+    const auto verdict = judge(*cell->property, *cell->recipe, oracle, *outcome);
     record(*cell, verdict);
-    if (verdict.ratio >= 1.0 && !cell->failure) {
+    if (shows(verdict, cell->recipe->kind()) && !cell->failure) {
       cell->failure = shrinkable;
       cell->failure_verdict = verdict;
       cell->failure_index = index;
       cell->failure_seed = seed;
     }
+    auto it = std::find_if(best.begin(), best.end(), [&](const auto& b) { return b.first == cell->recipe->name(); });
+    if (it == best.end()) {
+      best.emplace_back(cell->recipe->name(), verdict.ratio);
+    } else if (!(verdict.ratio <= it->second)) {
+      it->second = verdict.ratio;
+    }
   }
+  return best;
 }
 
-RunReport finish(std::vector<Cell>& cells, uint64_t seed, int cases, int max_shrink_evaluations) {
-  RunReport report;
-  report.seed = seed;
-  report.cases = cases;
+RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_evaluations) {
   for (auto& cell : cells) {
-    cell.row.verdict = final_verdict(cell.row, cell.failure.has_value());
+    cell.row.verdict = final_verdict(cell);
     if (cell.failure) cell.row.counterexample = shrink(cell, max_shrink_evaluations);
     report.rows.push_back(std::move(cell.row));
   }
   return report;
 }
+
+bool caught(Verdict verdict) { return verdict == Verdict::fail || verdict == Verdict::expected_fail; }
 
 }  // namespace
 
@@ -176,10 +197,9 @@ int RunReport::count(Verdict verdict) const {
 std::vector<std::string> RunReport::correct_failing() const {
   std::vector<std::string> names;
   for (const auto& row : rows) {
-    if (row.kind == RecipeKind::correct && row.verdict == Verdict::fail) {
-      bool seen = false;
-      for (const auto& n : names) seen = seen || n == row.recipe;
-      if (!seen) names.push_back(row.recipe);
+    if (row.kind == RecipeKind::correct && row.verdict == Verdict::fail &&
+        std::find(names.begin(), names.end(), row.recipe) == names.end()) {
+      names.push_back(row.recipe);
     }
   }
   return names;
@@ -188,49 +208,54 @@ std::vector<std::string> RunReport::correct_failing() const {
 std::vector<std::string> RunReport::pitfalls_escaping() const {
   std::vector<std::string> names;
   for (const auto& row : rows) {
-    if (row.kind != RecipeKind::pitfall) continue;
-    bool caught = false, seen = false;
-    for (const auto& other : rows) {
-      caught = caught || (other.recipe == row.recipe && other.verdict == Verdict::fail);
-    }
-    for (const auto& n : names) seen = seen || n == row.recipe;
-    if (!caught && !seen) names.push_back(row.recipe);
+    if (row.kind != RecipeKind::pitfall || std::find(names.begin(), names.end(), row.recipe) != names.end()) continue;
+    const bool is_caught = std::any_of(rows.begin(), rows.end(),
+                                       [&](const ResultRow& other) { return other.recipe == row.recipe && caught(other.verdict); });
+    if (!is_caught) names.push_back(row.recipe);
   }
   return names;
 }
 
 ExitCode RunReport::exit_code() const {
-  return correct_failing().empty() && pitfalls_escaping().empty() ? ExitCode::ok
-                                                                  : ExitCode::property_failed;
+  return correct_failing().empty() && pitfalls_escaping().empty() ? ExitCode::ok : ExitCode::property_failed;
 }
 
 uint64_t case_seed(uint64_t seed, int index) {
   return fixtures::mix64(seed ^ fixtures::mix64(static_cast<uint64_t>(index) + 1));
 }
 
-RunReport run_properties(const std::vector<const Property*>& properties,
-                         const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
-                         const RunOptions& options) {
+RunReport run_properties(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
+                         const rc::Gen<Scenario>& generator, const RunOptions& options) {
   if (options.cases < 1) throw UsageError("--cases must be at least 1, got " + std::to_string(options.cases));
   auto cells = make_cells(properties, recipes, options.filter);
+  RunReport report;
+  report.seed = options.seed;
+  report.cases = options.cases;
   for (int i = 0; i < options.cases; ++i) {
     const uint64_t seed = case_seed(options.seed, i);
-    judge_case(cells, generator(rc::Random(seed), rc::kNominalSize), i, seed);
+    for (const auto& [recipe, ratio] : judge_case(cells, generator(rc::Random(seed), rc::kNominalSize), i, seed)) {
+      report.case_ratios[recipe].emplace_back(i, ratio);
+    }
     if (options.progress) options.progress(i + 1, options.cases);
   }
-  return finish(cells, options.seed, options.cases, options.max_shrink_evaluations);
+  return finish(cells, std::move(report), options.max_shrink_evaluations);
 }
 
-RunReport run_scenario(const std::vector<const Property*>& properties,
-                       const std::vector<const Recipe*>& recipes, const Scenario& scenario) {
+RunReport run_scenario(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
+                       const Scenario& scenario) {
   auto cells = make_cells(properties, recipes, "");
-  judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0);
-  return finish(cells, 0, 1, 0);
+  RunReport report;
+  report.cases = 1;
+  for (const auto& [recipe, ratio] :
+       judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0)) {
+    report.case_ratios[recipe].emplace_back(0, ratio);
+  }
+  return finish(cells, std::move(report), 0);
 }
 
 std::string reproduce_line(const Counterexample& c, uint64_t run_seed) {
-  return "gacc repro '" + to_json_text(c.scenario) + "'   # shrunk from case " +
-         std::to_string(c.case_index) + " of --seed " + std::to_string(run_seed);
+  return "gacc repro '" + to_json_text(c.scenario) + "'   # shrunk from case " + std::to_string(c.case_index) +
+         " of --seed " + std::to_string(run_seed);
 }
 
 }  // namespace gacc::properties

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,8 +23,8 @@ namespace gacc::properties {
 
 enum class Verdict {
   pass,           ///< held on every case
-  fail,           ///< failed on some case (for a pitfall: caught)
-  expected_fail,  ///< failed where the property documents a non-equivalence
+  fail,           ///< failed on some case where no failure is documented (for a pitfall: caught)
+  expected_fail,  ///< failed only where the property documents a non-equivalence (for a pitfall: caught)
   skip,           ///< applied to no case
 };
 
@@ -65,11 +66,14 @@ struct RunReport {
   uint64_t seed = 0;
   int cases = 0;
   std::vector<ResultRow> rows;
+  /// Per recipe, per case it was judged on (case index, ratio): the largest ratio any property
+  /// found (the separation statistics: how far above 1 a pitfall is whenever it shows).
+  std::map<std::string, std::vector<std::pair<int, double>>> case_ratios;
 
   int count(Verdict verdict) const;
   /// Correct recipes that failed some property.
   std::vector<std::string> correct_failing() const;
-  /// Pitfall recipes that no property caught.
+  /// Pitfall recipes that no property caught (fail or expected_fail).
   std::vector<std::string> pitfalls_escaping() const;
   /// 0 when every correct recipe passes and every pitfall is caught, else 1.
   ExitCode exit_code() const;

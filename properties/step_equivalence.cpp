@@ -18,7 +18,9 @@ bool StepEquivalence::applies_to(const Scenario& scenario) const {
   return !is_batch_coupled(scenario.model);
 }
 
-CaseVerdict StepEquivalence::check(const reference::Oracle& oracle, const Trace& trace) const {
+CaseVerdict StepEquivalence::check(const CaseContext& context) const {
+  const auto& oracle = context.oracle;
+  const auto& trace = context.trace;
   Judgement judgement(oracle);
   if (check_structure(trace, oracle, judgement)) {
     for (int s = 0; s < oracle.scenario().steps && !judgement.failed_structurally(); ++s) {

@@ -12,7 +12,7 @@ class StepEquivalence final : public Property {
   std::string name() const override;
   std::string claim() const override;
   bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const reference::Oracle& oracle, const Trace& trace) const override;
+  CaseVerdict check(const CaseContext& context) const override;
 };
 
 }  // namespace gacc::properties

@@ -157,4 +157,37 @@ void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int s
                     expected.buffers_after_tolerance);
 }
 
+namespace {
+
+std::vector<double> doubled(const std::vector<double>& tolerance) {
+  std::vector<double> out(tolerance);
+  for (auto& t : out) t *= 2.0;
+  return out;
+}
+
+}  // namespace
+
+void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace& b, const std::string& what,
+                    Judgement& judgement) {
+  const auto& first = oracle.trajectory().at(0);
+  judgement.vector(what + ": step 0 grad", a.steps[0].grad, b.steps[0].grad, doubled(first.grad_tolerance));
+  judgement.scalar(what + ": step 0 loss", a.steps[0].loss, b.steps[0].loss, 2.0 * first.loss_tolerance);
+  for (size_t s = 0; s < a.steps.size(); ++s) {
+    const auto& expected = oracle.trajectory().at(s);
+    const std::string at = what + ": step " + std::to_string(s) + " ";
+    judgement.vector(at + "params after the step", a.steps[s].params_after, b.steps[s].params_after,
+                     doubled(expected.params_after_tolerance));
+    judgement.buffers(at + "buffers", a.steps[s].buffers_after, b.steps[s].buffers_after,
+                      doubled(expected.buffers_after_tolerance));
+    for (const auto& [name, tolerance] : expected.state_after_tolerance) {
+      const auto ia = a.steps[s].optimizer_state.find(name), ib = b.steps[s].optimizer_state.find(name);
+      if (ia == a.steps[s].optimizer_state.end() || ib == b.steps[s].optimizer_state.end()) {
+        judgement.structural(at + "optimizer state " + name + " missing in one of the runs");
+        return;
+      }
+      judgement.vector(at + name, ia->second, ib->second, doubled(tolerance));
+    }
+  }
+}
+
 }  // namespace gacc::properties

@@ -61,4 +61,10 @@ void check_step(const reference::Oracle& oracle, const Trace& trace, int step, J
 /// bound carried along the whole trajectory.
 void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
+/// Two runs of one scenario (say, two splits of it) against each other: step 0's gradient and
+/// loss, then parameters, optimizer state and buffers at every step. Each run may be off the truth
+/// by its tolerance, so they may differ by twice it. Requires check_structure on both.
+void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace& b, const std::string& what,
+                    Judgement& judgement);
+
 }  // namespace gacc::properties

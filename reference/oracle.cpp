@@ -27,9 +27,11 @@ struct WindowResult {
 /// clipping, the step.
 template <class T>
 WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                           const fixtures::Batch& batch, std::vector<T> params, StateOf<T> state,
-                           const std::vector<T>& buffers) {
-  auto evaluation = loss_and_gradient(scenario, params, buffers, batch);
+                           const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
+                           std::vector<T> params, StateOf<T> state, const std::vector<T>& buffers) {
+  EvaluationOptions options;
+  options.virtual_batches = virtual_batches;
+  auto evaluation = loss_and_gradient(scenario, params, buffers, batch, options);
   WindowResult<T> out;
   out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
   out.loss = evaluation.loss;
@@ -106,6 +108,7 @@ WindowExpectation expectation(int step, double loss_scale, const WindowResult<T>
 template <class T>
 std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fixtures::ModelLayout& layout,
                                              const std::vector<fixtures::Batch>& windows,
+                                             const std::vector<std::vector<int64_t>>& virtual_batches,
                                              const std::vector<double>& loss_scales,
                                              const std::vector<double>& initial_params,
                                              const std::vector<double>& initial_buffers) {
@@ -116,8 +119,9 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
   StateOf<T> state;
   StateOf<Bounded> bounded_state;
   for (int s = 0; s < scenario.steps; ++s) {
-    auto truth = run_window(scenario, layout, s, windows[s], params, state, buffers);
-    auto bounded = run_window(scenario, layout, s, windows[s], bounded_params, bounded_state, bounded_buffers);
+    auto truth = run_window(scenario, layout, s, windows[s], virtual_batches[s], params, state, buffers);
+    auto bounded =
+        run_window(scenario, layout, s, windows[s], virtual_batches[s], bounded_params, bounded_state, bounded_buffers);
     out.push_back(expectation(s, loss_scales[s], truth, bounded));
     params = std::move(truth.params_after);
     state = std::move(truth.state_after);
@@ -131,11 +135,13 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
 
 template <class T>
 WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                            const fixtures::Batch& batch, double loss_scale, const std::vector<double>& params,
-                            const OptimizerState& state, const std::vector<double>& buffers) {
-  auto truth = run_window(scenario, layout, step, batch, convert<T>(params), convert<T>(state), convert<T>(buffers));
-  auto bounded = run_window(scenario, layout, step, batch, convert<Bounded>(params), convert<Bounded>(state),
-                            convert<Bounded>(buffers));
+                            const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
+                            double loss_scale, const std::vector<double>& params, const OptimizerState& state,
+                            const std::vector<double>& buffers) {
+  auto truth = run_window(scenario, layout, step, batch, virtual_batches, convert<T>(params), convert<T>(state),
+                          convert<T>(buffers));
+  auto bounded = run_window(scenario, layout, step, batch, virtual_batches, convert<Bounded>(params),
+                            convert<Bounded>(state), convert<Bounded>(buffers));
   return expectation(step, loss_scale, truth, bounded);
 }
 
@@ -156,7 +162,13 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
       initial_params_(fixtures::initial_weights(scenario.model, scenario.precision)),
       initial_buffers_(fixtures::initial_buffers(scenario.model)) {
   validate(scenario_);
-  for (int s = 0; s < scenario_.steps; ++s) windows_.push_back(fixtures::window_batch(scenario_, s));
+  for (int s = 0; s < scenario_.steps; ++s) {
+    windows_.push_back(fixtures::window_batch(scenario_, s));
+    auto& virtual_batches = virtual_batches_.emplace_back();
+    if (options_.ghost_batch_norm) {
+      for (const auto& rank : scenario_.data.windows[s]) virtual_batches.insert(virtual_batches.end(), rank.begin(), rank.end());
+    }
+  }
   LossScaleState loss_scale = initial_loss_scale(scenario_.loss_scale);
   for (int s = 0; s < scenario_.steps; ++s) {
     const bool scaled = scenario_.precision == Precision::fp16;
@@ -165,10 +177,10 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
   }
   RoundingScope rounding(*format_);
   trajectory_ = options_.high_precision
-                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, loss_scales_, initial_params_,
-                                                   initial_buffers_)
-                    : trajectory_in<double>(scenario_, layout_, windows_, loss_scales_, initial_params_,
-                                            initial_buffers_);
+                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, virtual_batches_, loss_scales_,
+                                                   initial_params_, initial_buffers_)
+                    : trajectory_in<double>(scenario_, layout_, windows_, virtual_batches_, loss_scales_,
+                                            initial_params_, initial_buffers_);
 }
 
 double Oracle::unit_roundoff() const { return gacc::unit_roundoff(*format_); }
@@ -194,13 +206,27 @@ const WindowExpectation& Oracle::window_from(int step, const std::vector<double>
   if (it != memo_.end()) return *it->second;
   RoundingScope rounding(*format_);
   auto e = options_.high_precision
-               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], loss_scales_[step], params, state,
-                                          buffers)
-               : window_in<double>(scenario_, layout_, step, windows_[step], loss_scales_[step], params, state,
-                                   buffers);
+               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], virtual_batches_[step],
+                                          loss_scales_[step], params, state, buffers)
+               : window_in<double>(scenario_, layout_, step, windows_[step], virtual_batches_[step],
+                                   loss_scales_[step], params, state, buffers);
   auto& slot = memo_[std::move(key)];
   slot = std::make_unique<WindowExpectation>(std::move(e));
   return *slot;
+}
+
+}  // namespace gacc::reference
+
+namespace gacc::reference {
+
+const Oracle& Oracle::ghost() const {
+  std::lock_guard<std::mutex> lock(memo_mutex_);
+  if (!ghost_) {
+    OracleOptions options = options_;
+    options.ghost_batch_norm = true;
+    ghost_ = std::make_unique<Oracle>(scenario_, options);
+  }
+  return *ghost_;
 }
 
 }  // namespace gacc::reference

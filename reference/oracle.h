@@ -45,6 +45,10 @@ struct OracleOptions {
   /// for every precision policy). &kFp64 judges a float64 implementation, as the tests do with
   /// LibTorch in float64.
   const FloatFormat* format = nullptr;
+  /// BatchNorm over each micro-batch ("ghost" BatchNorm over virtual batches of the micro-batch
+  /// size, running statistics updated once per micro-batch) instead of over the whole window: what
+  /// an accumulating recipe with BatchNorm computes.
+  bool ghost_batch_norm = false;
 };
 
 class Oracle {
@@ -70,6 +74,9 @@ class Oracle {
   const WindowExpectation& window_from(int step, const std::vector<double>& params, const OptimizerState& state,
                                        const std::vector<double>& buffers) const;
 
+  /// The same scenario under ghost BatchNorm (OracleOptions::ghost_batch_norm), built on first use.
+  const Oracle& ghost() const;
+
  private:
   Scenario scenario_;
   OracleOptions options_;
@@ -78,12 +85,14 @@ class Oracle {
   std::vector<double> initial_params_;
   std::vector<double> initial_buffers_;
   std::vector<fixtures::Batch> windows_;
+  std::vector<std::vector<int64_t>> virtual_batches_;  ///< per window; empty unless ghost
   std::vector<double> loss_scales_;
   std::vector<WindowExpectation> trajectory_;
 
   using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>>;
   mutable std::mutex memo_mutex_;
   mutable std::map<Key, std::unique_ptr<WindowExpectation>> memo_;
+  mutable std::unique_ptr<Oracle> ghost_;
 };
 
 }  // namespace gacc::reference

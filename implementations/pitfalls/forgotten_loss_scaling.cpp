@@ -9,22 +9,18 @@
 // The fix: divide each micro-batch's summed loss by the whole window's loss elements (for equal
 // sizes, the micro-batch mean divided by K), as TorchTrainingLoop::micro_batch_loss does.
 
+#include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
-#include "implementations/torch/training_loop.h"
 
 namespace gacc::pitfalls {
 namespace {
 
-class ForgottenLossScaling final : public torch_recipes::TorchTrainingLoop {
+class ForgottenLossScaling final : public PitfallLoop {
  public:
-  std::string name() const override { return "forgotten-loss-scaling"; }
-  RecipeKind kind() const override { return RecipeKind::pitfall; }
-  std::string summary() const override {
-    return "backward on each micro-batch's own mean loss, never divided by K (or weighted by m_k/N)";
-  }
-  std::string reference() const override {
-    return "hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5";
-  }
+  ForgottenLossScaling()
+      : PitfallLoop("forgotten-loss-scaling",
+                    "backward on each micro-batch's own mean loss, never divided by K (or weighted by its share)",
+                    "hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5") {}
 
  protected:
   torch::Tensor micro_batch_loss(torch_recipes::LoopState& state, int, const torch::Tensor& summed,

@@ -11,5 +11,15 @@ namespace gacc::pitfalls {
 // Broken! Each returns a recipe that gets one thing wrong; see its file for the bug and the fix.
 std::unique_ptr<Recipe> forgotten_loss_scaling();
 std::unique_ptr<Recipe> zero_grad_every_micro_batch();
+std::unique_ptr<Recipe> optimizer_step_every_micro_batch();
+std::unique_ptr<Recipe> token_mean_of_means();
+std::unique_ptr<Recipe> partial_window_divided_by_k();
+std::unique_ptr<Recipe> clipping_per_micro_batch();
+std::unique_ptr<Recipe> bf16_accumulation_buffer();
+std::unique_ptr<Recipe> scheduler_step_every_micro_batch();
+std::unique_ptr<Recipe> adam_step_count_per_micro_batch();
+std::unique_ptr<Recipe> weight_decay_per_micro_batch();
+std::unique_ptr<Recipe> last_micro_batch_leaks();
+std::unique_ptr<Recipe> batch_norm_micro_batch_statistics();
 
 }  // namespace gacc::pitfalls

@@ -9,20 +9,18 @@
 // The fix: zero gradients once per window — after the optimizer step (or before the first
 // micro-batch), never between micro-batches of the same window.
 
+#include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
-#include "implementations/torch/training_loop.h"
 
 namespace gacc::pitfalls {
 namespace {
 
-class ZeroGradEveryMicroBatch final : public torch_recipes::TorchTrainingLoop {
+class ZeroGradEveryMicroBatch final : public PitfallLoop {
  public:
-  std::string name() const override { return "zero-grad-every-micro-batch"; }
-  RecipeKind kind() const override { return RecipeKind::pitfall; }
-  std::string summary() const override {
-    return "zero_grad before every micro-batch: only the last micro-batch's gradient survives";
-  }
-  std::string reference() const override { return "pytorch/torchtitan PR 3575; bytetriper/RAE issue 67"; }
+  ZeroGradEveryMicroBatch()
+      : PitfallLoop("zero-grad-every-micro-batch",
+                    "zero_grad before every micro-batch: only the last micro-batch's gradient survives",
+                    "pytorch/torchtitan PR 3575; bytetriper/RAE issue 67") {}
 
  protected:
   void begin_micro_batch(torch_recipes::LoopState& state, int) const override {
@@ -32,8 +30,6 @@ class ZeroGradEveryMicroBatch final : public torch_recipes::TorchTrainingLoop {
 
 }  // namespace
 
-std::unique_ptr<Recipe> zero_grad_every_micro_batch() {
-  return std::make_unique<ZeroGradEveryMicroBatch>();
-}
+std::unique_ptr<Recipe> zero_grad_every_micro_batch() { return std::make_unique<ZeroGradEveryMicroBatch>(); }
 
 }  // namespace gacc::pitfalls

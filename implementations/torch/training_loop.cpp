@@ -21,16 +21,12 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   auto optimizer = make_optimizer(scenario, model->ordered_parameters());
   auto schedule = make_schedule(scenario, *optimizer);
   Trace trace;
+  LoopState state{scenario, model, *optimizer, schedule.get(), trace, 0, 0, 0, {}, {}};
   for (int s = 0; s < scenario.steps; ++s) {
-    LoopState state{scenario,
-                    model,
-                    *optimizer,
-                    schedule.get(),
-                    trace,
-                    s,
-                    micro_batch_count(scenario, s),
-                    fixtures::window_loss_elements(scenario, s),
-                    torch::zeros({}, dtype)};
+    state.step = s;
+    state.micro_count = micro_batch_count(scenario, s);
+    state.window_elements = fixtures::window_loss_elements(scenario, s);
+    state.window_loss = torch::zeros({}, dtype);
     for (int k = 0; k < state.micro_count; ++k) {
       begin_micro_batch(state, k);
       const auto batch = to_tensors(fixtures::micro_batch(scenario, s, 0, k), dtype);
@@ -39,6 +35,7 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
       loss.backward();
       state.window_loss = state.window_loss + loss.detach();
       ++trace.counters.micro_batches;
+      after_backward(state, k);
     }
     end_window(state);
   }
@@ -51,6 +48,8 @@ torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int, const t
   if (state.scenario.loss.reduction == Reduction::sum) return summed;
   return summed / static_cast<double>(state.window_elements);
 }
+
+void TorchTrainingLoop::after_backward(LoopState&, int) const {}
 
 void TorchTrainingLoop::end_window(LoopState& state) const {
   optimizer_step(state, clip_gradients(state));

@@ -14,7 +14,7 @@
 
 namespace gacc::torch_recipes {
 
-/// Everything the loop's hooks may touch while a window runs.
+/// Everything the loop's hooks may touch while the scenario runs.
 struct LoopState {
   const Scenario& scenario;
   ZooModel& model;
@@ -25,6 +25,9 @@ struct LoopState {
   int micro_count = 0;          ///< micro-batches in this window
   int64_t window_elements = 0;  ///< loss elements (MSE elements, counted tokens) in the window
   torch::Tensor window_loss;    ///< sum of the micro-batch losses handed to backward
+  /// Tensors a loop keeps across micro-batches and windows (its own gradient buffers), one per
+  /// parameter when used.
+  std::vector<torch::Tensor> buffers;
 };
 
 /// Accumulate gradients over the window's micro-batches, each micro-batch's summed loss divided by
@@ -48,6 +51,8 @@ class TorchTrainingLoop : public Recipe {
   /// reduction: as it is).
   virtual torch::Tensor micro_batch_loss(LoopState& state, int micro, const torch::Tensor& summed,
                                          int64_t micro_elements) const;
+  /// After micro-batch `micro`'s backward. Correct: nothing (gradients accumulate in .grad).
+  virtual void after_backward(LoopState& state, int micro) const;
   /// After the window's last backward. Correct: clip, one optimizer step, one scheduler step,
   /// then zero_grad.
   virtual void end_window(LoopState& state) const;
@@ -61,6 +66,8 @@ class TorchTrainingLoop : public Recipe {
   void schedule_step(LoopState& state) const;
   /// optimizer.zero_grad(), counted.
   void zero_grad(LoopState& state) const;
+  /// The parameters, in canonical order.
+  static const std::vector<torch::Tensor>& parameters(LoopState& state) { return state.model->ordered_parameters(); }
 };
 
 }  // namespace gacc::torch_recipes

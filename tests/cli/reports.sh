@@ -6,7 +6,7 @@ gacc=$1
 python=$2
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
-"$gacc" run --cases 5 --seed 3 --json "$dir/report.json" --junit "$dir/report.xml" >/dev/null
+"$gacc" run --cases 100 --seed 3 --json "$dir/report.json" --junit "$dir/report.xml" >/dev/null
 "$python" - "$dir/report.json" "$dir/report.xml" <<'PY'
 import json, sys, xml.etree.ElementTree as ET
 report = json.load(open(sys.argv[1]))
@@ -22,6 +22,18 @@ assert summary["correct_failing"] == [] and summary["pitfalls_escaping"] == [], 
 root = ET.parse(sys.argv[2]).getroot()
 assert root.tag == "testsuites" and root.get("failures") == "0", ET.tostring(root)[:200]
 assert len(root.findall("testsuite/testcase")) == len(report["results"])
+PY
+"$gacc" pitfalls --cases 40 --seed 3 --json "$dir/pitfalls.json" >/dev/null
+"$python" - "$dir/pitfalls.json" <<'PY'
+import json, sys
+pitfalls = json.load(open(sys.argv[1]))
+assert len(pitfalls) >= 12, len(pitfalls)
+for p in pitfalls:
+    assert set(p) >= {"pitfall", "caught_by", "min_ratio", "reference"}, p.keys()
+    assert p["reference"], p["pitfall"]
+    assert p["caught_by"], p["pitfall"] + " escapes"
+    for c in p["caught_by"]:
+        assert c["worst_ratio"] is None or c["worst_ratio"] >= 1, (p["pitfall"], c)
 PY
 ls "$dir" | grep -q tmp && { echo "a temporary report file was left behind"; exit 1; }
 set +e

@@ -15,11 +15,14 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+/// The two equivalence properties: the runner's behaviour, not the catalog's, is under test here.
 struct Harness {
   std::vector<std::unique_ptr<Property>> owned = all_properties();
   std::vector<const Property*> properties() const {
     std::vector<const Property*> out;
-    for (const auto& p : owned) out.push_back(p.get());
+    for (const auto& p : owned) {
+      if (p->name() == "gradient-equivalence" || p->name() == "step-equivalence") out.push_back(p.get());
+    }
     return out;
   }
 };
@@ -49,7 +52,7 @@ TEST_CASE("a correct fp32 loop passes every property with ratio at most 0.5", "[
   for (const auto& r : report.rows) {
     INFO(r.property << ": " << r.worst_detail);
     CHECK(r.verdict == Verdict::pass);
-    CHECK(r.cases >= 40);  // BatchNorm cases are not this loop's (it does not support them)
+    CHECK(r.cases >= 40);  // BatchNorm cases belong to the batch-norm property
     CHECK(r.worst_ratio <= 0.5);
     CHECK_FALSE(r.counterexample.has_value());
   }
@@ -140,4 +143,33 @@ TEST_CASE("one scenario is judged as it is, without shrinking", "[runner]") {
   REQUIRE(caught.counterexample.has_value());
   CHECK(caught.counterexample->shrinks == 0);
   CHECK(to_json_text(caught.counterexample->scenario) == to_json_text(testing::mlp_scenario()));
+}
+
+namespace {
+
+/// A property that documents a non-equivalence on every case: it always fails, as expected.
+class AlwaysDocumentedDeviation final : public Property {
+ public:
+  std::string name() const override { return "documented-deviation"; }
+  std::string claim() const override { return "always deviates, as documented"; }
+  bool applies_to(const Scenario&) const override { return true; }
+  CaseVerdict check(const CaseContext&) const override { return {42.0, "deviates as documented", true}; }
+};
+
+}  // namespace
+
+TEST_CASE("a documented deviation is an expected failure for correct recipes and catches pitfalls", "[runner]") {
+  const AlwaysDocumentedDeviation documented;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32DisguisedAsPitfall pitfall;
+  const auto report = run_properties({&documented}, {&correct, &pitfall}, scenarios(), options(5, 2));
+  CHECK(row(report, "documented-deviation", "fp32-accumulate").verdict == Verdict::expected_fail);
+  CHECK(row(report, "documented-deviation", "fp32-not-really-broken").verdict == Verdict::expected_fail);
+  CHECK_FALSE(row(report, "documented-deviation", "fp32-accumulate").counterexample.has_value());
+  CHECK(row(report, "documented-deviation", "fp32-not-really-broken").counterexample.has_value());
+  CHECK(report.correct_failing().empty());
+  CHECK(report.pitfalls_escaping().empty());
+  CHECK(report.exit_code() == ExitCode::ok);
+  REQUIRE(report.case_ratios.at("fp32-accumulate").size() == 5);
+  for (const auto& [index, ratio] : report.case_ratios.at("fp32-accumulate")) CHECK(ratio == 42.0);
 }

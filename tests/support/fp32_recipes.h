@@ -16,20 +16,20 @@ namespace gacc::testing {
 
 /// Accumulates micro-batch gradients in fp32, each micro-batch's summed loss divided by the
 /// window's loss elements, then clipping and one optimizer step (with the scheduled rate) in fp32:
-/// a correct recipe for per-example separable models. `Broken` variants override one decision.
+/// a correct recipe (with BatchNorm: ghost BatchNorm, as every accumulating recipe). `Broken`
+/// variants override one decision.
 class Fp32Recipe : public Recipe {
  public:
   std::string name() const override { return "fp32-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
-  bool supports(const Scenario& sc) const override {
-    return sc.world_size == 1 && sc.precision == Precision::fp32 && !is_batch_coupled(sc.model);
-  }
+  bool supports(const Scenario& sc) const override { return sc.world_size == 1 && sc.precision == Precision::fp32; }
 
   Trace run(const Scenario& sc) const override {
     const auto layout = fixtures::model_layout(sc.model);
     const auto w = fixtures::initial_weights(sc.model, sc.precision);
-    std::vector<float> params(w.begin(), w.end());
+    const auto b = fixtures::initial_buffers(sc.model);
+    std::vector<float> params(w.begin(), w.end()), buffers(b.begin(), b.end());
     reference::StateOf<float> state;
     Trace trace;
     for (int s = 0; s < sc.steps; ++s) {
@@ -40,7 +40,8 @@ class Fp32Recipe : public Recipe {
         const auto micro = fixtures::micro_batch(sc, s, 0, k);
         reference::EvaluationOptions options;
         options.loss_elements = normalizer(micro.counted_targets(), window_elements);
-        const auto lg = reference::loss_and_gradient(sc, params, std::vector<float>{}, micro, options);
+        const auto lg = reference::loss_and_gradient(sc, params, buffers, micro, options);
+        buffers = lg.buffers_after;
         if (zero_each_micro_batch()) std::fill(grad.begin(), grad.end(), 0.0f);
         for (size_t i = 0; i < grad.size(); ++i) grad[i] += lg.grad[i];
         loss += lg.loss;
@@ -55,8 +56,10 @@ class Fp32Recipe : public Recipe {
       reference::optimizer_step(sc, s, params, grad, state);
       record.params_after.assign(params.begin(), params.end());
       for (const auto& [name, values] : state) record.optimizer_state[name].assign(values.begin(), values.end());
+      record.buffers_after.assign(buffers.begin(), buffers.end());
       trace.steps.push_back(std::move(record));
       ++trace.counters.optimizer_steps;
+      if (sc.schedule.kind != ScheduleKind::constant) trace.counters.scheduler_steps += scheduler_steps_per_window();
     }
     return trace;
   }
@@ -65,6 +68,7 @@ class Fp32Recipe : public Recipe {
   /// What a micro-batch's mean loss divides by. Correct: the whole window's loss elements.
   virtual int64_t normalizer(int64_t /*micro_elements*/, int64_t window_elements) const { return window_elements; }
   virtual bool zero_each_micro_batch() const { return false; }
+  virtual int scheduler_steps_per_window() const { return 1; }
 };
 
 /// Broken! Each micro-batch's own mean, never divided by K (forgotten loss scaling).
@@ -85,6 +89,16 @@ class Fp32ZeroEachMicroBatch final : public Fp32Recipe {
 
  protected:
   bool zero_each_micro_batch() const override { return true; }
+};
+
+/// Broken! Counts a scheduler step per micro-batch (the rates themselves stay right).
+class Fp32MiscountedScheduler final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "fp32-miscounted-scheduler"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+
+ protected:
+  int scheduler_steps_per_window() const override { return 2; }
 };
 
 /// A pitfall no property can see: it is correct. The harness must report it as escaping.

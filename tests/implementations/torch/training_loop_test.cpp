@@ -66,6 +66,10 @@ TEST_CASE("the correct loop passes every property with ratio at most 0.5", "[tor
   const auto report = properties::run_properties(views(owned), {&loop}, properties::scenarios(), options);
   for (const auto& row : report.rows) {
     INFO(row.property << ": " << row.worst_detail);
+    if (row.property == "batch-norm") {
+      CHECK(row.verdict == properties::Verdict::expected_fail);  // the documented non-equivalence
+      continue;
+    }
     CHECK(row.verdict == properties::Verdict::pass);
     CHECK(row.worst_ratio <= 0.5);
   }

@@ -1,0 +1,53 @@
+// Broken! Adam's step counter advanced on every micro-batch: the optimizer counts K steps per
+// window, so its bias corrections (1 - beta1^t, 1 - beta2^t) use a t K times too large — the early
+// steps, where the corrections matter most, come out too small.
+//
+// Reported in: keras-team/keras issue 19990 (gradient accumulation in Keras 3 optimizers advances
+// `iterations` on every accumulation step, feeding the bias correction and the schedules).
+//
+// The fix: the step count, like the learning rate and weight decay, advances once per optimizer
+// step.
+
+#include "implementations/pitfalls/pitfall_loop.h"
+#include "implementations/pitfalls/pitfalls.h"
+
+namespace gacc::pitfalls {
+namespace {
+
+template <class ParamState>
+void advance_step_counts(torch::optim::Optimizer& optimizer, int64_t extra) {
+  for (auto& entry : optimizer.state()) {
+    auto& state = static_cast<ParamState&>(*entry.second);
+    state.step(state.step() + extra);
+  }
+}
+
+class AdamStepCountPerMicroBatch final : public PitfallLoop {
+ public:
+  AdamStepCountPerMicroBatch()
+      : PitfallLoop("adam-step-count-per-micro-batch",
+                    "Adam's step counter advanced on every micro-batch: bias corrections for the wrong t",
+                    "keras-team/keras issue 19990") {}
+
+  bool supports(const Scenario& scenario) const override {
+    return TorchTrainingLoop::supports(scenario) && scenario.optimizer.kind != OptimizerKind::sgd;
+  }
+
+ protected:
+  void end_window(torch_recipes::LoopState& state) const override {
+    // Broken! the counter already ran through the window's other micro-batches
+    const int64_t extra = state.micro_count - 1;
+    if (state.scenario.optimizer.kind == OptimizerKind::adamw) {
+      advance_step_counts<torch::optim::AdamWParamState>(state.optimizer, extra);
+    } else {
+      advance_step_counts<torch::optim::AdamParamState>(state.optimizer, extra);
+    }
+    TorchTrainingLoop::end_window(state);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Recipe> adam_step_count_per_micro_batch() { return std::make_unique<AdamStepCountPerMicroBatch>(); }
+
+}  // namespace gacc::pitfalls

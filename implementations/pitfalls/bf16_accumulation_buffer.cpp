@@ -1,0 +1,47 @@
+// Broken! Gradients accumulated in a bf16 buffer: after each backward the micro-batch's gradient is
+// added into a bfloat16 accumulator, which rounds every partial sum to 8 significant bits; the
+// optimizer then steps on the widened buffer. Each addition loses up to 2^-9 relative — far more
+// than fp32 accumulation, and growing with K.
+//
+// Reported in: deepspeedai/DeepSpeed issue 1800 (bf16 gradient accumulation precision; the reason
+// DeepSpeed accumulates bf16 gradients in fp32 with `data_types.grad_accum_dtype`).
+//
+// The fix: accumulate in fp32 (the .grad of fp32 master weights), whatever the compute precision.
+
+#include "implementations/pitfalls/pitfall_loop.h"
+#include "implementations/pitfalls/pitfalls.h"
+
+namespace gacc::pitfalls {
+namespace {
+
+class Bf16AccumulationBuffer final : public PitfallLoop {
+ public:
+  Bf16AccumulationBuffer()
+      : PitfallLoop("bf16-accumulation-buffer",
+                    "micro-batch gradients summed into a bfloat16 buffer: every partial sum rounded to 8 bits",
+                    "deepspeedai/DeepSpeed issue 1800") {}
+
+ protected:
+  void after_backward(torch_recipes::LoopState& state, int micro) const override {
+    const auto& params = parameters(state);
+    torch::NoGradGuard no_grad;
+    if (micro == 0) {
+      state.buffers.clear();
+      for (const auto& p : params) state.buffers.push_back(torch::zeros_like(p, torch::kBFloat16));
+    }
+    for (size_t i = 0; i < params.size(); ++i) {
+      // Broken! bf16 + bf16, rounded to bf16
+      state.buffers[i] = state.buffers[i] + params[i].grad().to(torch::kBFloat16);
+      params[i].grad().zero_();
+    }
+    if (micro + 1 == state.micro_count) {
+      for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(state.buffers[i].to(params[i].scalar_type()));
+    }
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Recipe> bf16_accumulation_buffer() { return std::make_unique<Bf16AccumulationBuffer>(); }
+
+}  // namespace gacc::pitfalls

@@ -1,0 +1,57 @@
+// Property 4: normalization layers — BatchNorm's documented non-equivalence, and its ghost twin.
+
+#include "properties/batch_norm.h"
+
+#include <cmath>
+
+#include "properties/compare.h"
+#include "properties/trace_checks.h"
+
+namespace gacc::properties {
+
+std::string BatchNormSemantics::name() const { return "batch-norm"; }
+
+std::string BatchNormSemantics::claim() const {
+  return "With BatchNorm, accumulation equals ghost BatchNorm over virtual batches of the micro-batch "
+         "size (running statistics updated once per micro-batch); its deviation from the large batch "
+         "is the documented non-equivalence, measured.";
+}
+
+bool BatchNormSemantics::applies_to(const Scenario& scenario) const { return is_batch_coupled(scenario.model); }
+
+CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
+  const auto& oracle = context.oracle;
+  const auto& trace = context.trace;
+  Judgement ghost(oracle.ghost());
+  if (!check_structure(trace, oracle, ghost)) return ghost.verdict();
+  for (int s = 0; s < oracle.scenario().steps && !ghost.failed_structurally(); ++s) {
+    check_gradient(oracle.ghost(), trace, s, ghost);
+    check_step(oracle.ghost(), trace, s, ghost);
+    check_trajectory(oracle.ghost(), trace, s, ghost);
+  }
+  const CaseVerdict ghost_verdict = ghost.verdict();
+  if (!(ghost_verdict.ratio < 1.0)) return {ghost_verdict.ratio, "against ghost BatchNorm: " + ghost_verdict.detail, false};
+
+  Judgement large(oracle);
+  for (int s = 0; s < oracle.scenario().steps; ++s) {
+    check_gradient(oracle, trace, s, large);
+    check_trajectory(oracle, trace, s, large);
+  }
+  const CaseVerdict deviation = large.verdict();
+  const double updates = trace.steps.back().buffers_after.back();
+  const double large_updates = oracle.trajectory().back().buffers_after.back();
+  const std::string counts = "running statistics updated " + std::to_string(std::lround(updates)) + " times in " +
+                             std::to_string(oracle.scenario().steps) + " steps (the large batch: " +
+                             std::to_string(std::lround(large_updates)) + ")";
+  if (deviation.ratio < 1.0) {
+    return {ghost_verdict.ratio, "equals ghost BatchNorm (worst " + format_ratio(ghost_verdict.ratio) +
+                                     "), and here also the large batch (one micro-batch per window); " + counts,
+            false};
+  }
+  return {deviation.ratio,
+          "equals ghost BatchNorm (worst " + format_ratio(ghost_verdict.ratio) +
+              "); deviates from the large batch as documented: " + deviation.detail + "; " + counts,
+          true};
+}
+
+}  // namespace gacc::properties

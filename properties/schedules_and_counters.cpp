@@ -1,0 +1,60 @@
+// Property 8: schedules and counters advance per optimizer step.
+
+#include "properties/schedules_and_counters.h"
+
+#include "properties/trace_checks.h"
+
+namespace gacc::properties {
+
+std::string SchedulesAndCounters::name() const { return "schedules-and-counters"; }
+
+std::string SchedulesAndCounters::claim() const {
+  return "Optimizer steps, scheduler steps, the scheduled learning rate and the optimizer's own step count "
+         "advance once per optimizer step, never per micro-batch.";
+}
+
+bool SchedulesAndCounters::applies_to(const Scenario&) const { return true; }
+
+CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
+  const auto& oracle = context.oracle;
+  const auto& trace = context.trace;
+  const auto& sc = oracle.scenario();
+  Judgement judgement(oracle);
+  const auto expect_count = [&](const char* what, int64_t observed, int64_t expected) {
+    if (observed != expected) {
+      judgement.structural(std::string(what) + ": " + std::to_string(observed) + " over " + std::to_string(sc.steps) +
+                           " windows; one per optimizer step makes " + std::to_string(expected));
+    }
+  };
+  expect_count("optimizer steps", trace.counters.optimizer_steps, sc.steps);
+  expect_count("optimizer steps in the trace", static_cast<int64_t>(trace.steps.size()), sc.steps);
+  if (sc.schedule.kind != ScheduleKind::constant) {
+    expect_count("scheduler steps", trace.counters.scheduler_steps, sc.steps);
+  } else if (trace.counters.scheduler_steps != 0) {
+    expect_count("scheduler steps", trace.counters.scheduler_steps, sc.steps);
+  }
+  if (judgement.failed_structurally()) return judgement.verdict();
+  for (int s = 0; s < sc.steps; ++s) {
+    const auto& expected = oracle.trajectory()[s];
+    judgement.scalar("step " + std::to_string(s) + " learning rate", trace.steps[s].lr, expected.lr,
+                     expected.lr_tolerance);
+    const auto count = trace.steps[s].optimizer_state.find("step");
+    if (sc.optimizer.kind != OptimizerKind::sgd) {
+      if (count == trace.steps[s].optimizer_state.end() || count->second.empty()) {
+        judgement.structural("step " + std::to_string(s) + ": the optimizer state has no step count");
+        break;
+      }
+      for (double value : count->second) {
+        if (value != s + 1.0) {
+          judgement.structural("step " + std::to_string(s) + ": the optimizer's step count is " +
+                               std::to_string(static_cast<long long>(value)) + "; after " + std::to_string(s + 1) +
+                               " optimizer steps it must be " + std::to_string(s + 1));
+          break;
+        }
+      }
+    }
+  }
+  return judgement.verdict();
+}
+
+}  // namespace gacc::properties

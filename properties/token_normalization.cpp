@@ -1,0 +1,41 @@
+// Property 5: token normalization across the window.
+
+#include "properties/token_normalization.h"
+
+#include "fixtures/fixtures.h"
+#include "properties/trace_checks.h"
+
+namespace gacc::properties {
+
+std::string TokenNormalization::name() const { return "token-normalization"; }
+
+std::string TokenNormalization::claim() const {
+  return "A token-mean loss divides by the counted tokens of the whole window, across micro-batches and "
+         "ranks: gradient and loss equal the large batch's token mean.";
+}
+
+bool TokenNormalization::applies_to(const Scenario& scenario) const {
+  return scenario.loss.reduction == Reduction::token_mean;
+}
+
+CaseVerdict TokenNormalization::check(const CaseContext& context) const {
+  const auto& oracle = context.oracle;
+  Judgement judgement(oracle);
+  if (check_structure(context.trace, oracle, judgement)) {
+    for (int s = 0; s < oracle.scenario().steps; ++s) check_gradient(oracle, context.trace, s, judgement);
+  }
+  CaseVerdict verdict = judgement.verdict();
+  // Name the token counts: the information a person needs to see why a per-micro-batch mean differs.
+  const auto& sc = oracle.scenario();
+  std::string counts;
+  for (int s = 0; s < sc.steps; ++s) {
+    counts += (s ? "; " : "") + std::string("window ") + std::to_string(s) + ":";
+    for (int k = 0; k < micro_batch_count(sc, s); ++k) {
+      counts += " " + std::to_string(fixtures::micro_batch(sc, s, 0, k).counted_targets());
+    }
+  }
+  verdict.detail += " [counted tokens per micro-batch: " + counts + "]";
+  return verdict;
+}
+
+}  // namespace gacc::properties

@@ -1,0 +1,113 @@
+// Each property on recipes that need no LibTorch: it holds of a correct fp32 loop and fails on the
+// broken variant it exists for.
+
+#include <catch2/catch.hpp>
+
+#include "properties/batch_norm.h"
+#include "properties/generators.h"
+#include "properties/runner.h"
+#include "properties/schedules_and_counters.h"
+#include "properties/split_invariance.h"
+#include "properties/token_normalization.h"
+#include "tests/support/fp32_recipes.h"
+#include "tests/support/scenarios.h"
+
+using namespace gacc;
+using namespace gacc::properties;
+using Catch::Matchers::Contains;
+
+namespace {
+
+CaseVerdict judge(const Property& property, const Recipe& recipe, const Scenario& scenario) {
+  const reference::Oracle oracle(scenario);
+  const Trace trace = recipe.run(scenario);
+  return property.check({oracle, trace, [&recipe](const Scenario& s) { return recipe.run(s); }});
+}
+
+}  // namespace
+
+TEST_CASE("unsplit merges each window's micro-batches into one", "[properties]") {
+  const Scenario sc = unsplit(testing::mlp_scenario());
+  CHECK(sc.accumulation_steps == 1);
+  CHECK(sc.data.windows == std::vector<std::vector<std::vector<int64_t>>>{{{6}}, {{6}}, {{5}}});
+  validate(sc);
+}
+
+TEST_CASE("split invariance holds of a correct loop and catches split-dependent bugs", "[properties]") {
+  const SplitInvariance property;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ForgottenScaling forgotten;
+  const Scenario sc = testing::mlp_scenario();
+  REQUIRE(property.applies_to(sc));
+  CHECK(judge(property, correct, sc).ratio <= 0.5);
+  const auto caught = judge(property, forgotten, sc);
+  CHECK(caught.ratio >= 10);
+  CHECK_THAT(caught.detail, Contains("split vs K = 1"));
+  CHECK_FALSE(property.applies_to(unsplit(sc)));  // nothing to compare with K = 1 already
+}
+
+TEST_CASE("the batch-norm property measures the documented deviation and holds recipes to ghost BatchNorm",
+          "[properties]") {
+  const BatchNormSemantics property;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ZeroEachMicroBatch zeroed;
+  Scenario sc = testing::arch_scenario(Architecture::mlp_batch_norm);
+  sc.data.global_batch = 9;
+  sc.data.windows = {{{3, 3, 3}}, {{4, 5}}};
+  sc.accumulation_steps = 3;
+  sc.steps = 2;
+  REQUIRE(property.applies_to(sc));
+  const auto documented = judge(property, correct, sc);
+  INFO(documented.detail);
+  CHECK(documented.expected);
+  CHECK(documented.ratio >= 1);
+  CHECK_THAT(documented.detail, Contains("equals ghost BatchNorm") && Contains("running statistics updated 5 times in 2 steps (the large batch: 2)"));
+  const auto broken = judge(property, zeroed, sc);
+  CHECK_FALSE(broken.expected);  // not ghost BatchNorm either: a real failure
+  CHECK(broken.ratio >= 10);
+  CHECK_THAT(broken.detail, Contains("against ghost BatchNorm"));
+  // With one micro-batch per window BatchNorm is the large batch, and nothing deviates.
+  const auto whole = judge(property, correct, unsplit(sc));
+  CHECK_FALSE(whole.expected);
+  CHECK(whole.ratio < 1);
+}
+
+TEST_CASE("token normalization names the token counts of each micro-batch", "[properties]") {
+  const TokenNormalization property;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ForgottenScaling forgotten;
+  Scenario sc;
+  sc.model.arch = Architecture::causal_lm;
+  sc.model.vocab_size = 5;
+  sc.model.d_model = 3;
+  sc.model.max_seq_len = 4;
+  sc.loss = {LossKind::cross_entropy, Reduction::token_mean};
+  sc.data.global_batch = 5;
+  sc.data.windows = {{{2, 1, 2}}};
+  sc.data.sequence_lengths = {3, 0, 1, 4, 2};
+  sc.data.ignored_fraction = 0.25;
+  sc.optimizer.lr = 0.125;
+  sc.accumulation_steps = 3;
+  sc.steps = 1;
+  validate(sc);
+  REQUIRE(property.applies_to(sc));
+  const auto ok = judge(property, correct, sc);
+  CHECK(ok.ratio <= 0.5);
+  CHECK_THAT(ok.detail, Contains("counted tokens per micro-batch: window 0:"));
+  CHECK(judge(property, forgotten, sc).ratio >= 10);
+  Scenario regression = testing::mlp_scenario();
+  CHECK_FALSE(property.applies_to(regression));
+}
+
+TEST_CASE("schedules and counters catch a scheduler stepped too often", "[properties]") {
+  const SchedulesAndCounters property;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32MiscountedScheduler miscounted;
+  Scenario sc = testing::mlp_scenario();
+  sc.schedule.kind = ScheduleKind::cosine;
+  sc.schedule.t_max = 2;
+  CHECK(judge(property, correct, sc).ratio <= 0.5);
+  const auto caught = judge(property, miscounted, sc);
+  CHECK(std::isinf(caught.ratio));
+  CHECK_THAT(caught.detail, Contains("scheduler steps: 6 over 3 windows; one per optimizer step makes 3"));
+}
