@@ -9,6 +9,7 @@
 #include "core/files.h"
 #include "implementations/registry.h"
 #include "properties/generators.h"
+#include "properties/loss_curves.h"
 #include "properties/compare.h"
 #include "properties/pitfall_report.h"
 #include "properties/report.h"
@@ -101,7 +102,85 @@ int pitfalls_command(const PitfallsArguments& args) {
             << "            weakest showing of a pitfall in any case " << properties::format_ratio(separation.weakest_showing)
             << " (" << separation.weakest_showing_at << ")\n";
   if (!args.json_path.empty()) write_file_atomically(args.json_path, properties::to_json(pitfalls).dump(2) + "\n");
+  if (!args.plot_directory.empty()) {
+    const auto files = properties::write_loss_curves(args.plot_directory, recipes);
+    std::cout << "loss curves: " << files.size() << " SVG files in " << args.plot_directory << " (index.svg shows them all)\n";
+  }
   return static_cast<int>(report.exit_code());
+}
+
+namespace {
+
+/// `text` wrapped at `width` columns, each line indented by `indent`.
+std::string wrapped(const std::string& text, size_t width, const std::string& indent) {
+  std::string out, line;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find(' ', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string word = text.substr(start, end - start);
+    if (!line.empty() && indent.size() + line.size() + 1 + word.size() > width) {
+      out += indent + line + "\n";
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  if (!line.empty()) out += indent + line + "\n";
+  return out;
+}
+
+std::string indented(const std::string& text, const std::string& indent) {
+  std::string out = indent;
+  for (char c : text) {
+    out += c;
+    if (c == '\n') out += indent;
+  }
+  return out + "\n";
+}
+
+}  // namespace
+
+int explain_command(const std::string& name, int cases, uint64_t seed) {
+  const Catalog catalog;
+  const Recipe* pitfall = nullptr;
+  std::string known;
+  for (const auto* r : catalog.recipes()) {
+    if (r->kind() != RecipeKind::pitfall) continue;
+    known += (known.empty() ? "" : ", ") + r->name();
+    if (r->name() == name) pitfall = r;
+  }
+  if (!pitfall) throw UsageError("unknown pitfall \"" + name + "\"; the pitfalls are: " + known);
+
+  properties::RunOptions options;
+  options.cases = cases;
+  options.seed = seed;
+  options.progress = terminal_progress();
+  const auto report = properties::run_properties(catalog.properties(), {pitfall}, properties::scenarios(), options);
+  const auto summary = properties::summarize_pitfalls(report, {pitfall}).at(0);
+
+  std::cout << pitfall->name() << " — " << pitfall->summary() << "\n";
+  std::cout << "reported in: " << pitfall->reference() << "\n\n";
+  std::cout << "the bug:\n" << wrapped(pitfall->explanation(), 100, "  ") << "\n";
+  if (summary.counterexample) {
+    const auto& c = *summary.counterexample;
+    std::cout << "a minimal counterexample (shrunk " << c.shrinks << " times; " << summary.counterexample_property
+              << ", ratio " << properties::format_ratio(c.ratio) << "):\n";
+    const auto scenario = to_json(c.scenario);
+    for (const auto& [key, value] : scenario.items()) std::cout << "  " << key << ": " << value.dump() << "\n";
+    std::cout << wrapped(c.detail, 100, "  ");
+    std::cout << "  " << properties::reproduce_line(c, report.seed) << "\n\n";
+  } else {
+    std::cout << "no counterexample in " << cases << " cases: it did not show (try --cases or --seed)\n\n";
+  }
+  std::cout << "the fix:\n" << indented(pitfall->fix(), "  ") << "\n";
+  std::cout << "caught by:";
+  for (const auto& [property, ratio] : summary.caught_by) {
+    std::cout << " " << property << " (" << properties::format_ratio(ratio) << ")";
+  }
+  std::cout << (summary.caught_by.empty() ? " nothing in these cases" : "") << "; shows in " << summary.showing
+            << " of " << summary.cases << " cases\n";
+  return summary.caught_by.empty() ? static_cast<int>(ExitCode::property_failed) : 0;
 }
 
 int list_command(bool json) {

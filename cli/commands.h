@@ -24,10 +24,14 @@ struct PitfallsArguments {
   int cases = 200;
   uint64_t seed = 1;
   std::string json_path;
+  std::string plot_directory;
 };
 
 /// The demonstrator: every pitfall, what it does wrong, which properties catch it and by how much.
 int pitfalls_command(const PitfallsArguments& args);
+
+/// `gacc explain PITFALL`: the bug, a minimal counterexample (shrunk), the fix as code.
+int explain_command(const std::string& pitfall, int cases, uint64_t seed);
 
 /// `gacc bench WHAT [--json F]`: WHAT is "oracle" (more benchmarks arrive with the CUDA path).
 int bench_command(const std::string& what, const std::string& json_path);

@@ -70,6 +70,15 @@ int main(int argc, char** argv) {
   pitfalls->add_option("--cases", pitfall_args.cases, "generated scenarios (default 200)")->check(CLI::Range(1, 10000000));
   pitfalls->add_option("--seed", pitfall_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
   pitfalls->add_option("--json", pitfall_args.json_path, "write the per-pitfall figures to this file");
+  pitfalls->add_option("--plot", pitfall_args.plot_directory,
+                       "write SVG loss curves (large batch, correct loop, each pitfall) into this directory");
+
+  std::string explain_pitfall, explain_seed;
+  int explain_cases = 100;
+  auto* explain = app.add_subcommand("explain", "one pitfall: the bug, a minimal counterexample, the fix");
+  explain->add_option("pitfall", explain_pitfall, "the pitfall's name (see gacc list)")->required();
+  explain->add_option("--cases", explain_cases, "generated scenarios searched (default 100)")->check(CLI::Range(1, 10000000));
+  explain->add_option("--seed", explain_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
 
   std::string bench_what, bench_json;
   auto* bench = app.add_subcommand("bench", "performance: oracle (the oracle's cost on the tiny LM)");
@@ -112,6 +121,7 @@ int main(int argc, char** argv) {
     if (*repro) return gacc::cli::repro_command(repro_scenario);
     if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
     if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
+    if (*explain) return gacc::cli::explain_command(explain_pitfall, explain_cases, explain_seed.empty() ? 1 : *parse_seed(explain_seed));
   } catch (const gacc::Error& e) {
     std::cerr << "gacc: " << e.what() << "\n";
     return static_cast<int>(e.code());

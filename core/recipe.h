@@ -27,6 +27,10 @@ class Recipe {
   virtual std::string summary() const = 0;
   /// For a pitfall: where the bug was reported. Empty for correct recipes.
   virtual std::string reference() const { return {}; }
+  /// For a pitfall: the bug in a few sentences — what goes wrong and why it matters.
+  virtual std::string explanation() const { return {}; }
+  /// For a pitfall: the fix, as code (PyTorch-style pseudocode a person can apply).
+  virtual std::string fix() const { return {}; }
   /// False where the recipe cannot run the scenario at all (that case is skipped, not judged).
   virtual bool supports(const Scenario& scenario) const = 0;
   /// Trains through the scenario and reports what it observed.

@@ -1,12 +1,9 @@
-// Broken! Adam's step counter advanced on every micro-batch: the optimizer counts K steps per
-// window, so its bias corrections (1 - beta1^t, 1 - beta2^t) use a t K times too large — the early
-// steps, where the corrections matter most, come out too small.
+// Broken! Adam's step counter advanced on every micro-batch: bias corrections for the wrong t.
 //
-// Reported in: keras-team/keras issue 19990 (gradient accumulation in Keras 3 optimizers advances
-// `iterations` on every accumulation step, feeding the bias correction and the schedules).
+// Reported in: keras-team/keras issue 19990.
 //
-// The fix: the step count, like the learning rate and weight decay, advances once per optimizer
-// step.
+// The bug and its fix, as `gacc explain adam-step-count-per-micro-batch` prints them, are the description
+// below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -25,9 +22,16 @@ void advance_step_counts(torch::optim::Optimizer& optimizer, int64_t extra) {
 class AdamStepCountPerMicroBatch final : public PitfallLoop {
  public:
   AdamStepCountPerMicroBatch()
-      : PitfallLoop("adam-step-count-per-micro-batch",
-                    "Adam's step counter advanced on every micro-batch: bias corrections for the wrong t",
-                    "keras-team/keras issue 19990") {}
+      : PitfallLoop(
+            {"adam-step-count-per-micro-batch",
+             "Adam's step counter advanced on every micro-batch: bias corrections for the wrong t",
+             "keras-team/keras issue 19990",
+             "The optimizer's step counter advances on every micro-batch, so Adam counts K steps per window "
+             "and its bias corrections (1 - beta1^t, 1 - beta2^t) use a t K times too large: the early "
+             "steps, where the corrections matter most, come out too small.",
+             "# the step count, like the learning rate and weight decay, advances only in optimizer.step():\n"
+             "if last_micro_batch_of_window:\n"
+             "    optimizer.step()   # t += 1 here, and nowhere else"}) {}
 
   bool supports(const Scenario& scenario) const override {
     return TorchTrainingLoop::supports(scenario) && scenario.optimizer.kind != OptimizerKind::sgd;
@@ -48,6 +52,8 @@ class AdamStepCountPerMicroBatch final : public PitfallLoop {
 
 }  // namespace
 
-std::unique_ptr<Recipe> adam_step_count_per_micro_batch() { return std::make_unique<AdamStepCountPerMicroBatch>(); }
+std::unique_ptr<Recipe> adam_step_count_per_micro_batch() {
+  return std::make_unique<AdamStepCountPerMicroBatch>();
+}
 
 }  // namespace gacc::pitfalls

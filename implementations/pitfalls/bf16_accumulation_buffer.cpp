@@ -1,12 +1,8 @@
-// Broken! Gradients accumulated in a bf16 buffer: after each backward the micro-batch's gradient is
-// added into a bfloat16 accumulator, which rounds every partial sum to 8 significant bits; the
-// optimizer then steps on the widened buffer. Each addition loses up to 2^-9 relative — far more
-// than fp32 accumulation, and growing with K.
+// Broken! Micro-batch gradients summed into a bfloat16 buffer: every partial sum rounded to 8 bits.
 //
-// Reported in: deepspeedai/DeepSpeed issue 1800 (bf16 gradient accumulation precision; the reason
-// DeepSpeed accumulates bf16 gradients in fp32 with `data_types.grad_accum_dtype`).
+// Reported in: deepspeedai/DeepSpeed issue 1800.
 //
-// The fix: accumulate in fp32 (the .grad of fp32 master weights), whatever the compute precision.
+// The bug and its fix, as `gacc explain bf16-accumulation-buffer` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -17,9 +13,17 @@ namespace {
 class Bf16AccumulationBuffer final : public PitfallLoop {
  public:
   Bf16AccumulationBuffer()
-      : PitfallLoop("bf16-accumulation-buffer",
-                    "micro-batch gradients summed into a bfloat16 buffer: every partial sum rounded to 8 bits",
-                    "deepspeedai/DeepSpeed issue 1800") {}
+      : PitfallLoop(
+            {"bf16-accumulation-buffer",
+             "micro-batch gradients summed into a bfloat16 buffer: every partial sum rounded to 8 bits",
+             "deepspeedai/DeepSpeed issue 1800",
+             "After each backward the micro-batch's gradient is added into a bfloat16 accumulator, which "
+             "rounds every partial sum to 8 significant bits; the optimizer steps on the widened buffer. "
+             "Each addition loses up to 2^-9 relative — far more than fp32 accumulation — and the loss grows "
+             "with K and with cancellation between micro-batches.",
+             "accumulator = torch.zeros_like(param, dtype=torch.float32)   # fp32 whatever the compute "
+             "dtype\n"
+             "accumulator += micro_grad.float()"}) {}
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int micro) const override {
@@ -35,7 +39,8 @@ class Bf16AccumulationBuffer final : public PitfallLoop {
       params[i].grad().zero_();
     }
     if (micro + 1 == state.micro_count) {
-      for (size_t i = 0; i < params.size(); ++i) params[i].grad().copy_(state.buffers[i].to(params[i].scalar_type()));
+      for (size_t i = 0; i < params.size(); ++i)
+        params[i].grad().copy_(state.buffers[i].to(params[i].scalar_type()));
     }
   }
 };

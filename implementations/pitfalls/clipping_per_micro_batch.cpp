@@ -1,12 +1,8 @@
-// Broken! Gradient clipping inside the micro-batch loop: clip_grad_norm_ runs after every backward,
-// on the partial sum accumulated so far, instead of once on the window's gradient. Whenever
-// clipping is active the result depends on the split, and the norm that matters (the window's)
-// is never the one clipped.
+// Broken! Clip_grad_norm_ / clip_grad_value_ after every micro-batch's backward, on a partial sum.
 //
-// Reported in: huggingface/transformers issue 986 (clip_grad_norm_ called at every step of the
-// accumulation loop in the examples).
+// Reported in: huggingface/transformers issue 986.
 //
-// The fix: clip once, after the window's last backward (and after unscaling), before the step.
+// The bug and its fix, as `gacc explain clipping-per-micro-batch` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -17,9 +13,18 @@ namespace {
 class ClippingPerMicroBatch final : public PitfallLoop {
  public:
   ClippingPerMicroBatch()
-      : PitfallLoop("clipping-per-micro-batch",
-                    "clip_grad_norm_ / clip_grad_value_ after every micro-batch's backward, on a partial sum",
-                    "huggingface/transformers issue 986") {}
+      : PitfallLoop(
+            {"clipping-per-micro-batch",
+             "clip_grad_norm_ / clip_grad_value_ after every micro-batch's backward, on a partial sum",
+             "huggingface/transformers issue 986",
+             "clip_grad_norm_ runs after every backward, on the partial sum accumulated so far, instead of "
+             "once on the window's gradient. Whenever clipping is active the result depends on the split, "
+             "and the norm that matters (the window's) is never the one clipped.",
+             "for micro in window:\n"
+             "    (loss(micro) / window_elements).backward()\n"
+             "scaler.unscale_(optimizer)                        # mixed precision: unscale first\n"
+             "torch.nn.utils.clip_grad_norm_(params, max_norm)  # once, on the whole window\n"
+             "optimizer.step()"}) {}
 
   bool supports(const Scenario& scenario) const override {
     return TorchTrainingLoop::supports(scenario) && scenario.clipping.kind != ClippingKind::none;

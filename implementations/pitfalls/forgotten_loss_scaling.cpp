@@ -1,13 +1,8 @@
-// Broken! Forgotten loss scaling: every micro-batch's loss goes to backward as it is, averaged over
-// its own micro-batch only, so the accumulated gradient is the SUM of K micro-batch means — about
-// K times the large-batch gradient (and a mis-weighted one when micro-batch sizes differ).
+// Broken! Backward on each micro-batch's own mean loss, never divided by K (or weighted by its share).
 //
-// Reported in: hirofumi0810/neural_sp issue 168 ("should divide loss by accum_grad_n_steps"),
-// agokrani/distillKitPlus issue 5 (loss grows linearly with gradient_accumulation_steps), and
-// karpathy/nanoGPT issue 206; the classic warning of every gradient-accumulation explainer.
+// Reported in: hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5; karpathy/nanoGPT issue 206.
 //
-// The fix: divide each micro-batch's summed loss by the whole window's loss elements (for equal
-// sizes, the micro-batch mean divided by K), as TorchTrainingLoop::micro_batch_loss does.
+// The bug and its fix, as `gacc explain forgotten-loss-scaling` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -18,9 +13,18 @@ namespace {
 class ForgottenLossScaling final : public PitfallLoop {
  public:
   ForgottenLossScaling()
-      : PitfallLoop("forgotten-loss-scaling",
-                    "backward on each micro-batch's own mean loss, never divided by K (or weighted by its share)",
-                    "hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5") {}
+      : PitfallLoop(
+            {"forgotten-loss-scaling",
+             "backward on each micro-batch's own mean loss, never divided by K (or weighted by its share)",
+             "hirofumi0810/neural_sp issue 168; agokrani/distillKitPlus issue 5; karpathy/nanoGPT issue 206",
+             "Every micro-batch's loss goes to backward as its own mean, so the accumulated gradient is the "
+             "sum of K micro-batch means: about K times the large-batch gradient, and mis-weighted when "
+             "micro-batch sizes differ. SGD then steps K times too far; Adam hides most of it, but not the "
+             "loss, the norm or clipping.",
+             "loss = criterion(model(x), y, reduction='sum') / window_elements   # window_elements: all "
+             "micro-batches (and ranks)\n"
+             "# equal micro-batches: criterion(model(x), y) / K\n"
+             "loss.backward()"}) {}
 
  protected:
   torch::Tensor micro_batch_loss(torch_recipes::LoopState& state, int, const torch::Tensor& summed,

@@ -1,13 +1,9 @@
-// Broken! The last micro-batch's gradient leaks into the next window. The loop folds each
-// micro-batch's gradient into a separate fp32 accumulator after its backward, but at the window
-// boundary the step runs before the last micro-batch is folded in: the optimizer misses it, and it
-// is folded into the next window's accumulator instead.
+// Broken! The window's last micro-batch gradient reaches the accumulator after the step: it leaks into the
+// next window.
 //
-// Reported in: deepspeedai/DeepSpeed PR 7985 ("Fix BF16_Optimizer last-microbatch grad leak under
-// ZeRO-1": the boundary micro-batch's gradient reached the fp32 accumulator only after the
-// reduction and step).
+// Reported in: deepspeedai/DeepSpeed PR 7985.
 //
-// The fix: fold the last micro-batch in before the window's reduction and step.
+// The bug and its fix, as `gacc explain last-micro-batch-leaks` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -18,10 +14,18 @@ namespace {
 class LastMicroBatchLeaks final : public PitfallLoop {
  public:
   LastMicroBatchLeaks()
-      : PitfallLoop("last-micro-batch-leaks",
-                    "the window's last micro-batch gradient reaches the accumulator after the step: it "
-                    "leaks into the next window",
-                    "deepspeedai/DeepSpeed PR 7985") {}
+      : PitfallLoop(
+            {"last-micro-batch-leaks",
+             "the window's last micro-batch gradient reaches the accumulator after the step: it leaks into "
+             "the next window",
+             "deepspeedai/DeepSpeed PR 7985",
+             "The loop folds each micro-batch's gradient into a separate fp32 accumulator after its "
+             "backward, but at the window boundary the step runs before the last micro-batch is folded in: "
+             "the optimizer misses it, and it is folded into the next window's accumulator instead.",
+             "for micro in window:\n"
+             "    (loss(micro) / window_elements).backward()\n"
+             "    accumulator += param.grad; param.grad = None   # every micro-batch, the last one too\n"
+             "param.grad = accumulator   # only now: reduce, clip, step"}) {}
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int micro) const override {
@@ -48,7 +52,8 @@ class LastMicroBatchLeaks final : public PitfallLoop {
     }
     TorchTrainingLoop::end_window(state);
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < params.size(); ++i) state.buffers[i].copy_(boundary[i]);  // ... into the next window
+    for (size_t i = 0; i < params.size(); ++i)
+      state.buffers[i].copy_(boundary[i]);  // ... into the next window
   }
 };
 

@@ -1,11 +1,9 @@
-// Broken! optimizer.step() (and zero_grad) after every micro-batch: the loss is scaled for
-// accumulation, but the step is never gated on the window's end — K small steps of a K-times too
-// small gradient instead of one large-batch step.
+// Broken! Optimizer.step() and zero_grad after every micro-batch, not once per window.
 //
-// Reported in: lucidrains/reformer-pytorch issue 97 ("optimizer.step() is called at every step and
-// not after every gradient_accumulate steps"); huggingface/accelerate issue 435 (the gate inverted).
+// Reported in: lucidrains/reformer-pytorch issue 97; huggingface/accelerate issue 435.
 //
-// The fix: step, schedule and zero_grad once per window, after its last micro-batch.
+// The bug and its fix, as `gacc explain optimizer-step-every-micro-batch` prints them, are the description
+// below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -16,9 +14,17 @@ namespace {
 class OptimizerStepEveryMicroBatch final : public PitfallLoop {
  public:
   OptimizerStepEveryMicroBatch()
-      : PitfallLoop("optimizer-step-every-micro-batch",
-                    "optimizer.step() and zero_grad after every micro-batch, not once per window",
-                    "lucidrains/reformer-pytorch issue 97; huggingface/accelerate issue 435") {}
+      : PitfallLoop(
+            {"optimizer-step-every-micro-batch",
+             "optimizer.step() and zero_grad after every micro-batch, not once per window",
+             "lucidrains/reformer-pytorch issue 97; huggingface/accelerate issue 435",
+             "The loss is scaled for accumulation, but optimizer.step() and zero_grad run after every "
+             "micro-batch: K small steps on K-times-too-small gradients instead of one large-batch step, K "
+             "optimizer steps per window (Adam's step count and bias correction with them).",
+             "for k, micro in enumerate(window):\n"
+             "    (loss(micro) / window_elements).backward()\n"
+             "    if k == len(window) - 1:        # the window's last micro-batch only\n"
+             "        optimizer.step(); scheduler.step(); optimizer.zero_grad()"}) {}
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int) const override {

@@ -1,7 +1,7 @@
 #pragma once
 /// The base of the LibTorch pitfall recipes: the correct loop (TorchTrainingLoop) with a name, a
-/// one-line summary of what it gets wrong and where the bug was reported. Each pitfall overrides
-/// the one hook it gets wrong.
+/// one-line summary of what it gets wrong, where the bug was reported, the bug explained and its
+/// fix (what `gacc explain` prints). Each pitfall overrides the one hook it gets wrong.
 
 #include <string>
 #include <utility>
@@ -12,16 +12,20 @@ namespace gacc::pitfalls {
 
 class PitfallLoop : public torch_recipes::TorchTrainingLoop {
  public:
-  PitfallLoop(std::string name, std::string summary, std::string reference)
-      : name_(std::move(name)), summary_(std::move(summary)), reference_(std::move(reference)) {}
+  struct Description {
+    std::string name, summary, reference, explanation, fix;
+  };
+  explicit PitfallLoop(Description description) : description_(std::move(description)) {}
 
-  std::string name() const override { return name_; }
+  std::string name() const override { return description_.name; }
   RecipeKind kind() const override { return RecipeKind::pitfall; }
-  std::string summary() const override { return summary_; }
-  std::string reference() const override { return reference_; }
+  std::string summary() const override { return description_.summary; }
+  std::string reference() const override { return description_.reference; }
+  std::string explanation() const override { return description_.explanation; }
+  std::string fix() const override { return description_.fix; }
 
  private:
-  std::string name_, summary_, reference_;
+  Description description_;
 };
 
 }  // namespace gacc::pitfalls

@@ -1,11 +1,9 @@
-// Broken! The learning-rate scheduler stepped after every micro-batch: the schedule runs K times
-// too fast — a warm-up ends after warmup_steps / K optimizer steps, a step decay fires K times too
-// early, a cosine cycle is K times too short.
+// Broken! Scheduler.step() after every micro-batch: the schedule runs K times too fast.
 //
-// Reported in: Lightning-AI/pytorch-lightning issue 1476 (schedulers stepped on every batch rather
-// than every optimizer step with accumulate_grad_batches).
+// Reported in: Lightning-AI/pytorch-lightning issue 1476.
 //
-// The fix: scheduler.step() once per optimizer step, next to optimizer.step().
+// The bug and its fix, as `gacc explain scheduler-step-every-micro-batch` prints them, are the description
+// below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -16,9 +14,15 @@ namespace {
 class SchedulerStepEveryMicroBatch final : public PitfallLoop {
  public:
   SchedulerStepEveryMicroBatch()
-      : PitfallLoop("scheduler-step-every-micro-batch",
-                    "scheduler.step() after every micro-batch: the schedule runs K times too fast",
-                    "Lightning-AI/pytorch-lightning issue 1476") {}
+      : PitfallLoop({"scheduler-step-every-micro-batch",
+                     "scheduler.step() after every micro-batch: the schedule runs K times too fast",
+                     "Lightning-AI/pytorch-lightning issue 1476",
+                     "The learning-rate scheduler is stepped after every micro-batch, so the schedule runs K "
+                     "times too fast: a warm-up ends after warmup_steps / K optimizer steps, a step decay "
+                     "fires K times too early, a cosine cycle is K times too short.",
+                     "optimizer.step()\n"
+                     "scheduler.step()        # next to optimizer.step(), once per window\n"
+                     "optimizer.zero_grad()"}) {}
 
   bool supports(const Scenario& scenario) const override {
     return TorchTrainingLoop::supports(scenario) && scenario.schedule.kind != ScheduleKind::constant;

@@ -1,15 +1,9 @@
-// Broken! Mean-of-means token normalization: each micro-batch's cross-entropy is averaged over its
-// own counted tokens, then the micro-batch means are averaged over the window. With sequences of
-// different lengths (and ignored targets) micro-batches hold different token counts, so tokens in
-// short micro-batches weigh more than tokens in long ones — and a micro-batch without a counted
-// token makes the loss 0/0.
+// Broken! Each micro-batch's token mean, averaged over micro-batches: tokens of short micro-batches weigh
+// more.
 //
-// Reported in: huggingface/transformers issue 24725 and the fix in PR 34191 ("Fix Gradient
-// Accumulation issue": normalize by the number of items in the whole batch), with the Unsloth
-// write-up of the same bug.
+// Reported in: huggingface/transformers issue 24725, PR 34191.
 //
-// The fix: sum each micro-batch's token losses and divide by the window's total token count
-// (across ranks), as TorchTrainingLoop::micro_batch_loss does.
+// The bug and its fix, as `gacc explain token-mean-of-means` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -20,10 +14,20 @@ namespace {
 class TokenMeanOfMeans final : public PitfallLoop {
  public:
   TokenMeanOfMeans()
-      : PitfallLoop("token-mean-of-means",
-                    "each micro-batch's token mean, averaged over micro-batches: tokens of short micro-batches "
-                    "weigh more",
-                    "huggingface/transformers issue 24725, PR 34191") {}
+      : PitfallLoop(
+            {"token-mean-of-means",
+             "each micro-batch's token mean, averaged over micro-batches: tokens of short micro-batches "
+             "weigh more",
+             "huggingface/transformers issue 24725, PR 34191",
+             "Each micro-batch's cross-entropy is averaged over its own counted tokens, then the micro-batch "
+             "means are averaged over the window. Sequences have different lengths and some targets are "
+             "ignored, so micro-batches hold different token counts: a token in a short micro-batch weighs "
+             "more than one in a long micro-batch, and a micro-batch without a counted token makes the loss "
+             "0/0.",
+             "tokens = sum(count_nonignored(micro) for micro in window)   # across ranks too (all-reduce)\n"
+             "for micro in window:\n"
+             "    loss = cross_entropy(logits, targets, ignore_index=-100, reduction='sum') / tokens\n"
+             "    loss.backward()"}) {}
 
   bool supports(const Scenario& scenario) const override {
     return TorchTrainingLoop::supports(scenario) && scenario.loss.reduction == Reduction::token_mean;

@@ -1,11 +1,8 @@
-// Broken! Decoupled weight decay applied on every micro-batch: the weights shrink by
-// (1 - lr * weight_decay) K times per window instead of once — K times the regularization the
-// hyperparameters ask for.
+// Broken! AdamW's decoupled weight decay applied on every micro-batch, K times per window.
 //
-// Reported in: keras-team/keras issue 19990 (with gradient accumulation, Keras 3 optimizers applied
-// weight decay at every accumulation step).
+// Reported in: keras-team/keras issue 19990.
 //
-// The fix: decay once, in the optimizer step.
+// The bug and its fix, as `gacc explain weight-decay-per-micro-batch` prints them, are the description below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -16,9 +13,15 @@ namespace {
 class WeightDecayPerMicroBatch final : public PitfallLoop {
  public:
   WeightDecayPerMicroBatch()
-      : PitfallLoop("weight-decay-per-micro-batch",
-                    "AdamW's decoupled weight decay applied on every micro-batch, K times per window",
-                    "keras-team/keras issue 19990") {}
+      : PitfallLoop({"weight-decay-per-micro-batch",
+                     "AdamW's decoupled weight decay applied on every micro-batch, K times per window",
+                     "keras-team/keras issue 19990",
+                     "AdamW's decoupled weight decay runs on every micro-batch: the weights shrink by (1 - "
+                     "lr * weight_decay) K times per window instead of once — K times the regularization the "
+                     "hyperparameters ask for, and a trajectory that depends on K.",
+                     "# decay belongs to the optimizer step alone:\n"
+                     "if last_micro_batch_of_window:\n"
+                     "    optimizer.step()   # p *= 1 - lr * weight_decay, once"}) {}
 
   bool supports(const Scenario& scenario) const override {
     return TorchTrainingLoop::supports(scenario) && scenario.optimizer.kind == OptimizerKind::adamw &&
@@ -37,6 +40,8 @@ class WeightDecayPerMicroBatch final : public PitfallLoop {
 
 }  // namespace
 
-std::unique_ptr<Recipe> weight_decay_per_micro_batch() { return std::make_unique<WeightDecayPerMicroBatch>(); }
+std::unique_ptr<Recipe> weight_decay_per_micro_batch() {
+  return std::make_unique<WeightDecayPerMicroBatch>();
+}
 
 }  // namespace gacc::pitfalls

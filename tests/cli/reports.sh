@@ -35,6 +35,16 @@ for p in pitfalls:
     for c in p["caught_by"]:
         assert c["worst_ratio"] is None or c["worst_ratio"] >= 1, (p["pitfall"], c)
 PY
+"$gacc" pitfalls --cases 10 --plot "$dir/plots" >/dev/null || true  # 10 cases need not catch every pitfall
+for name in index forgotten-loss-scaling token-mean-of-means batch-norm-micro-batch-statistics; do
+  head -c 200 "$dir/plots/$name.svg" | grep -q "<svg" || { echo "no SVG plot $name.svg"; exit 1; }
+  grep -q "<polyline" "$dir/plots/$name.svg" || { echo "$name.svg draws no curve"; exit 1; }
+done
+set +e
+"$gacc" pitfalls --cases 1 --plot /proc/no-such-dir >/dev/null 2>"$dir/err"
+code=$?
+set -e
+[ "$code" -eq 4 ] || { echo "unwritable --plot: expected exit 4, got $code"; exit 1; }
 ls "$dir" | grep -q tmp && { echo "a temporary report file was left behind"; exit 1; }
 set +e
 "$gacc" run --cases 1 --json /nonexistent-dir/report.json >/dev/null 2>"$dir/err"
