@@ -1,13 +1,30 @@
 // Property 4: normalization layers — BatchNorm's documented non-equivalence, and its ghost twin.
 
-#include "properties/batch_norm.h"
-
 #include <cmath>
 
+#include "properties/catalog.h"
 #include "properties/compare.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 4, BatchNorm: accumulation with BatchNorm in training mode is NOT large-batch training
+/// — each micro-batch is normalized with its own statistics — but it must be exactly "ghost"
+/// BatchNorm over virtual batches of the micro-batch size (running statistics updated once per
+/// micro-batch). The ghost check must hold; the measured deviation from the large batch is the
+/// documented non-equivalence (an expected failure), reported with the running statistics' update
+/// count. (LayerNorm, GroupNorm and RMSNorm are per-example: the equivalence properties cover them.)
+class BatchNormSemantics final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 std::string BatchNormSemantics::name() const { return "batch-norm"; }
 
@@ -17,7 +34,9 @@ std::string BatchNormSemantics::claim() const {
          "is the documented non-equivalence, measured.";
 }
 
-bool BatchNormSemantics::applies_to(const Scenario& scenario) const { return is_batch_coupled(scenario.model); }
+bool BatchNormSemantics::applies_to(const Scenario& scenario) const {
+  return is_batch_coupled(scenario.model);
+}
 
 CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
   const auto& oracle = context.oracle;
@@ -30,7 +49,8 @@ CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
     check_trajectory(oracle.ghost(), trace, s, ghost);
   }
   const CaseVerdict ghost_verdict = ghost.verdict();
-  if (!(ghost_verdict.ratio < 1.0)) return {ghost_verdict.ratio, "against ghost BatchNorm: " + ghost_verdict.detail, false};
+  if (!(ghost_verdict.ratio < 1.0))
+    return {ghost_verdict.ratio, "against ghost BatchNorm: " + ghost_verdict.detail, false};
 
   Judgement large(oracle);
   for (int s = 0; s < oracle.scenario().steps; ++s) {
@@ -40,12 +60,13 @@ CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
   const CaseVerdict deviation = large.verdict();
   const double updates = trace.steps.back().buffers_after.back();
   const double large_updates = oracle.trajectory().back().buffers_after.back();
-  const std::string counts = "running statistics updated " + std::to_string(std::lround(updates)) + " times in " +
-                             std::to_string(oracle.scenario().steps) + " steps (the large batch: " +
-                             std::to_string(std::lround(large_updates)) + ")";
+  const std::string counts = "running statistics updated " + std::to_string(std::lround(updates)) +
+                             " times in " + std::to_string(oracle.scenario().steps) +
+                             " steps (the large batch: " + std::to_string(std::lround(large_updates)) + ")";
   if (deviation.ratio < 1.0) {
-    return {ghost_verdict.ratio, "equals ghost BatchNorm (worst " + format_ratio(ghost_verdict.ratio) +
-                                     "), and here also the large batch (one micro-batch per window); " + counts,
+    return {ghost_verdict.ratio,
+            "equals ghost BatchNorm (worst " + format_ratio(ghost_verdict.ratio) +
+                "), and here also the large batch (one micro-batch per window); " + counts,
             false};
   }
   return {deviation.ratio,
@@ -53,5 +74,7 @@ CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
               "); deviates from the large batch as documented: " + deviation.detail + "; " + counts,
           true};
 }
+
+std::unique_ptr<Property> batch_norm_semantics() { return std::make_unique<BatchNormSemantics>(); }
 
 }  // namespace gacc::properties

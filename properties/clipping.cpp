@@ -1,10 +1,25 @@
 // Property 6: clipping placement.
 
-#include "properties/clipping.h"
-
+#include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 6: clipping happens once, after the whole window (and after unscaling): the pre-clip
+/// norm equals the large batch's, and the clipped gradient handed to the optimizer equals the
+/// large batch's clipped gradient. Applies where clipping is configured (the generators make it
+/// active).
+class ClippingAfterWindow final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 std::string ClippingAfterWindow::name() const { return "clipping-after-window"; }
 
@@ -20,19 +35,21 @@ bool ClippingAfterWindow::applies_to(const Scenario& scenario) const {
 CaseVerdict ClippingAfterWindow::check(const CaseContext& context) const {
   const auto& oracle = context.oracle;
   Judgement judgement(oracle);
-  if (check_structure(context.trace, oracle, judgement)) {
-    for (int s = 0; s < oracle.scenario().steps; ++s) check_gradient(oracle, context.trace, s, judgement);
-  }
+  check_gradients(oracle, context.trace, judgement);
   CaseVerdict verdict = judgement.verdict();
   int active = 0;
   const auto& sc = oracle.scenario();
   for (const auto& e : oracle.trajectory()) {
     active += sc.clipping.kind == ClippingKind::norm ? e.norm > sc.clipping.max_norm : true;
   }
-  verdict.detail += " [clipping " + to_string(sc.clipping.kind) + (sc.clipping.kind == ClippingKind::norm
-                        ? " active in " + std::to_string(active) + " of " + std::to_string(sc.steps) + " large-batch steps]"
-                        : "]");
+  verdict.detail +=
+      " [clipping " + to_string(sc.clipping.kind) +
+      (sc.clipping.kind == ClippingKind::norm ? " active in " + std::to_string(active) + " of " +
+                                                    std::to_string(sc.steps) + " large-batch steps]"
+                                              : "]");
   return verdict;
 }
+
+std::unique_ptr<Property> clipping_after_window() { return std::make_unique<ClippingAfterWindow>(); }
 
 }  // namespace gacc::properties

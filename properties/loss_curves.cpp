@@ -24,11 +24,16 @@ const char* const kColours[] = {"#444444", "#1f77b4", "#d62728", "#2ca02c", "#94
 std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
-    if (c == '&') out += "&amp;";
-    else if (c == '<') out += "&lt;";
-    else if (c == '>') out += "&gt;";
-    else if (c == '"') out += "&quot;";
-    else out += c;
+    if (c == '&')
+      out += "&amp;";
+    else if (c == '<')
+      out += "&lt;";
+    else if (c == '>')
+      out += "&gt;";
+    else if (c == '"')
+      out += "&quot;";
+    else
+      out += c;
   }
   return out;
 }
@@ -56,12 +61,14 @@ void panel(std::ostringstream& svg, double x, double y, const std::string& title
   if (!std::isfinite(low)) low = 0, high = 1;
   if (high - low < 1e-12) high = low + 1;
   const double plot_w = kWidth - kLeft - kRight, plot_h = kHeight - kTop - kBottom;
-  auto px = [&](double step) { return x + kLeft + plot_w * step / std::max<double>(1, static_cast<double>(steps - 1)); };
+  auto px = [&](double step) {
+    return x + kLeft + plot_w * step / std::max<double>(1, static_cast<double>(steps - 1));
+  };
   auto py = [&](double v) { return y + kTop + plot_h * (1 - (v - low) / (high - low)); };
 
   svg << "<g font-family=\"sans-serif\" font-size=\"11\">\n";
-  svg << "<text x=\"" << x + 10 << "\" y=\"" << y + 18 << "\" font-size=\"14\" font-weight=\"bold\">" << escape(title)
-      << "</text>\n";
+  svg << "<text x=\"" << x + 10 << "\" y=\"" << y + 18 << "\" font-size=\"14\" font-weight=\"bold\">"
+      << escape(title) << "</text>\n";
   // The subtitle on up to two lines, broken at a space.
   std::string first = subtitle, second;
   if (first.size() > kSubtitleLine) {
@@ -71,9 +78,10 @@ void panel(std::ostringstream& svg, double x, double y, const std::string& title
     if (second.size() > kSubtitleLine) second = second.substr(0, kSubtitleLine - 3) + "...";
   }
   svg << "<text x=\"" << x + 10 << "\" y=\"" << y + 34 << "\" fill=\"#555\">" << escape(first) << "</text>\n";
-  svg << "<text x=\"" << x + 10 << "\" y=\"" << y + 48 << "\" fill=\"#555\">" << escape(second) << "</text>\n";
-  svg << "<rect x=\"" << x + kLeft << "\" y=\"" << y + kTop << "\" width=\"" << plot_w << "\" height=\"" << plot_h
-      << "\" fill=\"none\" stroke=\"#999\"/>\n";
+  svg << "<text x=\"" << x + 10 << "\" y=\"" << y + 48 << "\" fill=\"#555\">" << escape(second)
+      << "</text>\n";
+  svg << "<rect x=\"" << x + kLeft << "\" y=\"" << y + kTop << "\" width=\"" << plot_w << "\" height=\""
+      << plot_h << "\" fill=\"none\" stroke=\"#999\"/>\n";
   for (int t = 0; t <= 4; ++t) {
     const double v = low + (high - low) * t / 4;
     svg << "<text x=\"" << x + kLeft - 6 << "\" y=\"" << py(v) + 4 << "\" text-anchor=\"end\">" << number(v)
@@ -95,8 +103,9 @@ void panel(std::ostringstream& svg, double x, double y, const std::string& title
     svg << "<polyline fill=\"none\" stroke=\"" << colour << "\" stroke-width=\"" << (c == 0 ? 3 : 2)
         << "\" stroke-opacity=\"" << (c == 0 ? 0.5 : 0.9) << "\" points=\"" << points << "\"/>\n";
     const double ly = y + kTop + 14 + 18.0 * static_cast<double>(c);
-    svg << "<line x1=\"" << x + kWidth - kRight + 10 << "\" y1=\"" << ly - 4 << "\" x2=\"" << x + kWidth - kRight + 30
-        << "\" y2=\"" << ly - 4 << "\" stroke=\"" << colour << "\" stroke-width=\"3\"/>\n";
+    svg << "<line x1=\"" << x + kWidth - kRight + 10 << "\" y1=\"" << ly - 4 << "\" x2=\""
+        << x + kWidth - kRight + 30 << "\" y2=\"" << ly - 4 << "\" stroke=\"" << colour
+        << "\" stroke-width=\"3\"/>\n";
     svg << "<text x=\"" << x + kWidth - kRight + 35 << "\" y=\"" << ly << "\">" << escape(curves[c].name)
         << "</text>\n";
   }
@@ -105,8 +114,8 @@ void panel(std::ostringstream& svg, double x, double y, const std::string& title
 
 std::string document(double width, double height, const std::string& body) {
   std::ostringstream svg;
-  svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"" << width
-      << "\" height=\"" << height << "\" viewBox=\"0 0 " << width << " " << height << "\">\n"
+  svg << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\" width=\""
+      << width << "\" height=\"" << height << "\" viewBox=\"0 0 " << width << " " << height << "\">\n"
       << "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
       << body << "</svg>\n";
   return svg.str();
@@ -175,7 +184,8 @@ Curve true_loss_curve(const Recipe& recipe, const Scenario& scenario) {
   const reference::Oracle oracle(scenario, {false, nullptr, is_batch_coupled(scenario.model)});
   curve.values.push_back(fixed_batch_loss(oracle, oracle.initial_params(), oracle.initial_buffers()));
   for (int s = 0; s < scenario.steps && s < static_cast<int>(trace.steps.size()); ++s) {
-    curve.values.push_back(fixed_batch_loss(oracle, trace.steps[s].params_after, trace.steps[s].buffers_after));
+    curve.values.push_back(
+        fixed_batch_loss(oracle, trace.steps[s].params_after, trace.steps[s].buffers_after));
     if (!std::isfinite(curve.values.back())) break;
   }
   return curve;
@@ -183,18 +193,22 @@ Curve true_loss_curve(const Recipe& recipe, const Scenario& scenario) {
 
 Curve large_batch_curve(const Scenario& scenario) {
   const reference::Oracle oracle(scenario, {false, nullptr, false});
-  Curve curve{"large batch (oracle)", {fixed_batch_loss(oracle, oracle.initial_params(), oracle.initial_buffers())}};
-  for (const auto& e : oracle.trajectory()) curve.values.push_back(fixed_batch_loss(oracle, e.params_after, e.buffers_after));
+  Curve curve{"large batch (oracle)",
+              {fixed_batch_loss(oracle, oracle.initial_params(), oracle.initial_buffers())}};
+  for (const auto& e : oracle.trajectory())
+    curve.values.push_back(fixed_batch_loss(oracle, e.params_after, e.buffers_after));
   return curve;
 }
 
-std::string svg_plot(const std::string& title, const std::string& subtitle, const std::vector<Curve>& curves) {
+std::string svg_plot(const std::string& title, const std::string& subtitle,
+                     const std::vector<Curve>& curves) {
   std::ostringstream body;
   panel(body, 0, 0, title, subtitle, curves);
   return document(kWidth, kHeight, body.str());
 }
 
-std::vector<std::string> write_loss_curves(const std::string& directory, const std::vector<const Recipe*>& recipes) {
+std::vector<std::string> write_loss_curves(const std::string& directory,
+                                           const std::vector<const Recipe*>& recipes) {
   std::error_code ec;
   std::filesystem::create_directories(directory, ec);
   if (ec) throw EnvironmentError("cannot create " + directory + ": " + ec.message());
@@ -213,8 +227,8 @@ std::vector<std::string> write_loss_curves(const std::string& directory, const s
     std::vector<Curve> curves = {large_batch_curve(sc)};
     if (correct && correct->supports(sc)) curves.push_back(true_loss_curve(*correct, sc));
     curves.push_back(true_loss_curve(*r, sc));
-    const std::string subtitle = to_string(sc.model.arch) + ", K = 4 uneven, " + std::to_string(sc.steps) +
-                                 " steps: " + r->summary();
+    const std::string subtitle =
+        to_string(sc.model.arch) + ", K = 4 uneven, " + std::to_string(sc.steps) + " steps: " + r->summary();
     const std::string path = (std::filesystem::path(directory) / (r->name() + ".svg")).string();
     write_file_atomically(path, svg_plot(r->name(), subtitle, curves));
     written.push_back(path);

@@ -7,7 +7,9 @@
 namespace gacc::properties {
 namespace {
 
-nlohmann::json ratio_json(double ratio) { return std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr); }
+nlohmann::json ratio_json(double ratio) {
+  return std::isfinite(ratio) ? nlohmann::json(ratio) : nlohmann::json(nullptr);
+}
 
 size_t scenario_size(const Scenario& sc) { return to_json_text(sc).size(); }
 
@@ -21,7 +23,8 @@ double PitfallSummary::catching_ratio() const {
   return best;
 }
 
-std::vector<PitfallSummary> summarize_pitfalls(const RunReport& report, const std::vector<const Recipe*>& recipes) {
+std::vector<PitfallSummary> summarize_pitfalls(const RunReport& report,
+                                               const std::vector<const Recipe*>& recipes) {
   std::vector<PitfallSummary> out;
   for (const auto* recipe : recipes) {
     if (recipe->kind() != RecipeKind::pitfall) continue;
@@ -34,7 +37,8 @@ std::vector<PitfallSummary> summarize_pitfalls(const RunReport& report, const st
       if (row.verdict != Verdict::fail && row.verdict != Verdict::expected_fail) continue;
       summary.caught_by.emplace_back(row.property, row.worst_ratio);
       if (row.counterexample &&
-          (!summary.counterexample || scenario_size(row.counterexample->scenario) < scenario_size(summary.counterexample->scenario))) {
+          (!summary.counterexample ||
+           scenario_size(row.counterexample->scenario) < scenario_size(summary.counterexample->scenario))) {
         summary.counterexample = row.counterexample;
         summary.counterexample_property = row.property;
       }
@@ -89,7 +93,8 @@ nlohmann::json to_json(const std::vector<PitfallSummary>& pitfalls) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& p : pitfalls) {
     nlohmann::json caught_by = nlohmann::json::array();
-    for (const auto& [property, ratio] : p.caught_by) caught_by.push_back({{"property", property}, {"worst_ratio", ratio_json(ratio)}});
+    for (const auto& [property, ratio] : p.caught_by)
+      caught_by.push_back({{"property", property}, {"worst_ratio", ratio_json(ratio)}});
     nlohmann::json counterexample = nullptr;
     if (p.counterexample) {
       counterexample = {{"property", p.counterexample_property},

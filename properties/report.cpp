@@ -1,13 +1,12 @@
 #include "properties/report.h"
 
-#include "properties/compare.h"
-
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
 
 #include "core/version.h"
+#include "properties/compare.h"
 
 namespace gacc::properties {
 namespace {
@@ -29,11 +28,21 @@ std::string xml_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') {
           out += ' ';
@@ -50,9 +59,12 @@ std::string verdict_text(const ResultRow& row) {
   if (row.kind == RecipeKind::pitfall) {
     switch (row.verdict) {
       case Verdict::fail:
-      case Verdict::expected_fail: return "caught";
-      case Verdict::pass: return "missed";
-      case Verdict::skip: return "skip";
+      case Verdict::expected_fail:
+        return "caught";
+      case Verdict::pass:
+        return "missed";
+      case Verdict::skip:
+        return "skip";
     }
   }
   return row.verdict == Verdict::expected_fail ? "expected" : to_string(row.verdict);
@@ -110,8 +122,8 @@ std::string to_junit(const RunReport& report) {
     skipped += row.verdict == Verdict::skip && !unexpected(row, report);
   }
   xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
-  xml << "<testsuites name=\"gacc\" tests=\"" << total << "\" failures=\"" << failures
-      << "\" skipped=\"" << skipped << "\">\n";
+  xml << "<testsuites name=\"gacc\" tests=\"" << total << "\" failures=\"" << failures << "\" skipped=\""
+      << skipped << "\">\n";
   for (const auto& property : properties) {
     int suite_tests = 0, suite_failures = 0, suite_skipped = 0;
     for (const auto& row : report.rows) {
@@ -120,8 +132,8 @@ std::string to_junit(const RunReport& report) {
       suite_failures += unexpected(row, report);
       suite_skipped += row.verdict == Verdict::skip && !unexpected(row, report);
     }
-    xml << "  <testsuite name=\"" << xml_escape(property) << "\" tests=\"" << suite_tests
-        << "\" failures=\"" << suite_failures << "\" skipped=\"" << suite_skipped << "\">\n";
+    xml << "  <testsuite name=\"" << xml_escape(property) << "\" tests=\"" << suite_tests << "\" failures=\""
+        << suite_failures << "\" skipped=\"" << suite_skipped << "\">\n";
     for (const auto& row : report.rows) {
       if (row.property != property) continue;
       xml << "    <testcase classname=\"gacc." << xml_escape(property) << "\" name=\""
@@ -136,9 +148,9 @@ std::string to_junit(const RunReport& report) {
       } else if (row.verdict == Verdict::skip) {
         xml << "      <skipped message=\"applied to no generated case\"/>\n";
       }
-      xml << "      <system-out>" << xml_escape("verdict " + verdict_text(row) + ", cases " +
-                                                std::to_string(row.cases) + ", worst ratio " +
-                                                format_ratio(row.worst_ratio) + ": " + row.worst_detail)
+      xml << "      <system-out>"
+          << xml_escape("verdict " + verdict_text(row) + ", cases " + std::to_string(row.cases) +
+                        ", worst ratio " + format_ratio(row.worst_ratio) + ": " + row.worst_detail)
           << "</system-out>\n";
       xml << "    </testcase>\n";
     }
@@ -156,19 +168,20 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   }
   out << std::left << std::setw(static_cast<int>(pw) + 2) << "property" << std::setw(static_cast<int>(rw) + 2)
       << "recipe" << std::setw(9) << "kind" << std::setw(10) << "verdict" << std::right << std::setw(6)
-      << "cases" << std::setw(13) << "worst ratio" << "\n";
+      << "cases" << std::setw(13) << "worst ratio"
+      << "\n";
   for (const auto& row : report.rows) {
     out << std::left << std::setw(static_cast<int>(pw) + 2) << row.property
         << std::setw(static_cast<int>(rw) + 2) << row.recipe << std::setw(9) << to_string(row.kind)
-        << std::setw(10) << verdict_text(row) << std::right << std::setw(6) << row.cases
-        << std::setw(13) << format_ratio(row.worst_ratio) << "\n";
+        << std::setw(10) << verdict_text(row) << std::right << std::setw(6) << row.cases << std::setw(13)
+        << format_ratio(row.worst_ratio) << "\n";
   }
   out << "\n";
   for (const auto& row : report.rows) {
     const bool bad = unexpected(row, report);
     if (!bad && !verbose) continue;
-    out << (bad ? "UNEXPECTED: " : "") << row.property << " on " << row.recipe << " ("
-        << to_string(row.kind) << ", " << verdict_text(row) << ")\n";
+    out << (bad ? "UNEXPECTED: " : "") << row.property << " on " << row.recipe << " (" << to_string(row.kind)
+        << ", " << verdict_text(row) << ")\n";
     out << "  worst: " << row.worst_detail << "\n";
     if (row.counterexample) {
       const auto& c = *row.counterexample;
@@ -179,10 +192,9 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   }
   const auto failing = report.correct_failing();
   const auto escaping = report.pitfalls_escaping();
-  out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail)
-      << " fail, " << report.count(Verdict::expected_fail) << " expected-fail, "
-      << report.count(Verdict::skip) << " skip; seed " << report.seed << ", " << report.cases
-      << " cases\n";
+  out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail) << " fail, "
+      << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip)
+      << " skip; seed " << report.seed << ", " << report.cases << " cases\n";
   if (failing.empty() && escaping.empty()) {
     out << "every correct recipe passes and every pitfall is caught\n";
   }

@@ -39,7 +39,8 @@ bool shows(const CaseVerdict& verdict, RecipeKind kind) {
 }
 
 bool matches(const std::string& filter, const Property& p, const Recipe& r) {
-  return filter.empty() || p.name().find(filter) != std::string::npos || r.name().find(filter) != std::string::npos;
+  return filter.empty() || p.name().find(filter) != std::string::npos ||
+         r.name().find(filter) != std::string::npos;
 }
 
 /// One (property, recipe) pair while cases run.
@@ -71,7 +72,7 @@ bool judgeable(const Cell& cell, const Scenario& scenario) {
 
 Counterexample shrink(const Cell& cell, int max_evaluations) {
   rc::Shrinkable<Scenario> current = *cell.failure;
-  Counterexample best{current.value(), cell.failure_verdict.ratio, cell.failure_verdict.detail, 0,
+  Counterexample best{current.value(),    cell.failure_verdict.ratio, cell.failure_verdict.detail, 0,
                       cell.failure_index, cell.failure_seed};
   int evaluations = 0;
   bool progressed = true;
@@ -105,8 +106,8 @@ Verdict final_verdict(const Cell& cell) {
   return cell.expected > 0 ? Verdict::expected_fail : Verdict::pass;
 }
 
-std::vector<Cell> make_cells(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
-                             const std::string& filter) {
+std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
+                             const std::vector<const Recipe*>& recipes, const std::string& filter) {
   std::vector<Cell> cells;
   for (const auto* p : properties) {
     for (const auto* r : recipes) {
@@ -155,7 +156,8 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
       cell->failure_index = index;
       cell->failure_seed = seed;
     }
-    auto it = std::find_if(best.begin(), best.end(), [&](const auto& b) { return b.first == cell->recipe->name(); });
+    auto it = std::find_if(best.begin(), best.end(),
+                           [&](const auto& b) { return b.first == cell->recipe->name(); });
     if (it == best.end()) {
       best.emplace_back(cell->recipe->name(), verdict.ratio);
     } else if (!(verdict.ratio <= it->second)) {
@@ -180,10 +182,14 @@ bool caught(Verdict verdict) { return verdict == Verdict::fail || verdict == Ver
 
 std::string to_string(Verdict verdict) {
   switch (verdict) {
-    case Verdict::pass: return "pass";
-    case Verdict::fail: return "fail";
-    case Verdict::expected_fail: return "expected_fail";
-    case Verdict::skip: return "skip";
+    case Verdict::pass:
+      return "pass";
+    case Verdict::fail:
+      return "fail";
+    case Verdict::expected_fail:
+      return "expected_fail";
+    case Verdict::skip:
+      return "skip";
   }
   return "?";
 }
@@ -208,9 +214,11 @@ std::vector<std::string> RunReport::correct_failing() const {
 std::vector<std::string> RunReport::pitfalls_escaping() const {
   std::vector<std::string> names;
   for (const auto& row : rows) {
-    if (row.kind != RecipeKind::pitfall || std::find(names.begin(), names.end(), row.recipe) != names.end()) continue;
-    const bool is_caught = std::any_of(rows.begin(), rows.end(),
-                                       [&](const ResultRow& other) { return other.recipe == row.recipe && caught(other.verdict); });
+    if (row.kind != RecipeKind::pitfall || std::find(names.begin(), names.end(), row.recipe) != names.end())
+      continue;
+    const bool is_caught = std::any_of(rows.begin(), rows.end(), [&](const ResultRow& other) {
+      return other.recipe == row.recipe && caught(other.verdict);
+    });
     if (!is_caught) names.push_back(row.recipe);
   }
   return names;
@@ -224,8 +232,9 @@ uint64_t case_seed(uint64_t seed, int index) {
   return fixtures::mix64(seed ^ fixtures::mix64(static_cast<uint64_t>(index) + 1));
 }
 
-RunReport run_properties(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
-                         const rc::Gen<Scenario>& generator, const RunOptions& options) {
+RunReport run_properties(const std::vector<const Property*>& properties,
+                         const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
+                         const RunOptions& options) {
   if (options.cases < 1) throw UsageError("--cases must be at least 1, got " + std::to_string(options.cases));
   auto cells = make_cells(properties, recipes, options.filter);
   RunReport report;
@@ -233,7 +242,8 @@ RunReport run_properties(const std::vector<const Property*>& properties, const s
   report.cases = options.cases;
   for (int i = 0; i < options.cases; ++i) {
     const uint64_t seed = case_seed(options.seed, i);
-    for (const auto& [recipe, ratio] : judge_case(cells, generator(rc::Random(seed), rc::kNominalSize), i, seed)) {
+    for (const auto& [recipe, ratio] :
+         judge_case(cells, generator(rc::Random(seed), rc::kNominalSize), i, seed)) {
       report.case_ratios[recipe].emplace_back(i, ratio);
     }
     if (options.progress) options.progress(i + 1, options.cases);
@@ -241,8 +251,8 @@ RunReport run_properties(const std::vector<const Property*>& properties, const s
   return finish(cells, std::move(report), options.max_shrink_evaluations);
 }
 
-RunReport run_scenario(const std::vector<const Property*>& properties, const std::vector<const Recipe*>& recipes,
-                       const Scenario& scenario) {
+RunReport run_scenario(const std::vector<const Property*>& properties,
+                       const std::vector<const Recipe*>& recipes, const Scenario& scenario) {
   auto cells = make_cells(properties, recipes, "");
   RunReport report;
   report.cases = 1;
@@ -254,8 +264,8 @@ RunReport run_scenario(const std::vector<const Property*>& properties, const std
 }
 
 std::string reproduce_line(const Counterexample& c, uint64_t run_seed) {
-  return "gacc repro '" + to_json_text(c.scenario) + "'   # shrunk from case " + std::to_string(c.case_index) +
-         " of --seed " + std::to_string(run_seed);
+  return "gacc repro '" + to_json_text(c.scenario) + "'   # shrunk from case " +
+         std::to_string(c.case_index) + " of --seed " + std::to_string(run_seed);
 }
 
 }  // namespace gacc::properties

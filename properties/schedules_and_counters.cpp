@@ -1,10 +1,24 @@
 // Property 8: schedules and counters advance per optimizer step.
 
-#include "properties/schedules_and_counters.h"
-
+#include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 8: everything that counts optimizer steps advances once per optimizer step — the
+/// optimizer itself, the LR scheduler (the rate at each step equals the schedule's), and the
+/// optimizer's own step count (Adam's bias correction).
+class SchedulesAndCounters final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 std::string SchedulesAndCounters::name() const { return "schedules-and-counters"; }
 
@@ -22,8 +36,9 @@ CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
   Judgement judgement(oracle);
   const auto expect_count = [&](const char* what, int64_t observed, int64_t expected) {
     if (observed != expected) {
-      judgement.structural(std::string(what) + ": " + std::to_string(observed) + " over " + std::to_string(sc.steps) +
-                           " windows; one per optimizer step makes " + std::to_string(expected));
+      judgement.structural(std::string(what) + ": " + std::to_string(observed) + " over " +
+                           std::to_string(sc.steps) + " windows; one per optimizer step makes " +
+                           std::to_string(expected));
     }
   };
   expect_count("optimizer steps", trace.counters.optimizer_steps, sc.steps);
@@ -47,8 +62,9 @@ CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
       for (double value : count->second) {
         if (value != s + 1.0) {
           judgement.structural("step " + std::to_string(s) + ": the optimizer's step count is " +
-                               std::to_string(static_cast<long long>(value)) + "; after " + std::to_string(s + 1) +
-                               " optimizer steps it must be " + std::to_string(s + 1));
+                               std::to_string(static_cast<long long>(value)) + "; after " +
+                               std::to_string(s + 1) + " optimizer steps it must be " +
+                               std::to_string(s + 1));
           break;
         }
       }
@@ -56,5 +72,7 @@ CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
   }
   return judgement.verdict();
 }
+
+std::unique_ptr<Property> schedules_and_counters() { return std::make_unique<SchedulesAndCounters>(); }
 
 }  // namespace gacc::properties

@@ -1,12 +1,27 @@
 // Property 3: K = 1 identity and split invariance.
 
-#include "properties/split_invariance.h"
-
 #include <numeric>
 
+#include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 3: the recipe run with every window as one micro-batch (K = 1: the recipe's own large
+/// batch) and run with the scenario's split agree within the two runs' derived tolerances — step
+/// 0's gradient and loss, and the parameters, state and buffers along the whole trajectory. Needs
+/// no model knowledge beyond the tolerances, so it also judges stacks the oracle cannot model.
+class SplitInvariance final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 Scenario unsplit(const Scenario& scenario) {
   Scenario out = scenario;
@@ -51,5 +66,7 @@ CaseVerdict SplitInvariance::check(const CaseContext& context) const {
   check_same_run(oracle, context.trace, whole, "split vs K = 1", judgement);
   return judgement.verdict();
 }
+
+std::unique_ptr<Property> split_invariance() { return std::make_unique<SplitInvariance>(); }
 
 }  // namespace gacc::properties

@@ -1,10 +1,24 @@
 // Property 2: step equivalence.
 
-#include "properties/step_equivalence.h"
-
+#include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 2: over S steps, parameters and optimizer state equal large-batch training — step by
+/// step from the recipe's own state, and along the whole trajectory from the initial weights. The
+/// gradient is checked before each step too (an optimizer such as Adam hides a mis-scaled one).
+class StepEquivalence final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 std::string StepEquivalence::name() const { return "step-equivalence"; }
 
@@ -14,9 +28,7 @@ std::string StepEquivalence::claim() const {
          "large-batch training, step by step and along the trajectory.";
 }
 
-bool StepEquivalence::applies_to(const Scenario& scenario) const {
-  return !is_batch_coupled(scenario.model);
-}
+bool StepEquivalence::applies_to(const Scenario& scenario) const { return !is_batch_coupled(scenario.model); }
 
 CaseVerdict StepEquivalence::check(const CaseContext& context) const {
   const auto& oracle = context.oracle;
@@ -31,5 +43,7 @@ CaseVerdict StepEquivalence::check(const CaseContext& context) const {
   }
   return judgement.verdict();
 }
+
+std::unique_ptr<Property> step_equivalence() { return std::make_unique<StepEquivalence>(); }
 
 }  // namespace gacc::properties

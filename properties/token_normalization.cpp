@@ -1,11 +1,25 @@
 // Property 5: token normalization across the window.
 
-#include "properties/token_normalization.h"
-
 #include "fixtures/fixtures.h"
+#include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
 namespace gacc::properties {
+
+namespace {
+
+/// Property 5: a token-mean loss over variable-length sequences is normalized by the total counted
+/// tokens of the whole window (across micro-batches and ranks), not per micro-batch: the gradient
+/// and loss equal the large batch's token mean.
+class TokenNormalization final : public Property {
+ public:
+  std::string name() const override;
+  std::string claim() const override;
+  bool applies_to(const Scenario& scenario) const override;
+  CaseVerdict check(const CaseContext& context) const override;
+};
+
+}  // namespace
 
 std::string TokenNormalization::name() const { return "token-normalization"; }
 
@@ -21,9 +35,7 @@ bool TokenNormalization::applies_to(const Scenario& scenario) const {
 CaseVerdict TokenNormalization::check(const CaseContext& context) const {
   const auto& oracle = context.oracle;
   Judgement judgement(oracle);
-  if (check_structure(context.trace, oracle, judgement)) {
-    for (int s = 0; s < oracle.scenario().steps; ++s) check_gradient(oracle, context.trace, s, judgement);
-  }
+  check_gradients(oracle, context.trace, judgement);
   CaseVerdict verdict = judgement.verdict();
   // Name the token counts: the information a person needs to see why a per-micro-batch mean differs.
   const auto& sc = oracle.scenario();
@@ -37,5 +49,7 @@ CaseVerdict TokenNormalization::check(const CaseContext& context) const {
   verdict.detail += " [counted tokens per micro-batch: " + counts + "]";
   return verdict;
 }
+
+std::unique_ptr<Property> token_normalization() { return std::make_unique<TokenNormalization>(); }
 
 }  // namespace gacc::properties

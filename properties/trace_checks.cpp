@@ -74,9 +74,9 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
     const auto& step = trace.steps[s];
     const std::string at = "step " + std::to_string(s) + ": ";
     if (step.grad.size() != size || step.params_after.size() != size) {
-      judgement.structural(at + "the recipe reported " + std::to_string(step.grad.size()) +
-                           " gradient and " + std::to_string(step.params_after.size()) +
-                           " parameter values; the model has " + std::to_string(size));
+      judgement.structural(at + "the recipe reported " + std::to_string(step.grad.size()) + " gradient and " +
+                           std::to_string(step.params_after.size()) + " parameter values; the model has " +
+                           std::to_string(size));
       return false;
     }
     for (const auto& [name, values] : step.optimizer_state) {
@@ -105,8 +105,8 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
   return true;
 }
 
-const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
-                                                      const Trace& trace, int step) {
+const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle, const Trace& trace,
+                                                      int step) {
   static const OptimizerState kNoState;
   if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState, oracle.initial_buffers());
   const auto& before = trace.steps[static_cast<size_t>(step - 1)];
@@ -120,6 +120,11 @@ void check_gradient(const reference::Oracle& oracle, const Trace& trace, int ste
   judgement.vector(at + "grad", observed.grad, expected.grad, expected.grad_tolerance);
   judgement.scalar(at + "pre-clip norm", observed.pre_clip_norm, expected.norm, expected.norm_tolerance);
   judgement.scalar(at + "loss", observed.loss, expected.loss, expected.loss_tolerance);
+}
+
+void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement) {
+  if (!check_structure(trace, oracle, judgement)) return;
+  for (int s = 0; s < oracle.scenario().steps; ++s) check_gradient(oracle, trace, s, judgement);
 }
 
 void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {

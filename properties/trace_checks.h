@@ -53,6 +53,9 @@ const reference::WindowExpectation& local_expectation(const reference::Oracle& o
 /// large-batch window from the recipe's own parameters.
 void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
+/// check_structure, then check_gradient at every step: what the gradient-level properties share.
+void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement);
+
 /// Parameters and optimizer state after the step, against the large-batch step from the recipe's
 /// own parameters and state.
 void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);

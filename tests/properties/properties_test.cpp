@@ -3,12 +3,9 @@
 
 #include <catch2/catch.hpp>
 
-#include "properties/batch_norm.h"
+#include "properties/catalog.h"
 #include "properties/generators.h"
 #include "properties/runner.h"
-#include "properties/schedules_and_counters.h"
-#include "properties/split_invariance.h"
-#include "properties/token_normalization.h"
 #include "tests/support/fp32_recipes.h"
 #include "tests/support/scenarios.h"
 
@@ -34,7 +31,8 @@ TEST_CASE("unsplit merges each window's micro-batches into one", "[properties]")
 }
 
 TEST_CASE("split invariance holds of a correct loop and catches split-dependent bugs", "[properties]") {
-  const SplitInvariance property;
+  const auto made = split_invariance();
+  const Property& property = *made;
   const testing::Fp32Recipe correct;
   const testing::Fp32ForgottenScaling forgotten;
   const Scenario sc = testing::mlp_scenario();
@@ -48,7 +46,8 @@ TEST_CASE("split invariance holds of a correct loop and catches split-dependent 
 
 TEST_CASE("the batch-norm property measures the documented deviation and holds recipes to ghost BatchNorm",
           "[properties]") {
-  const BatchNormSemantics property;
+  const auto made = batch_norm_semantics();
+  const Property& property = *made;
   const testing::Fp32Recipe correct;
   const testing::Fp32ZeroEachMicroBatch zeroed;
   Scenario sc = testing::arch_scenario(Architecture::mlp_batch_norm);
@@ -73,7 +72,8 @@ TEST_CASE("the batch-norm property measures the documented deviation and holds r
 }
 
 TEST_CASE("token normalization names the token counts of each micro-batch", "[properties]") {
-  const TokenNormalization property;
+  const auto made = token_normalization();
+  const Property& property = *made;
   const testing::Fp32Recipe correct;
   const testing::Fp32ForgottenScaling forgotten;
   Scenario sc;
@@ -100,7 +100,8 @@ TEST_CASE("token normalization names the token counts of each micro-batch", "[pr
 }
 
 TEST_CASE("schedules and counters catch a scheduler stepped too often", "[properties]") {
-  const SchedulesAndCounters property;
+  const auto made = schedules_and_counters();
+  const Property& property = *made;
   const testing::Fp32Recipe correct;
   const testing::Fp32MiscountedScheduler miscounted;
   Scenario sc = testing::mlp_scenario();
