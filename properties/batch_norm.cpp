@@ -10,35 +10,15 @@ namespace gacc::properties {
 
 namespace {
 
-/// Property 4, BatchNorm: accumulation with BatchNorm in training mode is NOT large-batch training
-/// — each micro-batch is normalized with its own statistics — but it must be exactly "ghost"
-/// BatchNorm over virtual batches of the micro-batch size (running statistics updated once per
-/// micro-batch). The ghost check must hold; the measured deviation from the large batch is the
-/// documented non-equivalence (an expected failure), reported with the running statistics' update
-/// count. (LayerNorm, GroupNorm and RMSNorm are per-example: the equivalence properties cover them.)
-class BatchNormSemantics final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
+// Property 4, BatchNorm: accumulation with BatchNorm in training mode is NOT large-batch training
+// — each micro-batch is normalized with its own statistics — but it must be exactly "ghost"
+// BatchNorm over virtual batches of the micro-batch size (running statistics updated once per
+// micro-batch). The ghost check must hold; the measured deviation from the large batch is the
+// documented non-equivalence (an expected failure), reported with the running statistics' update
+// count. (LayerNorm, GroupNorm and RMSNorm are per-example: the equivalence properties cover them.)
+bool applies(const Scenario& scenario) { return is_batch_coupled(scenario.model); }
 
-}  // namespace
-
-std::string BatchNormSemantics::name() const { return "batch-norm"; }
-
-std::string BatchNormSemantics::claim() const {
-  return "With BatchNorm, accumulation equals ghost BatchNorm over virtual batches of the micro-batch "
-         "size (running statistics updated once per micro-batch); its deviation from the large batch "
-         "is the documented non-equivalence, measured.";
-}
-
-bool BatchNormSemantics::applies_to(const Scenario& scenario) const {
-  return is_batch_coupled(scenario.model);
-}
-
-CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   const auto& trace = context.trace;
   Judgement ghost(oracle.ghost());
@@ -75,6 +55,15 @@ CaseVerdict BatchNormSemantics::check(const CaseContext& context) const {
           true};
 }
 
-std::unique_ptr<Property> batch_norm_semantics() { return std::make_unique<BatchNormSemantics>(); }
+}  // namespace
+
+std::unique_ptr<Property> batch_norm_semantics() {
+  return std::make_unique<PropertyOf>(
+      "batch-norm",
+      "With BatchNorm, accumulation equals ghost BatchNorm over virtual batches of the micro-batch "
+      "size (running statistics updated once per micro-batch); its deviation from the large batch "
+      "is the documented non-equivalence, measured.",
+      applies, check);
+}
 
 }  // namespace gacc::properties

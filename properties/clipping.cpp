@@ -7,32 +7,15 @@ namespace gacc::properties {
 
 namespace {
 
-/// Property 6: clipping happens once, after the whole window (and after unscaling): the pre-clip
-/// norm equals the large batch's, and the clipped gradient handed to the optimizer equals the
-/// large batch's clipped gradient. Applies where clipping is configured (the generators make it
-/// active).
-class ClippingAfterWindow final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
-
-}  // namespace
-
-std::string ClippingAfterWindow::name() const { return "clipping-after-window"; }
-
-std::string ClippingAfterWindow::claim() const {
-  return "Clipping acts once on the whole window's gradient: the pre-clip norm and the clipped gradient "
-         "handed to the optimizer equal the large batch's.";
-}
-
-bool ClippingAfterWindow::applies_to(const Scenario& scenario) const {
+// Property 6: clipping happens once, after the whole window (and after unscaling): the pre-clip
+// norm equals the large batch's, and the clipped gradient handed to the optimizer equals the
+// large batch's clipped gradient. Applies where clipping is configured (the generators make it
+// active).
+bool applies(const Scenario& scenario) {
   return scenario.clipping.kind != ClippingKind::none && !is_batch_coupled(scenario.model);
 }
 
-CaseVerdict ClippingAfterWindow::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   Judgement judgement(oracle);
   check_gradients(oracle, context.trace, judgement);
@@ -50,6 +33,14 @@ CaseVerdict ClippingAfterWindow::check(const CaseContext& context) const {
   return verdict;
 }
 
-std::unique_ptr<Property> clipping_after_window() { return std::make_unique<ClippingAfterWindow>(); }
+}  // namespace
+
+std::unique_ptr<Property> clipping_after_window() {
+  return std::make_unique<PropertyOf>(
+      "clipping-after-window",
+      "Clipping acts once on the whole window's gradient: the pre-clip norm and the clipped gradient "
+      "handed to the optimizer equal the large batch's.",
+      applies, check);
+}
 
 }  // namespace gacc::properties

@@ -47,6 +47,27 @@ class Property {
   virtual CaseVerdict check(const CaseContext& context) const = 0;
 };
 
+/// A property assembled from its parts: how each property file builds its Property.
+class PropertyOf final : public Property {
+ public:
+  using Applies = std::function<bool(const Scenario&)>;
+  using Check = std::function<CaseVerdict(const CaseContext&)>;
+  PropertyOf(std::string name, std::string claim, Applies applies, Check check)
+      : name_(std::move(name)),
+        claim_(std::move(claim)),
+        applies_(std::move(applies)),
+        check_(std::move(check)) {}
+  std::string name() const override { return name_; }
+  std::string claim() const override { return claim_; }
+  bool applies_to(const Scenario& scenario) const override { return applies_(scenario); }
+  CaseVerdict check(const CaseContext& context) const override { return check_(context); }
+
+ private:
+  std::string name_, claim_;
+  Applies applies_;
+  Check check_;
+};
+
 /// Every property, in report order (an explicit list).
 std::vector<std::unique_ptr<Property>> all_properties();
 

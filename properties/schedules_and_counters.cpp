@@ -7,29 +7,12 @@ namespace gacc::properties {
 
 namespace {
 
-/// Property 8: everything that counts optimizer steps advances once per optimizer step — the
-/// optimizer itself, the LR scheduler (the rate at each step equals the schedule's), and the
-/// optimizer's own step count (Adam's bias correction).
-class SchedulesAndCounters final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
+// Property 8: everything that counts optimizer steps advances once per optimizer step — the
+// optimizer itself, the LR scheduler (the rate at each step equals the schedule's), and the
+// optimizer's own step count (Adam's bias correction).
+bool applies(const Scenario&) { return true; }
 
-}  // namespace
-
-std::string SchedulesAndCounters::name() const { return "schedules-and-counters"; }
-
-std::string SchedulesAndCounters::claim() const {
-  return "Optimizer steps, scheduler steps, the scheduled learning rate and the optimizer's own step count "
-         "advance once per optimizer step, never per micro-batch.";
-}
-
-bool SchedulesAndCounters::applies_to(const Scenario&) const { return true; }
-
-CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   const auto& trace = context.trace;
   const auto& sc = oracle.scenario();
@@ -73,6 +56,14 @@ CaseVerdict SchedulesAndCounters::check(const CaseContext& context) const {
   return judgement.verdict();
 }
 
-std::unique_ptr<Property> schedules_and_counters() { return std::make_unique<SchedulesAndCounters>(); }
+}  // namespace
+
+std::unique_ptr<Property> schedules_and_counters() {
+  return std::make_unique<PropertyOf>(
+      "schedules-and-counters",
+      "Optimizer steps, scheduler steps, the scheduled learning rate and the optimizer's own step count "
+      "advance once per optimizer step, never per micro-batch.",
+      applies, check);
+}
 
 }  // namespace gacc::properties

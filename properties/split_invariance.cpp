@@ -7,22 +7,6 @@
 
 namespace gacc::properties {
 
-namespace {
-
-/// Property 3: the recipe run with every window as one micro-batch (K = 1: the recipe's own large
-/// batch) and run with the scenario's split agree within the two runs' derived tolerances — step
-/// 0's gradient and loss, and the parameters, state and buffers along the whole trajectory. Needs
-/// no model knowledge beyond the tolerances, so it also judges stacks the oracle cannot model.
-class SplitInvariance final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
-
-}  // namespace
-
 Scenario unsplit(const Scenario& scenario) {
   Scenario out = scenario;
   out.accumulation_steps = 1;
@@ -32,14 +16,13 @@ Scenario unsplit(const Scenario& scenario) {
   return out;
 }
 
-std::string SplitInvariance::name() const { return "split-invariance"; }
+namespace {
 
-std::string SplitInvariance::claim() const {
-  return "Running the same recipe with each window as one micro-batch (K = 1) changes its gradients, "
-         "parameters, optimizer state and buffers only within the derived tolerances of the two runs.";
-}
-
-bool SplitInvariance::applies_to(const Scenario& scenario) const {
+// Property 3: the recipe run with every window as one micro-batch (K = 1: the recipe's own large
+// batch) and run with the scenario's split agree within the two runs' derived tolerances — step
+// 0's gradient and loss, and the parameters, state and buffers along the whole trajectory. Needs
+// no model knowledge beyond the tolerances, so it also judges stacks the oracle cannot model.
+bool applies(const Scenario& scenario) {
   if (is_batch_coupled(scenario.model)) return false;
   for (int s = 0; s < scenario.steps; ++s) {
     if (micro_batch_count(scenario, s) > 1) return true;
@@ -47,7 +30,7 @@ bool SplitInvariance::applies_to(const Scenario& scenario) const {
   return false;
 }
 
-CaseVerdict SplitInvariance::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   Judgement judgement(oracle);
   if (!check_structure(context.trace, oracle, judgement)) return judgement.verdict();
@@ -67,6 +50,14 @@ CaseVerdict SplitInvariance::check(const CaseContext& context) const {
   return judgement.verdict();
 }
 
-std::unique_ptr<Property> split_invariance() { return std::make_unique<SplitInvariance>(); }
+}  // namespace
+
+std::unique_ptr<Property> split_invariance() {
+  return std::make_unique<PropertyOf>(
+      "split-invariance",
+      "Running the same recipe with each window as one micro-batch (K = 1) changes its gradients, "
+      "parameters, optimizer state and buffers only within the derived tolerances of the two runs.",
+      applies, check);
+}
 
 }  // namespace gacc::properties

@@ -7,30 +7,12 @@ namespace gacc::properties {
 
 namespace {
 
-/// Property 2: over S steps, parameters and optimizer state equal large-batch training — step by
-/// step from the recipe's own state, and along the whole trajectory from the initial weights. The
-/// gradient is checked before each step too (an optimizer such as Adam hides a mis-scaled one).
-class StepEquivalence final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
+// Property 2: over S steps, parameters and optimizer state equal large-batch training — step by
+// step from the recipe's own state, and along the whole trajectory from the initial weights. The
+// gradient is checked before each step too (an optimizer such as Adam hides a mis-scaled one).
+bool applies(const Scenario& scenario) { return !is_batch_coupled(scenario.model); }
 
-}  // namespace
-
-std::string StepEquivalence::name() const { return "step-equivalence"; }
-
-std::string StepEquivalence::claim() const {
-  return "Over S optimizer steps (SGD with momentum, dampening, nesterov, weight decay; Adam and "
-         "AdamW with amsgrad; every schedule), parameters, optimizer state and learning rate equal "
-         "large-batch training, step by step and along the trajectory.";
-}
-
-bool StepEquivalence::applies_to(const Scenario& scenario) const { return !is_batch_coupled(scenario.model); }
-
-CaseVerdict StepEquivalence::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   const auto& trace = context.trace;
   Judgement judgement(oracle);
@@ -44,6 +26,15 @@ CaseVerdict StepEquivalence::check(const CaseContext& context) const {
   return judgement.verdict();
 }
 
-std::unique_ptr<Property> step_equivalence() { return std::make_unique<StepEquivalence>(); }
+}  // namespace
+
+std::unique_ptr<Property> step_equivalence() {
+  return std::make_unique<PropertyOf>(
+      "step-equivalence",
+      "Over S optimizer steps (SGD with momentum, dampening, nesterov, weight decay; Adam and "
+      "AdamW with amsgrad; every schedule), parameters, optimizer state and learning rate equal "
+      "large-batch training, step by step and along the trajectory.",
+      applies, check);
+}
 
 }  // namespace gacc::properties

@@ -8,31 +8,12 @@ namespace gacc::properties {
 
 namespace {
 
-/// Property 5: a token-mean loss over variable-length sequences is normalized by the total counted
-/// tokens of the whole window (across micro-batches and ranks), not per micro-batch: the gradient
-/// and loss equal the large batch's token mean.
-class TokenNormalization final : public Property {
- public:
-  std::string name() const override;
-  std::string claim() const override;
-  bool applies_to(const Scenario& scenario) const override;
-  CaseVerdict check(const CaseContext& context) const override;
-};
+// Property 5: a token-mean loss over variable-length sequences is normalized by the total counted
+// tokens of the whole window (across micro-batches and ranks), not per micro-batch: the gradient
+// and loss equal the large batch's token mean.
+bool applies(const Scenario& scenario) { return scenario.loss.reduction == Reduction::token_mean; }
 
-}  // namespace
-
-std::string TokenNormalization::name() const { return "token-normalization"; }
-
-std::string TokenNormalization::claim() const {
-  return "A token-mean loss divides by the counted tokens of the whole window, across micro-batches and "
-         "ranks: gradient and loss equal the large batch's token mean.";
-}
-
-bool TokenNormalization::applies_to(const Scenario& scenario) const {
-  return scenario.loss.reduction == Reduction::token_mean;
-}
-
-CaseVerdict TokenNormalization::check(const CaseContext& context) const {
+CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   Judgement judgement(oracle);
   check_gradients(oracle, context.trace, judgement);
@@ -50,6 +31,14 @@ CaseVerdict TokenNormalization::check(const CaseContext& context) const {
   return verdict;
 }
 
-std::unique_ptr<Property> token_normalization() { return std::make_unique<TokenNormalization>(); }
+}  // namespace
+
+std::unique_ptr<Property> token_normalization() {
+  return std::make_unique<PropertyOf>(
+      "token-normalization",
+      "A token-mean loss divides by the counted tokens of the whole window, across micro-batches and "
+      "ranks: gradient and loss equal the large batch's token mean.",
+      applies, check);
+}
 
 }  // namespace gacc::properties
