@@ -7,6 +7,7 @@
 #include "bench/oracle_bench.h"
 #include "core/errors.h"
 #include "core/files.h"
+#include "reference/oracle.h"
 #include "implementations/registry.h"
 #include "properties/generators.h"
 #include "properties/loss_curves.h"
@@ -241,14 +242,61 @@ int bench_command(const std::string& what, const std::string& json_path) {
   return 0;
 }
 
-int repro_command(const std::string& scenario_argument) {
-  const auto first = scenario_argument.find_first_not_of(" \t\r\n");
-  const bool inline_json = first != std::string::npos && scenario_argument[first] == '{';
-  const Scenario scenario = parse_scenario(inline_json ? scenario_argument : read_file(scenario_argument));
+namespace {
+
+nlohmann::json expectation_json(const reference::WindowExpectation& e) {
+  return {{"step", e.step},
+          {"lr", e.lr},
+          {"lr_tolerance", e.lr_tolerance},
+          {"loss", e.loss},
+          {"loss_tolerance", e.loss_tolerance},
+          {"grad", e.grad},
+          {"grad_tolerance", e.grad_tolerance},
+          {"pre_clip_norm", e.norm},
+          {"pre_clip_norm_tolerance", e.norm_tolerance},
+          {"params_after", e.params_after},
+          {"params_after_tolerance", e.params_after_tolerance},
+          {"optimizer_state", e.state_after},
+          {"optimizer_state_tolerance", e.state_after_tolerance},
+          {"buffers_after", e.buffers_after},
+          {"buffers_after_tolerance", e.buffers_after_tolerance},
+          {"loss_scale", e.loss_scale},
+          {"skipped", e.skipped}};
+}
+
+}  // namespace
+
+int repro_command(const ReproArguments& args) {
+  const auto first = args.scenario.find_first_not_of(" \t\r\n");
+  const bool inline_json = first != std::string::npos && args.scenario[first] == '{';
+  const Scenario scenario = parse_scenario(inline_json ? args.scenario : read_file(args.scenario));
   const Catalog catalog;
-  const auto report = properties::run_scenario(catalog.properties(), catalog.recipes(), scenario);
+  std::vector<const Recipe*> recipes;
+  for (const auto* r : catalog.recipes()) {
+    if (args.recipe.empty() || r->name() == args.recipe) recipes.push_back(r);
+  }
+  if (recipes.empty()) throw UsageError("unknown recipe \"" + args.recipe + "\" (see gacc list)");
+  const auto report = properties::run_scenario(catalog.properties(), recipes, scenario);
   std::cout << "scenario: " << to_json_text(scenario) << "\n\n";
   properties::print_table(std::cout, report, true);
+  if (!args.trace_path.empty()) {
+    const reference::Oracle oracle(scenario);
+    nlohmann::json out = {{"scenario", to_json(scenario)}, {"parameters", nlohmann::json::array()}};
+    for (int64_t i = 0; i < oracle.layout().size; ++i) out["parameters"].push_back(oracle.layout().element_name(i));
+    out["oracle"] = nlohmann::json::array();
+    for (const auto& e : oracle.trajectory()) out["oracle"].push_back(expectation_json(e));
+    out["recipes"] = nlohmann::json::object();
+    for (const auto* r : recipes) {
+      if (!r->supports(scenario)) continue;
+      try {
+        out["recipes"][r->name()] = to_json(r->run(scenario));
+      } catch (const std::exception& e) {
+        out["recipes"][r->name()] = {{"error", e.what()}};
+      }
+    }
+    write_file_atomically(args.trace_path, out.dump(1) + "\n");
+    std::cout << "traces: " << args.trace_path << " (the oracle's trajectory with tolerances, each recipe's trace)\n";
+  }
   // One scenario need not show every pitfall (K = 1 shows none): only a failing correct recipe
   // makes a rerun fail.
   return static_cast<int>(report.correct_failing().empty() ? ExitCode::ok : ExitCode::property_failed);

@@ -36,7 +36,13 @@ int explain_command(const std::string& pitfall, int cases, uint64_t seed);
 /// `gacc bench WHAT [--json F]`: WHAT is "oracle" (more benchmarks arrive with the CUDA path).
 int bench_command(const std::string& what, const std::string& json_path);
 
-/// `scenario`: Scenario JSON text, or the path of a file holding it.
-int repro_command(const std::string& scenario);
+struct ReproArguments {
+  std::string scenario;    ///< Scenario JSON text, or the path of a file holding it
+  std::string recipe;      ///< only this recipe (empty: every recipe)
+  std::string trace_path;  ///< write the oracle's trajectory and each recipe's trace as JSON here
+};
+
+/// `gacc repro`: one scenario, every property, verbosely.
+int repro_command(const ReproArguments& args);
 
 }  // namespace gacc::cli

@@ -85,9 +85,12 @@ int main(int argc, char** argv) {
   bench->add_option("what", bench_what, "which benchmark: oracle")->required();
   bench->add_option("--json", bench_json, "write the figures to this file");
 
-  std::string repro_scenario;
-  auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe");
-  repro->add_option("scenario", repro_scenario, "Scenario JSON, or a file holding it")->required();
+  gacc::cli::ReproArguments repro_args;
+  auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe, verbosely");
+  repro->add_option("scenario", repro_args.scenario, "Scenario JSON, or a file holding it")->required();
+  repro->add_option("--recipe", repro_args.recipe, "only this recipe");
+  repro->add_option("--trace", repro_args.trace_path,
+                    "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON");
 
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
@@ -118,7 +121,7 @@ int main(int argc, char** argv) {
   try {
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);
-    if (*repro) return gacc::cli::repro_command(repro_scenario);
+    if (*repro) return gacc::cli::repro_command(repro_args);
     if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
     if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
     if (*explain) return gacc::cli::explain_command(explain_pitfall, explain_cases, explain_seed.empty() ? 1 : *parse_seed(explain_seed));

@@ -45,6 +45,22 @@ set +e
 code=$?
 set -e
 [ "$code" -eq 4 ] || { echo "unwritable --plot: expected exit 4, got $code"; exit 1; }
+scenario='{"model":{"arch":"linear","input_dim":2,"output_dim":1,"init_seed":0},"data":{"seed":0,"global_batch":3,"windows":[[[1,2]],[[2,1]]]},"optimizer":{"kind":"sgd","lr":0.25,"momentum":0.5},"accumulation_steps":2,"steps":2}'
+"$gacc" repro "$scenario" --trace "$dir/trace.json" >/dev/null
+"$python" - "$dir/trace.json" <<'PY'
+import json, sys
+t = json.load(open(sys.argv[1]))
+assert len(t["oracle"]) == 2 and len(t["parameters"]) == 3, t.keys()
+assert t["parameters"][0] == "linear.weight[0,0]"
+step = t["oracle"][1]
+assert set(step) >= {"grad", "grad_tolerance", "params_after", "params_after_tolerance", "optimizer_state"}
+assert all(x > 0 for x in step["grad_tolerance"])
+correct = t["recipes"]["torch-accumulate"]["steps"]
+assert len(correct) == 2
+for o, e, tol in zip(correct[1]["params_after"], step["params_after"], step["params_after_tolerance"]):
+    assert abs(o - e) <= tol, (o, e, tol)
+assert len(t["recipes"]["optimizer-step-every-micro-batch"]["steps"]) == 4
+PY
 ls "$dir" | grep -q tmp && { echo "a temporary report file was left behind"; exit 1; }
 set +e
 "$gacc" run --cases 1 --json /nonexistent-dir/report.json >/dev/null 2>"$dir/err"
