@@ -24,6 +24,9 @@ std::unique_ptr<Property> batch_norm_semantics();
 std::unique_ptr<Property> token_normalization();
 /// Property 6: clipping acts once, on the whole window's gradient.
 std::unique_ptr<Property> clipping_after_window();
+/// Property 7: under autocast, gradients and steps are within the autocast-derived bound, and loss
+/// scale and skipped steps follow GradScaler's semantics.
+std::unique_ptr<Property> mixed_precision();
 /// Property 8: optimizer steps, scheduler steps, the scheduled rate and the optimizer's step count
 /// advance once per optimizer step.
 std::unique_ptr<Property> schedules_and_counters();

@@ -32,16 +32,18 @@ struct GeneratorRange {
   std::vector<OptimizerKind> optimizers;
   bool schedules = true;
   bool clipping = true;
+  std::vector<Precision> precisions = {Precision::fp32};
 };
 
-/// Everything the oracle handles at fp32 on one rank.
+/// Everything the oracle handles on one rank: fp32, and bf16 autocast.
 inline GeneratorRange whole_zoo() {
   return {{Architecture::linear, Architecture::mlp_tanh, Architecture::mlp_gelu, Architecture::mlp_layer_norm,
            Architecture::mlp_group_norm, Architecture::mlp_rms_norm, Architecture::mlp_batch_norm,
            Architecture::causal_lm},
           {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw},
           true,
-          true};
+          true,
+          {Precision::fp32, Precision::bf16}};
 }
 
 /// Model: dimensions small enough to judge thousands of cases.
@@ -190,13 +192,14 @@ inline rc::Gen<ClippingSpec> clipping_specs(bool enabled) {
       rc::gen::sizedElement(0.25, 0.0625, 4.0));
 }
 
-/// Whole scenarios at fp32 on one rank, K in 1..4, S in 1..3.
+/// Whole scenarios on one rank, K in 1..4, S in 1..3, in the range's precisions.
 inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
   return rc::gen::apply(
       [](int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial, int kept,
          std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
-         ScheduleSpec schedule, ClippingSpec clipping) {
+         ScheduleSpec schedule, ClippingSpec clipping, Precision precision) {
         Scenario sc;
+        sc.precision = precision;
         sc.model = model;
         sc.data = make_data(model, k, steps, base, rotations, partial, kept, lengths, ignored, data_seed);
         sc.loss.kind = is_token_model(model) ? LossKind::cross_entropy : LossKind::mse;
@@ -219,7 +222,7 @@ inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
                           [](int v) { return v == kMaxGeneratedSequence ? 0 : v + 1; })),  // 0: all padding
       rc::gen::sizedElement(0.0, 0.25, 0.75), rc::gen::arbitrary<uint32_t>(),
       rc::gen::map(rc::gen::inRange(0, 3), [](int i) { return i == 2; }), optimizer_specs(range.optimizers),
-      schedule_specs(range.schedules), clipping_specs(range.clipping));
+      schedule_specs(range.schedules), clipping_specs(range.clipping), rc::gen::sizedElementOf(range.precisions));
 }
 
 /// The default scenarios: the whole zoo.

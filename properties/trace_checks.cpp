@@ -14,9 +14,13 @@ bool all_finite(const std::vector<double>& values) {
 }
 
 std::string tolerance_basis(const reference::Oracle& oracle) {
-  return "tolerance: 2 x first-order rounding bound at u = 2^" +
-         std::to_string(static_cast<int>(std::lround(std::log2(oracle.unit_roundoff())))) +
-         " (Note [tolerance])";
+  const auto power = [](double u) { return std::to_string(static_cast<int>(std::lround(std::log2(u)))); };
+  std::string basis = "tolerance: 2 x first-order rounding bound at u = 2^" + power(oracle.unit_roundoff());
+  const Precision precision = oracle.scenario().precision;
+  if (precision != Precision::fp32) {
+    basis += ", autocast ops in " + to_string(precision) + " (u = 2^" + power(unit_roundoff(format_of(precision))) + ")";
+  }
+  return basis + " (Note [tolerance])";
 }
 
 }  // namespace

@@ -6,6 +6,7 @@ namespace gacc::reference {
 namespace {
 
 thread_local const FloatFormat* t_format = &kFp32;
+thread_local const FloatFormat* t_low = nullptr;
 
 double u() { return unit_roundoff(*t_format); }
 
@@ -25,6 +26,11 @@ double unit_roundoff() { return u(); }
 
 RoundingScope::RoundingScope(const FloatFormat& format) : previous_(t_format) { t_format = &format; }
 RoundingScope::~RoundingScope() { t_format = previous_; }
+
+const FloatFormat* low_precision() { return t_low; }
+
+LowPrecisionScope::LowPrecisionScope(const FloatFormat* format) : previous_(t_low) { t_low = format; }
+LowPrecisionScope::~LowPrecisionScope() { t_low = previous_; }
 
 double gamma_k(double k) {
   const double ku = k * u();

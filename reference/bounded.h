@@ -102,6 +102,22 @@ class RoundingScope {
   const FloatFormat* previous_;
 };
 
+/// The low-precision format of an autocast region (bf16 or fp16), for the calling thread; null
+/// outside autocast (every tensor in the rounding format).
+const FloatFormat* low_precision();
+
+/// Sets the autocast format for the calling thread while it lives (null: no autocast).
+class LowPrecisionScope {
+ public:
+  explicit LowPrecisionScope(const FloatFormat* format);
+  ~LowPrecisionScope();
+  LowPrecisionScope(const LowPrecisionScope&) = delete;
+  LowPrecisionScope& operator=(const LowPrecisionScope&) = delete;
+
+ private:
+  const FloatFormat* previous_;
+};
+
 /// gamma_k = k u / (1 - k u) for the current unit roundoff.
 double gamma_k(double k);
 
@@ -153,6 +169,15 @@ inline void rounding_allowance(Bounded& x, double roundings) {
 }
 /// A constant the implementation holds in its format: exact if representable, else rounded.
 Bounded constant_of(double c, const Bounded*);
+/// x stored in the autocast format (an op's low-precision output, or an fp32 weight cast for a
+/// low-precision matrix product): one more rounding, u_low |x|. No-op outside autocast.
+inline void round_low(Bounded& x) {
+  if (const FloatFormat* low = low_precision()) x.error += unit_roundoff(*low) * std::fabs(x.value);
+}
+/// The fp32 re-enactment rounds for real.
+inline void round_low(float& x) {
+  if (const FloatFormat* low = low_precision()) x = static_cast<float>(round_to(*low, x));
+}
 
 // The same operations for the plain number types: the natural loop, no bound to keep.
 
@@ -172,6 +197,10 @@ T dot_of(const T* a, const T* b, size_t n) {
 
 template <class T>
 void rounding_allowance(T&, double) {}
+
+/// The truth has no storage format: casts are exact.
+template <class T>
+void round_low(T&) {}
 
 template <class T>
 double error_of(const T&) {
@@ -250,8 +279,12 @@ class Sum<Bounded> {
     magnitude_ += std::fabs(term.value);
     ++count_;
   }
+  /// In autocast, the sum is stored in the low-precision format, once per micro-batch in an
+  /// accumulating recipe: that rounding is charged on the mass, u_low sum |x_i| >= the sum over
+  /// micro-batches of u_low |partial sum|, so that the bound stays independent of the split.
   Bounded result() const {
-    const double error = propagated_ + (count_ > 1 ? gamma_k(static_cast<double>(count_ - 1)) : 0.0) * magnitude_;
+    double error = propagated_ + (count_ > 1 ? gamma_k(static_cast<double>(count_ - 1)) : 0.0) * magnitude_;
+    if (const FloatFormat* low = low_precision()) error += unit_roundoff(*low) * magnitude_;
     return {value_, std::isnan(error) ? HUGE_VAL : error};
   }
 

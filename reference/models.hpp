@@ -22,6 +22,8 @@ template <class T>
 struct Matrix {
   int64_t rows = 0, cols = 0;
   std::vector<T> data;
+  /// Stored in the autocast format (an output of a low-precision op); see round_low.
+  bool low = false;
 
   Matrix() = default;
   Matrix(int64_t r, int64_t c) : rows(r), cols(c), data(static_cast<size_t>(r * c), T(0)) {}
@@ -29,6 +31,29 @@ struct Matrix {
   const T& operator()(int64_t r, int64_t c) const { return data[static_cast<size_t>(r * cols + c)]; }
   const T* row(int64_t r) const { return data.data() + r * cols; }
 };
+
+/// The matrix as a low-precision op leaves it: every element stored in the autocast format. Outside
+/// autocast (low_precision() null) nothing changes.
+template <class T>
+Matrix<T> stored_low(Matrix<T> m) {
+  if (!low_precision()) return m;
+  for (auto& v : m.data) round_low(v);
+  m.low = true;
+  return m;
+}
+
+/// The operand of a low-precision matrix product: cast into the autocast format unless it is there.
+template <class T>
+Matrix<T> cast_low(const Matrix<T>& m) {
+  return m.low ? m : stored_low(m);
+}
+
+/// An elementwise op's output keeps its input's format (CPU autocast runs tanh, GELU, the norms,
+/// softmax, pow, mean, rsqrt in the dtype they are given).
+template <class T>
+Matrix<T> like(const Matrix<T>& input, Matrix<T> output) {
+  return input.low ? stored_low(std::move(output)) : output;
+}
 
 /// Per-parameter gradient sums, each over every term any example or token contributes.
 template <class T>
@@ -70,8 +95,11 @@ Dense<T> dense(const fixtures::ModelLayout& layout, const std::vector<T>& params
 }
 
 /// Y = X W^T + b, the bias summed with the products (an implementation may add it in any order).
+/// In autocast the product runs in the low-precision format: operands cast to it (the fp32 weights
+/// too), accumulation in fp32, the output stored low.
 template <class T>
-Matrix<T> dense_forward(const Dense<T>& d, const Matrix<T>& x) {
+Matrix<T> dense_forward(const Dense<T>& d, const Matrix<T>& input) {
+  const Matrix<T> x = cast_low(input);
   Matrix<T> y(x.rows, d.out);
   const auto n = static_cast<size_t>(d.in);
   std::vector<T> lhs(n + 1), rhs(n + 1);
@@ -79,17 +107,24 @@ Matrix<T> dense_forward(const Dense<T>& d, const Matrix<T>& x) {
     for (size_t k = 0; k < n; ++k) rhs[k] = x(r, static_cast<int64_t>(k));
     rhs[n] = T(1);
     for (int64_t o = 0; o < d.out; ++o) {
-      for (size_t k = 0; k < n; ++k) lhs[k] = d.weight[o * d.in + static_cast<int64_t>(k)];
+      for (size_t k = 0; k < n; ++k) {
+        lhs[k] = d.weight[o * d.in + static_cast<int64_t>(k)];
+        round_low(lhs[k]);
+      }
       lhs[n] = d.bias ? d.bias[o] : T(0);
+      round_low(lhs[n]);
       y(r, o) = dot_of(lhs.data(), rhs.data(), d.bias ? n + 1 : n);
     }
   }
-  return y;
+  return stored_low(std::move(y));
 }
 
-/// Adds dW = dY^T X and db = sum dY to the gradients; returns dX = dY W.
+/// Adds dW = dY^T X and db = sum dY to the gradients; returns dX = dY W. In autocast the
+/// products run in the low-precision format (the weight gradients' rounding is charged by Sum on
+/// their mass) and dX is stored low.
 template <class T>
-Matrix<T> dense_backward(const Dense<T>& d, const Matrix<T>& x, const Matrix<T>& dy, Gradients<T>& grads) {
+Matrix<T> dense_backward(const Dense<T>& d, const Matrix<T>& input, const Matrix<T>& upstream, Gradients<T>& grads) {
+  const Matrix<T> x = cast_low(input), dy = cast_low(upstream);
   for (int64_t r = 0; r < x.rows; ++r) {
     for (int64_t o = 0; o < d.out; ++o) {
       for (int64_t k = 0; k < d.in; ++k) grads.add(d.weight.offset + o * d.in + k, dy(r, o) * x(r, k));
@@ -99,17 +134,20 @@ Matrix<T> dense_backward(const Dense<T>& d, const Matrix<T>& x, const Matrix<T>&
   Matrix<T> dx(x.rows, d.in);
   std::vector<T> column(static_cast<size_t>(d.out));
   for (int64_t k = 0; k < d.in; ++k) {
-    for (int64_t o = 0; o < d.out; ++o) column[static_cast<size_t>(o)] = d.weight[o * d.in + k];
+    for (int64_t o = 0; o < d.out; ++o) {
+      column[static_cast<size_t>(o)] = d.weight[o * d.in + k];
+      round_low(column[static_cast<size_t>(o)]);
+    }
     for (int64_t r = 0; r < x.rows; ++r) dx(r, k) = dot_of(column.data(), dy.row(r), static_cast<size_t>(d.out));
   }
-  return dx;
+  return stored_low(std::move(dx));
 }
 
 template <class T>
 Matrix<T> tanh_forward(const Matrix<T>& z) {
   Matrix<T> a = z;
   for (auto& v : a.data) v = tanh(v);
-  return a;
+  return like(z, std::move(a));
 }
 
 /// tanh'(z) = 1 - tanh(z)^2, from the output (ATen's tanh_backward).
@@ -117,7 +155,7 @@ template <class T>
 Matrix<T> tanh_backward(const Matrix<T>& a, const Matrix<T>& da) {
   Matrix<T> dz = da;
   for (size_t i = 0; i < dz.data.size(); ++i) dz.data[i] = da.data[i] * (T(1) - a.data[i] * a.data[i]);
-  return dz;
+  return like(a, std::move(dz));
 }
 
 /// Exact GELU, as ATen: x * 0.5 * (1 + erf(x * M_SQRT1_2)).
@@ -127,7 +165,7 @@ Matrix<T> gelu_forward(const Matrix<T>& z) {
   // Constants computed in T: exact for the truth; for Bounded, the rounding of fp32's M_SQRT1_2.
   const T half = T(0.5), root_half = sqrt(half);
   for (auto& v : a.data) v = v * half * (T(1) + erf(v * root_half));
-  return a;
+  return like(z, std::move(a));
 }
 
 /// GELU'(x) = cdf(x) + x pdf(x), as ATen: 0.5 (1 + erf(x / sqrt 2)) + x exp(-x^2 / 2) / sqrt(2 pi).
@@ -142,7 +180,7 @@ Matrix<T> gelu_backward(const Matrix<T>& z, const Matrix<T>& da) {
     const T pdf = alpha * exp(-half * x * x);
     dz.data[i] = da.data[i] * (cdf + x * pdf);
   }
-  return dz;
+  return like(z, std::move(dz));
 }
 
 /// Mean and reciprocal standard deviation of n values (two-pass; biased variance).
@@ -200,8 +238,10 @@ struct GroupedNorm {
   int64_t groups = 1;
   T eps;
   std::vector<std::vector<NormGroup<T>>> saved;  // [row][group]
+  bool low = false;                               // the input's (and so the output's) format
 
   Matrix<T> forward(const Matrix<T>& x) {
+    low = x.low;
     Matrix<T> y(x.rows, x.cols);
     const int64_t width = x.cols / groups;
     saved.assign(static_cast<size_t>(x.rows), std::vector<NormGroup<T>>(static_cast<size_t>(groups)));
@@ -217,7 +257,7 @@ struct GroupedNorm {
         }
       }
     }
-    return y;
+    return like(x, std::move(y));
   }
 
   Matrix<T> backward(const Matrix<T>& dy, Gradients<T>& grads) const {
@@ -239,11 +279,13 @@ struct GroupedNorm {
         }
       }
     }
-    return dx;
+    return low ? stored_low(std::move(dx)) : dx;
   }
 };
 
 /// RMSNorm as its composite ops compute it: y = x * rsqrt(mean(x^2) + eps) * w, and its autograd.
+/// In autocast each op keeps its input's format, but the last multiply by the fp32 weight promotes
+/// the output to fp32 (as PyTorch's type promotion does).
 template <class T>
 struct RmsNorm {
   Param<T> weight;
@@ -251,19 +293,34 @@ struct RmsNorm {
   Matrix<T> x, normalized;
   std::vector<T> rstd;
 
+  /// Stores v as an op on an input of the forward input's format would.
+  void keep(T& v) const {
+    if (x.low) round_low(v);
+  }
+
   Matrix<T> forward(const Matrix<T>& input) {
     x = input;
     normalized = Matrix<T>(x.rows, x.cols);
+    normalized.low = x.low;
     rstd.assign(static_cast<size_t>(x.rows), T(0));
     Matrix<T> y(x.rows, x.cols);
     std::vector<T> squares(static_cast<size_t>(x.cols));
     for (int64_t r = 0; r < x.rows; ++r) {
-      for (int64_t c = 0; c < x.cols; ++c) squares[static_cast<size_t>(c)] = x(r, c) * x(r, c);
-      const T mean_square = sum_of(squares.data(), squares.size()) / T(static_cast<double>(x.cols));
-      rstd[static_cast<size_t>(r)] = T(1) / sqrt(mean_square + eps);
       for (int64_t c = 0; c < x.cols; ++c) {
-        normalized(r, c) = x(r, c) * rstd[static_cast<size_t>(r)];
-        y(r, c) = normalized(r, c) * weight[c];
+        squares[static_cast<size_t>(c)] = x(r, c) * x(r, c);
+        keep(squares[static_cast<size_t>(c)]);
+      }
+      T mean_square = sum_of(squares.data(), squares.size()) / T(static_cast<double>(x.cols));
+      keep(mean_square);
+      T shifted = mean_square + eps;
+      keep(shifted);
+      T& s = rstd[static_cast<size_t>(r)];
+      s = T(1) / sqrt(shifted);
+      keep(s);
+      for (int64_t c = 0; c < x.cols; ++c) {
+        normalized(r, c) = x(r, c) * s;
+        keep(normalized(r, c));
+        y(r, c) = normalized(r, c) * weight[c];  // fp32 weight: an fp32 result
       }
     }
     return y;
@@ -279,15 +336,25 @@ struct RmsNorm {
       for (int64_t c = 0; c < x.cols; ++c) {
         grads.add(weight.offset + c, dy(r, c) * normalized(r, c));
         dnormalized[static_cast<size_t>(c)] = dy(r, c) * weight[c];
+        keep(dnormalized[static_cast<size_t>(c)]);  // the gradient of a low input is low
         dr_terms[static_cast<size_t>(c)] = dnormalized[static_cast<size_t>(c)] * x(r, c);
+        keep(dr_terms[static_cast<size_t>(c)]);
       }
-      const T dr = sum_of(dr_terms.data(), dr_terms.size());
-      const T dmean_square = dr * T(-0.5) * (s * s * s);  // rsqrt'(v) = -0.5 rsqrt(v)^3
-      const T dsquare = dmean_square / n;
+      T dr = sum_of(dr_terms.data(), dr_terms.size());
+      keep(dr);
+      T dmean_square = dr * T(-0.5) * (s * s * s);  // rsqrt'(v) = -0.5 rsqrt(v)^3
+      keep(dmean_square);
+      T dsquare = dmean_square / n;
+      keep(dsquare);
       for (int64_t c = 0; c < x.cols; ++c) {
-        dx(r, c) = dnormalized[static_cast<size_t>(c)] * s + T(2) * x(r, c) * dsquare;
+        T direct = dnormalized[static_cast<size_t>(c)] * s, through_mean = T(2) * x(r, c) * dsquare;
+        keep(direct);
+        keep(through_mean);
+        dx(r, c) = direct + through_mean;
+        keep(dx(r, c));
       }
     }
+    dx.low = x.low;
     return dx;
   }
 };
@@ -337,7 +404,7 @@ struct BatchNorm {
       *tracked = *tracked + T(1);
       begin += size;
     }
-    return y;
+    return like(x, std::move(y));
   }
 
   /// dx = (dy - mean(dy) - (x - mean) invstd^2 dotp / n) invstd gamma; dgamma = dotp invstd,
@@ -368,7 +435,7 @@ struct BatchNorm {
       }
       begin += size;
     }
-    return dx;
+    return x.low ? stored_low(std::move(dx)) : dx;
   }
 };
 
@@ -388,6 +455,9 @@ T mse(const Matrix<T>& y, const std::vector<double>& targets, Reduction reductio
     rounding_allowance(dy.data[i], kScaleRoundings);
   }
   const T total = sum_of(squares.data(), squares.size());
+  // The loss runs in fp32 on the upcast outputs; the gradient goes back through the upcast into the
+  // outputs' own format.
+  if (y.low) dy = stored_low(std::move(dy));
   return reduction == Reduction::mean ? total / elements : total;
 }
 
@@ -501,25 +571,36 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
     }
     const Matrix<T> q = dense_forward(wq, x), k = dense_forward(wk, x), v = dense_forward(wv, x);
     // Attention probabilities, row t over keys 0..t (ATen softmax: exp(s - max) * (1 / sum)).
+    // In autocast every op of the attention is low precision (round_low after each): the score and
+    // value products, the scaling, softmax's output.
     Matrix<T> attention(length, length), o(length, d);
     for (int64_t t = 0; t < length; ++t) {
       std::vector<T> scores(static_cast<size_t>(t + 1));
       T top = T(0);
       for (int64_t j = 0; j <= t; ++j) {
-        scores[static_cast<size_t>(j)] = dot_of(q.row(t), k.row(j), static_cast<size_t>(d)) / sqrt_d;
-        top = j == 0 ? scores[0] : max(top, scores[static_cast<size_t>(j)]);
+        T product = dot_of(q.row(t), k.row(j), static_cast<size_t>(d));
+        round_low(product);
+        T& score = scores[static_cast<size_t>(j)];
+        score = product / sqrt_d;
+        round_low(score);
+        top = j == 0 ? scores[0] : max(top, score);
       }
       for (auto& s : scores) s = exp(s - top);
       const T inverse = T(1) / sum_of(scores.data(), scores.size());
-      for (int64_t j = 0; j <= t; ++j) attention(t, j) = scores[static_cast<size_t>(j)] * inverse;
+      for (int64_t j = 0; j <= t; ++j) {
+        attention(t, j) = scores[static_cast<size_t>(j)] * inverse;
+        round_low(attention(t, j));
+      }
       std::vector<T> column(static_cast<size_t>(t + 1));
       for (int64_t c = 0; c < d; ++c) {
         for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = v(j, c);
         o(t, c) = dot_of(attention.row(t), column.data(), static_cast<size_t>(t + 1));
+        round_low(o(t, c));
       }
     }
+    o.low = q.low;
     const Matrix<T> p = dense_forward(wo, o);
-    Matrix<T> h(length, d);
+    Matrix<T> h(length, d);  // fp32 + low promotes to fp32: the residual stream stays fp32
     for (size_t e = 0; e < h.data.size(); ++e) h.data[e] = x.data[e] + p.data[e];
     GroupedNorm<T> norm{param(layout, params, "norm.weight"), param(layout, params, "norm.bias"), 1, eps, {}};
     const Matrix<T> n = norm.forward(h);
@@ -548,6 +629,7 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
         dz(t, c) = (c == target ? g : T(0)) - probability * g;
       }
     }
+    if (z.low) dz = stored_low(std::move(dz));  // back through the loss' upcast of the logits
     const Matrix<T> dn = dense_backward(head, n, dz, grads);
     const Matrix<T> dh = norm.backward(dn, grads);
     const Matrix<T> dout = dense_backward(wo, o, dh, grads);
@@ -559,6 +641,7 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
         terms.clear();
         for (int64_t t = j; t < length; ++t) terms.push_back(attention(t, j) * dout(t, c));
         dv(j, c) = sum_of(terms.data(), terms.size());
+        round_low(dv(j, c));
       }
     }
     std::vector<Sum<T>> dk_sums(static_cast<size_t>(length * d));
@@ -566,21 +649,31 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
       std::vector<T> da(static_cast<size_t>(t + 1)), weighted(static_cast<size_t>(t + 1));
       for (int64_t j = 0; j <= t; ++j) {
         da[static_cast<size_t>(j)] = dot_of(dout.row(t), v.row(j), static_cast<size_t>(d));
+        round_low(da[static_cast<size_t>(j)]);
         weighted[static_cast<size_t>(j)] = da[static_cast<size_t>(j)] * attention(t, j);
+        round_low(weighted[static_cast<size_t>(j)]);
       }
-      const T total = sum_of(weighted.data(), weighted.size());
+      T total = sum_of(weighted.data(), weighted.size());
+      round_low(total);
       std::vector<T> ds(static_cast<size_t>(t + 1));
       for (int64_t j = 0; j <= t; ++j) {
-        ds[static_cast<size_t>(j)] = attention(t, j) * (da[static_cast<size_t>(j)] - total) / sqrt_d;
+        T centered = da[static_cast<size_t>(j)] - total;
+        round_low(centered);
+        T scaled = attention(t, j) * centered;
+        round_low(scaled);
+        ds[static_cast<size_t>(j)] = scaled / sqrt_d;
+        round_low(ds[static_cast<size_t>(j)]);
       }
       std::vector<T> column(static_cast<size_t>(t + 1));
       for (int64_t c = 0; c < d; ++c) {
         for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = k(j, c);
         dq(t, c) = dot_of(ds.data(), column.data(), static_cast<size_t>(t + 1));
+        round_low(dq(t, c));
         for (int64_t j = 0; j <= t; ++j) dk_sums[static_cast<size_t>(j * d + c)].add(ds[static_cast<size_t>(j)] * q(t, c));
       }
     }
     for (size_t e = 0; e < dk.data.size(); ++e) dk.data[e] = dk_sums[e].result();
+    dq.low = dk.low = dv.low = q.low;
     const Matrix<T> dx_q = dense_backward(wq, x, dq, grads), dx_k = dense_backward(wk, x, dk, grads);
     const Matrix<T> dx_v = dense_backward(wv, x, dv, grads);
     T parts[4];
@@ -620,6 +713,9 @@ ModelEvaluation<T> loss_and_gradient(const Scenario& scenario, const std::vector
     throw std::invalid_argument("oracle: expected " + std::to_string(layout.buffer_size) + " buffer values, got " +
                                 std::to_string(buffers.size()));
   }
+  // bf16 and fp16 train under CPU autocast: the model's ops in that format (round_low), weights,
+  // gradients and the optimizer in fp32.
+  const LowPrecisionScope autocast(scenario.precision == Precision::fp32 ? nullptr : &format_of(scenario.precision));
   if (is_token_model(scenario.model)) {
     if (static_cast<int64_t>(batch.lengths.size()) != batch.size ||
         static_cast<int64_t>(batch.tokens.size()) != batch.size * batch.max_length ||

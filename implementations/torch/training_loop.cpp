@@ -1,6 +1,7 @@
 #include "implementations/torch/training_loop.h"
 
 #include "fixtures/fixtures.h"
+#include "implementations/torch/autocast.h"
 
 namespace gacc::torch_recipes {
 
@@ -10,7 +11,8 @@ std::string TorchTrainingLoop::summary() const {
 }
 
 bool TorchTrainingLoop::supports(const Scenario& scenario) const {
-  return scenario.world_size == 1 && scenario.precision == Precision::fp32;
+  // fp16 needs dynamic loss scaling (a GradScaler), which this loop does not do yet.
+  return scenario.world_size == 1 && scenario.precision != Precision::fp16;
 }
 
 Trace TorchTrainingLoop::run(const Scenario& scenario) const {
@@ -30,8 +32,12 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
     for (int k = 0; k < state.micro_count; ++k) {
       begin_micro_batch(state, k);
       const auto batch = to_tensors(fixtures::micro_batch(scenario, s, 0, k), dtype);
-      const auto loss = micro_batch_loss(state, k, summed_loss(scenario, model->forward(batch.inputs), batch.targets),
-                                         batch.loss_elements);
+      torch::Tensor loss;
+      {
+        const CpuAutocast autocast(scenario.precision);  // forward and loss; backward outside
+        loss = micro_batch_loss(state, k, summed_loss(scenario, model->forward(batch.inputs), batch.targets),
+                                batch.loss_elements);
+      }
       loss.backward();
       state.window_loss = state.window_loss + loss.detach();
       ++trace.counters.micro_batches;

@@ -23,7 +23,8 @@ class Fp32Recipe : public Recipe {
   std::string name() const override { return "fp32-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
-  bool supports(const Scenario& sc) const override { return sc.world_size == 1 && sc.precision == Precision::fp32; }
+  /// fp32, and bf16 autocast (the oracle's code rounds its ops' outputs to bf16 in float).
+  bool supports(const Scenario& sc) const override { return sc.world_size == 1 && sc.precision != Precision::fp16; }
 
   Trace run(const Scenario& sc) const override {
     const auto layout = fixtures::model_layout(sc.model);
