@@ -27,6 +27,12 @@ double max_finite(const FloatFormat& f) {
   return std::ldexp(2.0 - std::ldexp(1.0, 1 - f.precision), f.max_exponent);
 }
 
+double overflow_threshold(const FloatFormat& f) {
+  return std::ldexp(2.0 - std::ldexp(1.0, -f.precision), f.max_exponent);
+}
+
+double underflow_error(const FloatFormat& f) { return std::ldexp(1.0, f.min_exponent - f.precision); }
+
 const FloatFormat& format_of(Precision precision) {
   switch (precision) {
     case Precision::fp32: return kFp32;

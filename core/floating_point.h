@@ -34,6 +34,15 @@ double unit_roundoff(const FloatFormat& format);
 /// Largest finite value of the format (65504 for fp16).
 double max_finite(const FloatFormat& format);
 
+/// The magnitude from which rounding to `format` gives infinity: the largest finite value plus half
+/// its spacing (65520 for fp16; a tie there rounds to the even significand, which is the overflow).
+double overflow_threshold(const FloatFormat& format);
+
+/// The largest absolute error of rounding into the subnormal range of `format`: half the smallest
+/// subnormal (2^-25 for fp16). The standard model with gradual underflow is
+/// fl(x) = x (1 + d) + n, |d| <= u, |n| <= this.
+double underflow_error(const FloatFormat& format);
+
 /// The format values of `precision` are stored in: fp32 for fp32, bf16 and fp16 for themselves.
 const FloatFormat& format_of(Precision precision);
 

@@ -7,6 +7,7 @@ namespace {
 
 thread_local const FloatFormat* t_format = &kFp32;
 thread_local const FloatFormat* t_low = nullptr;
+thread_local OverflowAnalysis* t_analysis = nullptr;
 
 double u() { return unit_roundoff(*t_format); }
 
@@ -31,6 +32,35 @@ const FloatFormat* low_precision() { return t_low; }
 
 LowPrecisionScope::LowPrecisionScope(const FloatFormat* format) : previous_(t_low) { t_low = format; }
 LowPrecisionScope::~LowPrecisionScope() { t_low = previous_; }
+
+void round_low(Bounded& x) {
+  const FloatFormat* low = t_low;
+  if (!low) return;
+  if (t_analysis) t_analysis->store(*low, x);
+  x.error = bound(x.error + unit_roundoff(*low) * std::fabs(x.value) + underflow_error(*low));
+}
+
+Overflow overflow_of(const FloatFormat& format, const Bounded& x) {
+  const double threshold = overflow_threshold(format), magnitude = std::fabs(x.value);
+  if (!(magnitude - x.error < threshold)) return Overflow::definite;  // NaN compares false: definite too
+  return magnitude + x.error < threshold ? Overflow::none : Overflow::ambiguous;
+}
+
+OverflowAnalysis::OverflowAnalysis(bool ambiguous_overflow)
+    : ambiguous_overflow_(ambiguous_overflow), previous_(t_analysis) {
+  t_analysis = this;
+}
+
+OverflowAnalysis::~OverflowAnalysis() { t_analysis = previous_; }
+
+void OverflowAnalysis::store(const FloatFormat& format, Bounded& x) {
+  if (!std::isfinite(x.value)) return;  // already infinite or NaN: stays so
+  const Overflow overflow = overflow_of(format, x);
+  saw_ambiguous_ = saw_ambiguous_ || overflow == Overflow::ambiguous;
+  if (overflow == Overflow::definite || (overflow == Overflow::ambiguous && ambiguous_overflow_)) {
+    x.value = std::copysign(HUGE_VAL, x.value);
+  }
+}
 
 double gamma_k(double k) {
   const double ku = k * u();

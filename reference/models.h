@@ -17,6 +17,9 @@ struct EvaluationOptions {
   std::vector<int64_t> virtual_batches;
   /// What a mean (or token-mean) loss divides by; 0: the batch's own count of loss elements.
   int64_t loss_elements = 0;
+  /// The loss scale the backward pass runs under (dynamic loss scaling: the loss gradient is
+  /// multiplied by it, and so is every gradient); the returned gradient is still scaled.
+  double loss_scale = 1.0;
 };
 
 /// The loss of a batch, its gradient with respect to every parameter (canonical order), and the
@@ -26,6 +29,9 @@ struct ModelEvaluation {
   T loss;
   std::vector<T> grad;
   std::vector<T> buffers_after;
+  /// Per gradient element: whether autocast produces it in the low-precision format (the weight
+  /// and bias gradients of a low-precision matrix product), so that it may overflow there.
+  std::vector<bool> grad_low;
 };
 
 /// Evaluates the scenario's model and loss on `batch` in training mode: the loss with the

@@ -59,8 +59,18 @@ Matrix<T> like(const Matrix<T>& input, Matrix<T> output) {
 template <class T>
 struct Gradients {
   std::vector<Sum<T>> sums;
-  explicit Gradients(int64_t size) : sums(static_cast<size_t>(size)) {}
+  std::vector<bool> low;  ///< see ModelEvaluation::grad_low
+  explicit Gradients(int64_t size) : sums(static_cast<size_t>(size)), low(static_cast<size_t>(size), false) {}
   void add(int64_t index, const T& term) { sums[static_cast<size_t>(index)].add(term); }
+  void mark_low(int64_t offset, int64_t count) {
+    for (int64_t i = 0; i < count; ++i) low[static_cast<size_t>(offset + i)] = true;
+  }
+  /// The evaluation's gradient and format flags, in canonical order.
+  void finish(ModelEvaluation<T>& out) const {
+    out.grad.reserve(sums.size());
+    for (const auto& s : sums) out.grad.push_back(s.result());
+    out.grad_low = low;
+  }
 };
 
 /// A view of a parameter tensor in the flat vector: its values and its offset.
@@ -125,6 +135,10 @@ Matrix<T> dense_forward(const Dense<T>& d, const Matrix<T>& input) {
 template <class T>
 Matrix<T> dense_backward(const Dense<T>& d, const Matrix<T>& input, const Matrix<T>& upstream, Gradients<T>& grads) {
   const Matrix<T> x = cast_low(input), dy = cast_low(upstream);
+  if (dy.low) {
+    grads.mark_low(d.weight.offset, d.out * d.in);
+    if (d.bias) grads.mark_low(d.bias.offset, d.out);
+  }
   for (int64_t r = 0; r < x.rows; ++r) {
     for (int64_t o = 0; o < d.out; ++o) {
       for (int64_t k = 0; k < d.in; ++k) grads.add(d.weight.offset + o * d.in + k, dy(r, o) * x(r, k));
@@ -440,14 +454,14 @@ struct BatchNorm {
 };
 
 /// MSE over every element of a batch of outputs: the loss (sum / normalizer, or sum) and the
-/// loss gradient with respect to the outputs.
+/// loss gradient with respect to the outputs, times the loss scale.
 template <class T>
 T mse(const Matrix<T>& y, const std::vector<double>& targets, Reduction reduction, int64_t normalizer,
-      Matrix<T>& dy) {
+      double loss_scale, Matrix<T>& dy) {
   dy = Matrix<T>(y.rows, y.cols);
   std::vector<T> squares(y.data.size());
   const T elements = T(static_cast<double>(normalizer));
-  const T seed_scale = reduction == Reduction::mean ? T(2) / elements : T(2);
+  const T seed_scale = (reduction == Reduction::mean ? T(2) / elements : T(2)) * T(loss_scale);
   for (size_t i = 0; i < y.data.size(); ++i) {
     const T residual = y.data[i] - T(targets[i]);
     squares[i] = residual * residual;
@@ -470,13 +484,13 @@ ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& la
   Matrix<T> x(batch.size, m.input_dim);
   for (size_t i = 0; i < x.data.size(); ++i) x.data[i] = T(batch.inputs[i]);
   Gradients<T> grads(layout.size);
-  ModelEvaluation<T> out{T(0), {}, buffers};
+  ModelEvaluation<T> out{T(0), {}, buffers, {}};
   const int64_t normalizer = options.loss_elements > 0 ? options.loss_elements : batch.size * m.output_dim;
   Matrix<T> dy;
 
   if (m.arch == Architecture::linear) {
     const auto layer = dense(layout, params, "linear");
-    out.loss = mse(dense_forward(layer, x), batch.targets, sc.loss.reduction, normalizer, dy);
+    out.loss = mse(dense_forward(layer, x), batch.targets, sc.loss.reduction, normalizer, options.loss_scale, dy);
     dense_backward(layer, x, dy, grads);
   } else {
     const auto fc1 = dense(layout, params, "fc1"), fc2 = dense(layout, params, "fc2");
@@ -511,7 +525,7 @@ ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& la
     }
     const bool gelu = m.arch == Architecture::mlp_gelu;
     const Matrix<T> a = gelu ? gelu_forward(normalized) : tanh_forward(normalized);
-    out.loss = mse(dense_forward(fc2, a), batch.targets, sc.loss.reduction, normalizer, dy);
+    out.loss = mse(dense_forward(fc2, a), batch.targets, sc.loss.reduction, normalizer, options.loss_scale, dy);
     const Matrix<T> da = dense_backward(fc2, a, dy, grads);
     Matrix<T> dz = gelu ? gelu_backward(normalized, da) : tanh_backward(a, da);
     switch (m.arch) {
@@ -531,8 +545,7 @@ ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& la
     dense_backward(fc1, x, dz, grads);
   }
   rounding_allowance(out.loss, kScaleRoundings);
-  out.grad.reserve(static_cast<size_t>(layout.size));
-  for (const auto& s : grads.sums) out.grad.push_back(s.result());
+  grads.finish(out);
   return out;
 }
 
@@ -622,7 +635,7 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
       for (int64_t c = 0; c < vocab; ++c) exps[static_cast<size_t>(c)] = exp(z(t, c) - top);
       const T shift = top + log(sum_of(exps.data(), exps.size()));
       token_losses.push_back(-(z(t, target) - shift));
-      T g = -weight;
+      T g = -weight * T(options.loss_scale);
       rounding_allowance(g, kScaleRoundings);
       for (int64_t c = 0; c < vocab; ++c) {
         const T probability = exp(z(t, c) - shift);
@@ -689,12 +702,11 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
     }
   }
 
-  ModelEvaluation<T> out{T(0), {}, {}};
+  ModelEvaluation<T> out{T(0), {}, {}, {}};
   const T total = sum_of(token_losses.data(), token_losses.size());
   out.loss = sc.loss.reduction == Reduction::token_mean ? total / T(static_cast<double>(normalizer)) : total;
   rounding_allowance(out.loss, kScaleRoundings);
-  out.grad.reserve(static_cast<size_t>(layout.size));
-  for (const auto& s : grads.sums) out.grad.push_back(s.result());
+  grads.finish(out);
   return out;
 }
 

@@ -1,7 +1,9 @@
 #include "reference/oracle.h"
 
 #include <cmath>
+#include <limits>
 #include <stdexcept>
+#include <type_traits>
 
 #include "reference/bounded.h"
 #include "reference/loss_scale.h"
@@ -23,26 +25,85 @@ struct WindowResult {
   std::vector<T> buffers_after;
 };
 
-/// One optimizer step of large-batch training: the window's loss and gradient, the pre-clip norm,
-/// clipping, the step.
+/// GradScaler's unscale: every gradient times the fp32 reciprocal of the scale (PyTorch computes it
+/// in double and rounds it to fp32), one rounding each. The truth divides exactly.
+template <class T>
+void unscale(std::vector<T>& grad, double loss_scale) {
+  if (loss_scale == 1.0) return;
+  if constexpr (std::is_same_v<T, Bounded> || std::is_same_v<T, float>) {
+    const T inverse = constant<T>(1.0 / loss_scale);
+    for (auto& g : grad) g = g * inverse;
+  } else {
+    const T scale = T(loss_scale);
+    for (auto& g : grad) g = g / scale;
+  }
+}
+
+/// One optimizer step of large-batch training: the window's loss and gradient (the backward pass
+/// run under `loss_scale`, then unscaled), the pre-clip norm, clipping, the step — or, when the
+/// step is `skipped` (an fp16 overflow), the loss and buffers of the window with parameters and
+/// state untouched.
 template <class T>
 WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
                            const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
-                           std::vector<T> params, StateOf<T> state, const std::vector<T>& buffers) {
+                           double loss_scale, bool skipped, std::vector<T> params, StateOf<T> state,
+                           const std::vector<T>& buffers) {
   EvaluationOptions options;
   options.virtual_batches = virtual_batches;
+  options.loss_scale = loss_scale;
   auto evaluation = loss_and_gradient(scenario, params, buffers, batch, options);
   WindowResult<T> out;
   out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
   out.loss = evaluation.loss;
-  out.norm = global_norm(layout, evaluation.grad);
-  out.grad = std::move(evaluation.grad);
-  clip(scenario, out.norm, out.grad);
-  optimizer_step(scenario, step, params, out.grad, state);
+  out.buffers_after = std::move(evaluation.buffers_after);
+  if (skipped) {
+    out.norm = T(std::numeric_limits<double>::quiet_NaN());
+  } else {
+    unscale(evaluation.grad, loss_scale);
+    out.norm = global_norm(layout, evaluation.grad);
+    out.grad = std::move(evaluation.grad);
+    clip(scenario, out.norm, out.grad);
+    optimizer_step(scenario, step, params, out.grad, state);
+  }
   out.params_after = std::move(params);
   out.state_after = std::move(state);
-  out.buffers_after = std::move(evaluation.buffers_after);
   return out;
+}
+
+/// Note [overflow] (reference/bounded.h): whether GradScaler finds a non-finite gradient in the
+/// window of `step` at `loss_scale`, for every fp16 implementation within the bound. Each
+/// micro-batch of each rank runs its own scaled backward, as the recipe does: that is where fp16
+/// overflows — in its activation gradients, and in its weight gradients as its matrix products
+/// store them (a micro-batch's partial sum, not the window's). `params` and `buffers` carry their
+/// own bounds (along the trajectory, how far a recipe may have drifted).
+Overflow window_overflow(const Scenario& scenario, int step, const std::vector<Bounded>& params,
+                         const std::vector<Bounded>& buffers, double loss_scale) {
+  if (scenario.precision != Precision::fp16) return Overflow::none;
+  EvaluationOptions options;
+  options.loss_elements = fixtures::window_loss_elements(scenario, step);
+  options.loss_scale = loss_scale;
+  const auto non_finite = [&](bool ambiguous_overflow, bool& saw_ambiguous) {
+    OverflowAnalysis analysis(ambiguous_overflow);
+    bool found = false;
+    const auto& window = scenario.data.windows[static_cast<size_t>(step)];
+    for (size_t rank = 0; rank < window.size() && !found; ++rank) {
+      for (size_t micro = 0; micro < window[rank].size() && !found; ++micro) {
+        const auto batch = fixtures::micro_batch(scenario, step, static_cast<int>(rank), static_cast<int>(micro));
+        auto evaluation = loss_and_gradient(scenario, params, buffers, batch, options);
+        const LowPrecisionScope autocast(&kFp16);
+        for (size_t i = 0; i < evaluation.grad.size() && !found; ++i) {
+          if (evaluation.grad_low[i]) round_low(evaluation.grad[i]);  // the product's fp16 output
+          found = !std::isfinite(evaluation.grad[i].value);
+        }
+      }
+    }
+    saw_ambiguous = analysis.saw_ambiguous();
+    return found;
+  };
+  bool ambiguous = false;
+  if (non_finite(false, ambiguous)) return Overflow::definite;
+  if (!ambiguous) return Overflow::none;
+  return non_finite(true, ambiguous) ? Overflow::ambiguous : Overflow::none;
 }
 
 template <class T>
@@ -83,7 +144,7 @@ double chained_schedule_allowance(int step, double lr) {
 
 /// Combines the truth (values) and the Bounded run (tolerances) of one window.
 template <class T>
-WindowExpectation expectation(int step, double loss_scale, const WindowResult<T>& truth,
+WindowExpectation expectation(int step, double loss_scale, Overflow overflow, const WindowResult<T>& truth,
                               const WindowResult<Bounded>& bounded) {
   WindowExpectation e;
   e.step = step;
@@ -102,14 +163,19 @@ WindowExpectation expectation(int step, double loss_scale, const WindowResult<T>
   e.buffers_after = values_of(truth.buffers_after);
   e.buffers_after_tolerance = tolerances_of(bounded.buffers_after);
   e.loss_scale = loss_scale;
+  e.overflow = overflow;
+  e.skipped = overflow == Overflow::definite;
+  e.determined = overflow != Overflow::ambiguous;
   return e;
 }
 
+/// Large-batch training from the initial weights, with GradScaler's state machine under fp16: the
+/// scale backs off after a skipped step and grows after `growth_interval` taken ones. Past an
+/// ambiguous overflow the path is not determined; it goes on as if the step were taken.
 template <class T>
 std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fixtures::ModelLayout& layout,
                                              const std::vector<fixtures::Batch>& windows,
                                              const std::vector<std::vector<int64_t>>& virtual_batches,
-                                             const std::vector<double>& loss_scales,
                                              const std::vector<double>& initial_params,
                                              const std::vector<double>& initial_buffers) {
   std::vector<WindowExpectation> out;
@@ -118,11 +184,21 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
   std::vector<Bounded> bounded_buffers = convert<Bounded>(initial_buffers);
   StateOf<T> state;
   StateOf<Bounded> bounded_state;
+  const bool scaled = scenario.precision == Precision::fp16;
+  LossScaleState scaler = initial_loss_scale(scenario.loss_scale);
+  bool determined = true;
   for (int s = 0; s < scenario.steps; ++s) {
-    auto truth = run_window(scenario, layout, s, windows[s], virtual_batches[s], params, state, buffers);
-    auto bounded =
-        run_window(scenario, layout, s, windows[s], virtual_batches[s], bounded_params, bounded_state, bounded_buffers);
-    out.push_back(expectation(s, loss_scales[s], truth, bounded));
+    const double loss_scale = scaled ? scaler.scale : 1.0;
+    const Overflow overflow = window_overflow(scenario, s, bounded_params, bounded_buffers, loss_scale);
+    const bool skipped = overflow == Overflow::definite;
+    auto truth = run_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped, params, state,
+                            buffers);
+    auto bounded = run_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped,
+                              bounded_params, bounded_state, bounded_buffers);
+    out.push_back(expectation(s, loss_scale, overflow, truth, bounded));
+    determined = determined && overflow != Overflow::ambiguous;
+    out.back().determined = determined;
+    if (scaled) scaler = update_loss_scale(scenario.loss_scale, scaler, skipped);
     params = std::move(truth.params_after);
     state = std::move(truth.state_after);
     buffers = std::move(truth.buffers_after);
@@ -138,11 +214,14 @@ WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayou
                             const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
                             double loss_scale, const std::vector<double>& params, const OptimizerState& state,
                             const std::vector<double>& buffers) {
-  auto truth = run_window(scenario, layout, step, batch, virtual_batches, convert<T>(params), convert<T>(state),
-                          convert<T>(buffers));
-  auto bounded = run_window(scenario, layout, step, batch, virtual_batches, convert<Bounded>(params),
-                            convert<Bounded>(state), convert<Bounded>(buffers));
-  return expectation(step, loss_scale, truth, bounded);
+  const Overflow overflow =
+      window_overflow(scenario, step, convert<Bounded>(params), convert<Bounded>(buffers), loss_scale);
+  const bool skipped = overflow == Overflow::definite;
+  auto truth = run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, convert<T>(params),
+                          convert<T>(state), convert<T>(buffers));
+  auto bounded = run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped,
+                            convert<Bounded>(params), convert<Bounded>(state), convert<Bounded>(buffers));
+  return expectation(step, loss_scale, overflow, truth, bounded);
 }
 
 bool all_finite(const std::vector<double>& values) {
@@ -169,24 +248,19 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
       for (const auto& rank : scenario_.data.windows[s]) virtual_batches.insert(virtual_batches.end(), rank.begin(), rank.end());
     }
   }
-  LossScaleState loss_scale = initial_loss_scale(scenario_.loss_scale);
-  for (int s = 0; s < scenario_.steps; ++s) {
-    const bool scaled = scenario_.precision == Precision::fp16;
-    loss_scales_.push_back(scaled ? loss_scale.scale : 1.0);
-    loss_scale = update_loss_scale(scenario_.loss_scale, loss_scale, false);
-  }
   RoundingScope rounding(*format_);
   trajectory_ = options_.high_precision
-                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, virtual_batches_, loss_scales_,
-                                                   initial_params_, initial_buffers_)
-                    : trajectory_in<double>(scenario_, layout_, windows_, virtual_batches_, loss_scales_,
-                                            initial_params_, initial_buffers_);
+                    ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, virtual_batches_, initial_params_,
+                                                   initial_buffers_)
+                    : trajectory_in<double>(scenario_, layout_, windows_, virtual_batches_, initial_params_,
+                                            initial_buffers_);
 }
 
 double Oracle::unit_roundoff() const { return gacc::unit_roundoff(*format_); }
 
 const WindowExpectation& Oracle::window_from(int step, const std::vector<double>& params, const OptimizerState& state,
-                                             const std::vector<double>& buffers) const {
+                                             const std::vector<double>& buffers,
+                                             std::optional<double> loss_scale) const {
   if (step < 0 || step >= scenario_.steps) {
     throw std::out_of_range("Oracle::window_from: step " + std::to_string(step) + " of " +
                             std::to_string(scenario_.steps));
@@ -199,17 +273,23 @@ const WindowExpectation& Oracle::window_from(int step, const std::vector<double>
   bool finite = all_finite(params) && all_finite(buffers);
   for (const auto& entry : state) finite = finite && all_finite(entry.second);
   if (!finite) throw std::invalid_argument("Oracle::window_from: non-finite parameters, state or buffers");
+  const double scale = loss_scale.value_or(trajectory_[static_cast<size_t>(step)].loss_scale);
+  const bool scaled = scenario_.precision == Precision::fp16;
+  if (scaled ? !(std::isfinite(scale) && scale > 0.0) : scale != 1.0) {
+    throw std::invalid_argument("Oracle::window_from: loss scale " + std::to_string(scale) +
+                                (scaled ? " (must be positive and finite)" : " without fp16 (must be 1)"));
+  }
 
-  Key key{step, params, state, buffers};
+  Key key{step, params, state, buffers, scale};
   std::lock_guard<std::mutex> lock(memo_mutex_);
   auto it = memo_.find(key);
   if (it != memo_.end()) return *it->second;
   RoundingScope rounding(*format_);
   auto e = options_.high_precision
-               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], virtual_batches_[step],
-                                          loss_scales_[step], params, state, buffers)
-               : window_in<double>(scenario_, layout_, step, windows_[step], virtual_batches_[step],
-                                   loss_scales_[step], params, state, buffers);
+               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], virtual_batches_[step], scale,
+                                          params, state, buffers)
+               : window_in<double>(scenario_, layout_, step, windows_[step], virtual_batches_[step], scale, params,
+                                   state, buffers);
   auto& slot = memo_[std::move(key)];
   slot = std::make_unique<WindowExpectation>(std::move(e));
   return *slot;

@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <tuple>
 #include <vector>
 
@@ -13,6 +14,7 @@
 #include "core/scenario.h"
 #include "core/trace.h"
 #include "fixtures/fixtures.h"
+#include "reference/bounded.h"
 
 namespace gacc::reference {
 
@@ -32,10 +34,17 @@ struct WindowExpectation {
   OptimizerState state_after, state_after_tolerance;
   /// Buffers after the window (BatchNorm: running statistics updated once, from the window).
   std::vector<double> buffers_after, buffers_after_tolerance;
-  /// Loss scale in force for the window (fp16; 1 otherwise); exact arithmetic never overflows, so
-  /// the large batch never skips a step.
+  /// Loss scale in force for the window (fp16 under dynamic loss scaling; 1 otherwise).
   double loss_scale = 1.0;
+  /// Whether the window's fp16 gradients overflow at that scale in any micro-batch (Note [overflow],
+  /// reference/bounded.h); `skipped` when definite: GradScaler skips the whole step, so the
+  /// parameters and optimizer state after it are those before it (tolerance 0), and `grad` is
+  /// empty and `norm` NaN (there is no gradient to hand to the optimizer).
+  Overflow overflow = Overflow::none;
   bool skipped = false;
+  /// False where the oracle cannot say what an implementation does at this step: fp16 overflow is
+  /// ambiguous here (or, along the trajectory, at an earlier step, which fixes the path).
+  bool determined = true;
 };
 
 struct OracleOptions {
@@ -69,10 +78,13 @@ class Oracle {
   const std::vector<WindowExpectation>& trajectory() const { return trajectory_; }
 
   /// The large-batch step `step` taken from `params`, optimizer `state` and `buffers` (a recipe's
-  /// own, held exactly): the local check. Memoized: properties asking about the same recipe share
-  /// one evaluation. Throws std::invalid_argument on sizes that do not fit or non-finite values.
+  /// own, held exactly) under `loss_scale` (fp16: the scale the recipe had in force; by default the
+  /// trajectory's): the local check. Memoized: properties asking about the same recipe share one
+  /// evaluation. Throws std::invalid_argument on sizes that do not fit, non-finite values, or a loss
+  /// scale that is not a positive finite number (or not 1 without fp16).
   const WindowExpectation& window_from(int step, const std::vector<double>& params, const OptimizerState& state,
-                                       const std::vector<double>& buffers) const;
+                                       const std::vector<double>& buffers,
+                                       std::optional<double> loss_scale = std::nullopt) const;
 
   /// The same scenario under ghost BatchNorm (OracleOptions::ghost_batch_norm), built on first use.
   const Oracle& ghost() const;
@@ -86,10 +98,9 @@ class Oracle {
   std::vector<double> initial_buffers_;
   std::vector<fixtures::Batch> windows_;
   std::vector<std::vector<int64_t>> virtual_batches_;  ///< per window; empty unless ghost
-  std::vector<double> loss_scales_;
   std::vector<WindowExpectation> trajectory_;
 
-  using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>>;
+  using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>, double>;
   mutable std::mutex memo_mutex_;
   mutable std::map<Key, std::unique_ptr<WindowExpectation>> memo_;
   mutable std::unique_ptr<Oracle> ghost_;

@@ -347,3 +347,28 @@ TEST_CASE("round_to(fp64) is the identity on finite doubles", "[floating_point]"
     if (round_to(kFp64, x) != x) FAIL_CHECK("round_to(fp64, " << x << ") = " << round_to(kFp64, x));
   }
 }
+
+TEST_CASE("the overflow threshold is where round_to starts giving infinity", "[floating_point]") {
+  CHECK(gacc::overflow_threshold(kFp16) == 65520.0);
+  for (const FloatFormat* format : {&kFp16, &kBf16, &kFp32}) {
+    INFO(format->name);
+    const double threshold = gacc::overflow_threshold(*format);
+    CHECK(round_to(*format, threshold) == kInf);
+    CHECK(round_to(*format, -threshold) == -kInf);
+    CHECK(round_to(*format, std::nextafter(threshold, 0.0)) == gacc::max_finite(*format));
+  }
+}
+
+TEST_CASE("the underflow error is the worst rounding error among subnormals", "[floating_point]") {
+  CHECK(gacc::underflow_error(kFp16) == 0x1p-25);
+  CHECK(gacc::underflow_error(kBf16) == 0x1p-134);
+  for (const FloatFormat* format : {&kFp16, &kBf16}) {
+    INFO(format->name);
+    const double eta = gacc::underflow_error(*format), smallest = 2 * eta;
+    // Halfway between the smallest subnormals errs by exactly eta; nothing below the normal range errs more.
+    CHECK(std::fabs(round_to(*format, 3 * eta) - 3 * eta) == eta);
+    CHECK(std::fabs(round_to(*format, eta * 0.75) - eta * 0.75) <= eta);
+    const double normal = std::ldexp(1.0, format->min_exponent);
+    for (double x = smallest * 0.3; x < normal; x *= 1.37) CHECK(std::fabs(round_to(*format, x) - x) <= eta);
+  }
+}

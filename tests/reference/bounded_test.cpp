@@ -93,24 +93,24 @@ double trajectory_ratio(const Scenario& sc) {
   for (int s = 0; s < sc.steps; ++s) {
     auto truth = take_step(sc, s, truth_params, truth_state, truth_buffers);
     auto bound = take_step(sc, s, bound_params, bound_state, bound_buffers);
-    auto fp32 = take_step(sc, s, fp32_params, fp32_state, fp32_buffers);
-    worst = std::max({worst, worst_ratio(fp32.evaluation.grad, truth.evaluation.grad, bound.evaluation.grad),
-                      worst_ratio(fp32.evaluation.loss, truth.evaluation.loss, bound.evaluation.loss),
-                      worst_ratio(fp32.norm, truth.norm, bound.norm), worst_ratio(fp32.params, truth.params, bound.params),
-                      worst_ratio(fp32.evaluation.buffers_after, truth.evaluation.buffers_after,
+    auto single = take_step(sc, s, fp32_params, fp32_state, fp32_buffers);
+    worst = std::max({worst, worst_ratio(single.evaluation.grad, truth.evaluation.grad, bound.evaluation.grad),
+                      worst_ratio(single.evaluation.loss, truth.evaluation.loss, bound.evaluation.loss),
+                      worst_ratio(single.norm, truth.norm, bound.norm), worst_ratio(single.params, truth.params, bound.params),
+                      worst_ratio(single.evaluation.buffers_after, truth.evaluation.buffers_after,
                                   bound.evaluation.buffers_after)});
-    for (const auto& [name, values] : fp32.state) {
+    for (const auto& [name, values] : single.state) {
       worst = std::max(worst, worst_ratio(values, truth.state.at(name), bound.state.at(name)));
     }
     truth_params = truth.params;
     bound_params = bound.params;
-    fp32_params = fp32.params;
+    fp32_params = single.params;
     truth_state = truth.state;
     bound_state = bound.state;
-    fp32_state = fp32.state;
+    fp32_state = single.state;
     truth_buffers = truth.evaluation.buffers_after;
     bound_buffers = bound.evaluation.buffers_after;
-    fp32_buffers = fp32.evaluation.buffers_after;
+    fp32_buffers = single.evaluation.buffers_after;
   }
   return worst;
 }
