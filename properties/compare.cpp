@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <limits>
 #include <stdexcept>
 
@@ -50,6 +51,15 @@ std::string describe(const Comparison& c) {
   std::snprintf(text, sizeof text, "observed %.9g, expected %.9g, |error| %.3g, tolerance %.3g, ratio %s",
                 c.observed, c.expected, std::fabs(c.observed - c.expected), c.tolerance,
                 format_ratio(c.worst_ratio).c_str());
+  return text;
+}
+
+std::string format_number(double value) {
+  char text[32];
+  for (int digits = 6; digits <= 17; ++digits) {
+    std::snprintf(text, sizeof text, "%.*g", digits, value);
+    if (std::strtod(text, nullptr) == value) break;
+  }
   return text;
 }
 

@@ -31,6 +31,10 @@ Comparison compare(double observed, double expected, double tolerance);
 /// "observed 0.25, expected 0.125, |error| 0.125, tolerance 3.1e-08, ratio 4.0e+06".
 std::string describe(const Comparison& comparison);
 
+/// A number as messages print it: the shortest "%g" that reads back as the same double
+/// ("65536", "0.1", "1.5e+20").
+std::string format_number(double value);
+
 /// A ratio as printed in tables: 3 significant digits, "inf" for a structural failure.
 std::string format_ratio(double ratio);
 

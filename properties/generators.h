@@ -192,14 +192,37 @@ inline rc::Gen<ClippingSpec> clipping_specs(bool enabled) {
       rc::gen::sizedElement(0.25, 0.0625, 4.0));
 }
 
+/// A precision policy and, for fp16, GradScaler's parameters.
+struct PrecisionSpec {
+  Precision precision = Precision::fp32;
+  LossScaleSpec loss_scale;
+};
+
+/// fp16's loss scales reach both sides of overflow in the zoo: the default 2^16 (rarely overflows),
+/// 2^22 and 2^28 (overflow from the first window: the scale backs off, step after step), and 1
+/// (no overflow, fp16's gradual underflow at full strength); growth every window or two makes the
+/// scale climb into overflow within a scenario.
+inline rc::Gen<PrecisionSpec> precision_specs(const std::vector<Precision>& precisions) {
+  return rc::gen::apply(
+      [](Precision precision, double init_scale, double growth, double backoff, int64_t interval) {
+        PrecisionSpec p;
+        p.precision = precision;
+        if (precision == Precision::fp16) p.loss_scale = {init_scale, growth, backoff, interval};
+        return p;
+      },
+      rc::gen::sizedElementOf(precisions), rc::gen::sizedElement(65536.0, 0x1p22, 0x1p28, 1.0),
+      rc::gen::sizedElement(2.0, 4.0), rc::gen::sizedElement(0.5, 0.25), rc::gen::sizedElement(int64_t{2000}, int64_t{1}, int64_t{2}));
+}
+
 /// Whole scenarios on one rank, K in 1..4, S in 1..3, in the range's precisions.
 inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
   return rc::gen::apply(
       [](int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial, int kept,
          std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
-         ScheduleSpec schedule, ClippingSpec clipping, Precision precision) {
+         ScheduleSpec schedule, ClippingSpec clipping, PrecisionSpec precision) {
         Scenario sc;
-        sc.precision = precision;
+        sc.precision = precision.precision;
+        sc.loss_scale = precision.loss_scale;
         sc.model = model;
         sc.data = make_data(model, k, steps, base, rotations, partial, kept, lengths, ignored, data_seed);
         sc.loss.kind = is_token_model(model) ? LossKind::cross_entropy : LossKind::mse;
@@ -222,7 +245,7 @@ inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
                           [](int v) { return v == kMaxGeneratedSequence ? 0 : v + 1; })),  // 0: all padding
       rc::gen::sizedElement(0.0, 0.25, 0.75), rc::gen::arbitrary<uint32_t>(),
       rc::gen::map(rc::gen::inRange(0, 3), [](int i) { return i == 2; }), optimizer_specs(range.optimizers),
-      schedule_specs(range.schedules), clipping_specs(range.clipping), rc::gen::sizedElementOf(range.precisions));
+      schedule_specs(range.schedules), clipping_specs(range.clipping), precision_specs(range.precisions));
 }
 
 /// The default scenarios: the whole zoo.

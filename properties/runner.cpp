@@ -29,7 +29,13 @@ CaseVerdict judge(const Property& property, const Recipe& recipe, const referenc
     return {std::numeric_limits<double>::infinity(), "the recipe failed: " + outcome.error, false};
   }
   const CaseContext context{oracle, *outcome.trace, [&recipe](const Scenario& s) { return recipe.run(s); }};
-  return property.check(context);
+  try {
+    return property.check(context);
+  } catch (const std::exception& e) {
+    // A trace the property cannot even compare (a shape the structure checks did not foresee) is
+    // a failure of the recipe's output, reported, not a crash of the whole run.
+    return {std::numeric_limits<double>::infinity(), "the trace could not be judged: " + std::string(e.what()), false};
+  }
 }
 
 /// Whether a case shows what the row is about: an unexpected failure, or for a pitfall any

@@ -1,7 +1,10 @@
 #include "properties/trace_checks.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
+
+#include "reference/loss_scale.h"
 
 namespace gacc::properties {
 namespace {
@@ -63,7 +66,19 @@ void Judgement::structural(const std::string& why) {
   detail_ = why;
 }
 
-CaseVerdict Judgement::verdict() const { return {worst_, any_ ? detail_ : "nothing to compare"}; }
+void Judgement::undetermined(int step) {
+  if (std::find(undetermined_.begin(), undetermined_.end(), step) == undetermined_.end()) undetermined_.push_back(step);
+}
+
+CaseVerdict Judgement::verdict() const {
+  std::string detail = any_ ? detail_ : "nothing to compare";
+  if (!undetermined_.empty()) {
+    detail += " [not judged: fp16 overflow within the bound at step";
+    for (int step : undetermined_) detail += " " + std::to_string(step);
+    detail += "]";
+  }
+  return {worst_, detail};
+}
 
 bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement) {
   const auto& sc = oracle.scenario();
@@ -105,6 +120,13 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
         return false;
       }
     }
+    if (sc.precision == Precision::fp16 ? !(std::isfinite(step.loss_scale) && step.loss_scale > 0.0)
+                                        : step.loss_scale != 1.0 || step.skipped) {
+      judgement.structural(at + "loss scale " + format_number(step.loss_scale) + (step.skipped ? ", skipped" : "") +
+                           (sc.precision == Precision::fp16 ? ": a loss scale is a positive finite number"
+                                                            : ": without fp16 there is no loss scaling and no step is skipped"));
+      return false;
+    }
   }
   return true;
 }
@@ -112,18 +134,36 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
 const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle, const Trace& trace,
                                                       int step) {
   static const OptimizerState kNoState;
-  if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState, oracle.initial_buffers());
+  const double loss_scale = trace.steps[static_cast<size_t>(step)].loss_scale;
+  if (step == 0) return oracle.window_from(0, oracle.initial_params(), kNoState, oracle.initial_buffers(), loss_scale);
   const auto& before = trace.steps[static_cast<size_t>(step - 1)];
-  return oracle.window_from(step, before.params_after, before.optimizer_state, before.buffers_after);
+  return oracle.window_from(step, before.params_after, before.optimizer_state, before.buffers_after, loss_scale);
+}
+
+bool same_skip_decision(const reference::WindowExpectation& expected, const StepRecord& observed,
+                        const std::string& at, Judgement& judgement) {
+  if (!expected.determined) {
+    judgement.undetermined(expected.step);
+    return false;
+  }
+  if (observed.skipped == expected.skipped) return true;
+  judgement.structural(at + (observed.skipped ? "was skipped" : "was taken") + " at loss scale " +
+                       format_number(expected.loss_scale) + "; GradScaler " +
+                       (expected.skipped ? "must skip it: a micro-batch's fp16 gradient overflows"
+                                         : "takes it: no micro-batch's fp16 gradient overflows") +
+                       " (Note [overflow])");
+  return false;
 }
 
 void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement) {
   const auto& expected = local_expectation(oracle, trace, step);
   const auto& observed = trace.steps[static_cast<size_t>(step)];
   const std::string at = "step " + std::to_string(step) + " ";
+  if (!same_skip_decision(expected, observed, at, judgement)) return;
+  judgement.scalar(at + "loss", observed.loss, expected.loss, expected.loss_tolerance);
+  if (expected.skipped) return;  // no gradient is handed to the optimizer
   judgement.vector(at + "grad", observed.grad, expected.grad, expected.grad_tolerance);
   judgement.scalar(at + "pre-clip norm", observed.pre_clip_norm, expected.norm, expected.norm_tolerance);
-  judgement.scalar(at + "loss", observed.loss, expected.loss, expected.loss_tolerance);
 }
 
 void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement) {
@@ -135,6 +175,7 @@ void check_step(const reference::Oracle& oracle, const Trace& trace, int step, J
   const auto& expected = local_expectation(oracle, trace, step);
   const auto& observed = trace.steps[static_cast<size_t>(step)];
   const std::string at = "step " + std::to_string(step) + " ";
+  if (!same_skip_decision(expected, observed, at, judgement)) return;
   judgement.scalar(at + "learning rate", observed.lr, expected.lr, expected.lr_tolerance);
   judgement.vector(at + "params after the step", observed.params_after, expected.params_after,
                    expected.params_after_tolerance);
@@ -160,6 +201,7 @@ void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int s
   const auto& expected = oracle.trajectory().at(static_cast<size_t>(step));
   const auto& observed = trace.steps[static_cast<size_t>(step)];
   const std::string at = "trajectory: step " + std::to_string(step) + " ";
+  if (!same_skip_decision(expected, observed, at, judgement)) return;
   judgement.vector(at + "params after the step", observed.params_after, expected.params_after,
                    expected.params_after_tolerance);
   judgement.buffers(at + "buffers after the window", observed.buffers_after, expected.buffers_after,
@@ -179,9 +221,12 @@ std::vector<double> doubled(const std::vector<double>& tolerance) {
 void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace& b, const std::string& what,
                     Judgement& judgement) {
   const auto& first = oracle.trajectory().at(0);
-  judgement.vector(what + ": step 0 grad", a.steps[0].grad, b.steps[0].grad, doubled(first.grad_tolerance));
   judgement.scalar(what + ": step 0 loss", a.steps[0].loss, b.steps[0].loss, 2.0 * first.loss_tolerance);
+  if (!first.skipped && !a.steps[0].skipped && !b.steps[0].skipped) {
+    judgement.vector(what + ": step 0 grad", a.steps[0].grad, b.steps[0].grad, doubled(first.grad_tolerance));
+  }
   for (size_t s = 0; s < a.steps.size(); ++s) {
+    if (a.steps[s].skipped != b.steps[s].skipped || a.steps[s].loss_scale != b.steps[s].loss_scale) return;
     const auto& expected = oracle.trajectory().at(s);
     const std::string at = what + ": step " + std::to_string(s) + " ";
     judgement.vector(at + "params after the step", a.steps[s].params_after, b.steps[s].params_after,
@@ -196,6 +241,22 @@ void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace
       }
       judgement.vector(at + name, ia->second, ib->second, doubled(tolerance));
     }
+  }
+}
+
+void check_loss_scales(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement) {
+  const auto& spec = oracle.scenario().loss_scale;
+  reference::LossScaleState scaler = reference::initial_loss_scale(spec);
+  for (size_t s = 0; s < trace.steps.size(); ++s) {
+    const auto& step = trace.steps[s];
+    if (step.loss_scale != scaler.scale) {
+      judgement.structural("step " + std::to_string(s) + ": loss scale " + format_number(step.loss_scale) +
+                           "; GradScaler's is " + format_number(scaler.scale) + " (init_scale " +
+                           format_number(spec.init_scale) + ", backed off once per skipped step, grown once per " +
+                           std::to_string(spec.growth_interval) + " taken steps)");
+      return;
+    }
+    scaler = reference::update_loss_scale(spec, scaler, step.skipped);
   }
 }
 

@@ -26,6 +26,9 @@ class Judgement {
   void scalar(const std::string& what, double observed, double expected, double tolerance);
   /// A failure that is not a numeric deviation (ratio +inf).
   void structural(const std::string& why);
+  /// Step `step` was not judged: whether fp16 overflow skips it is within the bound (Note
+  /// [overflow]); the verdict says so.
+  void undetermined(int step);
 
   bool failed_structurally() const { return structural_; }
   CaseVerdict verdict() const;
@@ -38,35 +41,53 @@ class Judgement {
   std::string detail_;
   bool structural_ = false;
   bool any_ = false;
+  std::vector<int> undetermined_;
 };
 
-/// The trace has one step per window, vectors of the model's size, and finite values; otherwise
+/// The trace has one step per window, vectors of the model's size, and finite values; a loss scale
+/// that is a positive finite number under fp16, and 1 with no skipped step otherwise. Otherwise
 /// records a structural failure and returns false.
 bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement);
 
-/// The oracle's large-batch window `step`, taken from the recipe's own parameters and optimizer
-/// state before that step (the local check). Requires check_structure.
+/// The oracle's large-batch window `step`, taken from the recipe's own parameters, optimizer state
+/// and buffers before that step, under the loss scale the recipe had in force (the local check).
+/// Requires check_structure.
 const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
                                                       const Trace& trace, int step);
 
+/// Whether the recipe's step can be compared with `expected`: the oracle knows whether fp16
+/// overflow skips it (otherwise the step is noted as undetermined), and the recipe skipped it
+/// exactly when GradScaler must (otherwise a structural failure). Always true without fp16.
+bool same_skip_decision(const reference::WindowExpectation& expected, const StepRecord& observed,
+                        const std::string& at, Judgement& judgement);
+
 /// Gradient handed to the optimizer, its pre-clip norm and the window's loss, against the
-/// large-batch window from the recipe's own parameters.
+/// large-batch window from the recipe's own parameters (a skipped step: its loss only).
 void check_gradient(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
 /// check_structure, then check_gradient at every step: what the gradient-level properties share.
 void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement);
 
 /// Parameters and optimizer state after the step, against the large-batch step from the recipe's
-/// own parameters and state.
+/// own parameters and state (a skipped step: exactly unchanged).
 void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
 /// Parameters after the step against large-batch training from the initial weights, with the
-/// bound carried along the whole trajectory.
+/// bound carried along the whole trajectory (where fp16 overflow leaves it determined).
 void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
+
+/// GradScaler's state machine over the recipe's own skip decisions: the first window runs at
+/// init_scale (rounded to fp32), each skipped step backs the scale off once, and growth_interval
+/// consecutive taken steps grow it once. Compared exactly: each new scale is rounded to fp32, as
+/// ATen's _amp_update_scale_ stores it.
+void check_loss_scales(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement);
 
 /// Two runs of one scenario (say, two splits of it) against each other: step 0's gradient and
 /// loss, then parameters, optimizer state and buffers at every step. Each run may be off the truth
-/// by its tolerance, so they may differ by twice it. Requires check_structure on both.
+/// by its tolerance, so they may differ by twice it. Under fp16 the runs are compared up to the
+/// first step one skips and the other takes: which weight gradients overflow legitimately depends
+/// on the split (a micro-batch's partial sum is smaller than the window's), and property 7 judges
+/// each run's decisions on its own. Requires check_structure on both.
 void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace& b, const std::string& what,
                     Judgement& judgement);
 

@@ -23,7 +23,7 @@ root = ET.parse(sys.argv[2]).getroot()
 assert root.tag == "testsuites" and root.get("failures") == "0", ET.tostring(root)[:200]
 assert len(root.findall("testsuite/testcase")) == len(report["results"])
 PY
-"$gacc" pitfalls --cases 40 --seed 3 --json "$dir/pitfalls.json" >/dev/null
+"$gacc" pitfalls --cases 80 --seed 3 --json "$dir/pitfalls.json" >/dev/null
 "$python" - "$dir/pitfalls.json" <<'PY'
 import json, sys
 pitfalls = json.load(open(sys.argv[1]))

@@ -1,5 +1,6 @@
 #include <cmath>
 #include <limits>
+#include <cstdlib>
 
 #include <catch2/catch.hpp>
 
@@ -38,4 +39,14 @@ TEST_CASE("ratios print with three significant digits, inf for structural failur
   CHECK(format_ratio(12345.0) == "1.23e+04");
   CHECK(format_ratio(0.0) == "0");
   CHECK(format_ratio(std::numeric_limits<double>::infinity()) == "inf");
+}
+
+TEST_CASE("numbers in messages are short and read back exactly", "[compare]") {
+  using gacc::properties::format_number;
+  CHECK(format_number(65536.0) == "65536");
+  CHECK(format_number(0.1) == "0.1");
+  CHECK(format_number(0x1p28) == "268435456");
+  CHECK(format_number(1.0 / 3.0) == "0.3333333333333333");  // 16 digits suffice
+  CHECK(std::strtod(format_number(1e-300 / 7).c_str(), nullptr) == 1e-300 / 7);
+  CHECK(format_number(HUGE_VAL) == "inf");
 }

@@ -112,3 +112,42 @@ TEST_CASE("schedules and counters catch a scheduler stepped too often", "[proper
   CHECK(std::isinf(caught.ratio));
   CHECK_THAT(caught.detail, Contains("scheduler steps: 6 over 3 windows; one per optimizer step makes 3"));
 }
+
+TEST_CASE("mixed precision under fp16: whole steps skipped, the scale backed off and grown per step", "[properties]") {
+  const auto made = mixed_precision();
+  const Property& property = *made;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32DropOverflowingMicroBatch dropping;
+  Scenario sc = testing::mlp_scenario();
+  sc.precision = Precision::fp16;
+  // 2^22 overflows this model's fp16 gradients; 2^16 does not: skip, then take two steps, the
+  // second growing the scale back (growth every step).
+  sc.loss_scale = {0x1p22, 2.0, 1.0 / 64, 1};
+  REQUIRE(property.applies_to(sc));
+  const auto ok = judge(property, correct, sc);
+  INFO(ok.detail);
+  CHECK(ok.ratio <= 0.5);
+  CHECK_THAT(ok.detail, Contains("1 of 3 steps skipped; loss scales 4194304 65536 131072"));
+  const auto caught = judge(property, dropping, sc);
+  INFO(caught.detail);
+  CHECK(std::isinf(caught.ratio));
+  CHECK_THAT(caught.detail, Contains("step 0 was taken at loss scale 4194304; GradScaler must skip it"));
+  // Without overflow the two are the same loop.
+  sc.loss_scale.init_scale = 1024;
+  CHECK(judge(property, dropping, sc).ratio <= 0.5);
+}
+
+TEST_CASE("a loss scale that does not follow GradScaler's state machine is caught", "[properties]") {
+  const auto made = mixed_precision();
+  const Property& property = *made;
+  Scenario sc = testing::mlp_scenario();
+  sc.precision = Precision::fp16;
+  sc.loss_scale = {1024, 2.0, 0.5, 2};
+  const reference::Oracle oracle(sc);
+  Trace trace = testing::Fp32Recipe().run(sc);
+  REQUIRE(property.check({oracle, trace, nullptr}).ratio <= 0.5);
+  trace.steps[1].loss_scale = 2048;  // grown after one taken step, with growth_interval 2
+  const auto caught = property.check({oracle, trace, nullptr});
+  CHECK(std::isinf(caught.ratio));
+  CHECK_THAT(caught.detail, Contains("step 1: loss scale 2048; GradScaler's is 1024"));
+}

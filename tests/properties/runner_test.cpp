@@ -102,6 +102,17 @@ TEST_CASE("a correct recipe that fails makes the run fail", "[runner]") {
   CHECK(report.exit_code() == ExitCode::property_failed);
 }
 
+TEST_CASE("a trace a property cannot judge fails its case instead of crashing the run", "[runner]") {
+  const PropertyOf refusing("refusing", "throws on every trace", [](const Scenario&) { return true; },
+                            [](const CaseContext&) -> CaseVerdict { throw std::invalid_argument("17 values, 3 expected"); });
+  const testing::Fp32Recipe correct;
+  const auto report = run_properties({&refusing}, {&correct}, scenarios(), options(2, 1));
+  const auto& r = row(report, "refusing", correct.name());
+  CHECK(r.verdict == Verdict::fail);
+  CHECK_THAT(r.worst_detail, Contains("the trace could not be judged: 17 values, 3 expected"));
+  CHECK(report.exit_code() == ExitCode::property_failed);
+}
+
 TEST_CASE("rows no case applies to are skipped", "[runner]") {
   const Harness h;
   const testing::UnsupportedRecipe unsupported;
@@ -172,4 +183,40 @@ TEST_CASE("a documented deviation is an expected failure for correct recipes and
   CHECK(report.exit_code() == ExitCode::ok);
   REQUIRE(report.case_ratios.at("fp32-accumulate").size() == 5);
   for (const auto& [index, ratio] : report.case_ratios.at("fp32-accumulate")) CHECK(ratio == 42.0);
+}
+
+TEST_CASE("under fp16 loss scaling a correct loop passes every property, and one that drops overflowing "
+          "micro-batches is caught",
+          "[runner]") {
+  auto range = whole_zoo();
+  range.precisions = {Precision::fp16};
+  const auto gen = scenarios(range);
+  // The generated loss scales overflow often: a good share of windows must be skipped.
+  int windows = 0, skipped = 0;
+  for (int i = 0; i < 40; ++i) {
+    const auto trace = testing::Fp32Recipe().run(gen(rc::Random(900 + i), rc::kNominalSize).value());
+    windows += static_cast<int>(trace.steps.size());
+    for (const auto& step : trace.steps) skipped += step.skipped;
+  }
+  INFO(skipped << " of " << windows << " windows skipped");
+  CHECK(skipped * 5 >= windows);
+  CHECK(skipped * 5 <= 4 * windows);
+
+  const auto properties = all_properties();
+  std::vector<const Property*> all;
+  for (const auto& p : properties) all.push_back(p.get());
+  const testing::Fp32Recipe correct;
+  const testing::Fp32DropOverflowingMicroBatch dropping;
+  const auto report = run_properties(all, {&correct, &dropping}, gen, options(40, 11));
+  for (const auto& r : report.rows) {
+    INFO(r.property << " / " << r.recipe << ": " << r.worst_detail);
+    if (r.recipe == correct.name()) {
+      CHECK((r.verdict == Verdict::pass || r.verdict == Verdict::expected_fail));
+      if (r.verdict == Verdict::pass) CHECK(r.worst_ratio <= 0.5);
+    }
+  }
+  const auto& caught = row(report, "mixed-precision", dropping.name());
+  INFO(caught.worst_detail);
+  CHECK(caught.verdict == Verdict::fail);
+  CHECK(std::isinf(caught.worst_ratio));
 }

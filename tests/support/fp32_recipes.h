@@ -8,6 +8,8 @@
 
 #include "core/recipe.h"
 #include "fixtures/fixtures.h"
+#include "reference/bounded.h"
+#include "reference/loss_scale.h"
 #include "reference/models.h"
 #include "reference/optimizers.h"
 #include "reference/number_types.h"
@@ -16,15 +18,17 @@ namespace gacc::testing {
 
 /// Accumulates micro-batch gradients in fp32, each micro-batch's summed loss divided by the
 /// window's loss elements, then clipping and one optimizer step (with the scheduled rate) in fp32:
-/// a correct recipe (with BatchNorm: ghost BatchNorm, as every accumulating recipe). `Broken`
-/// variants override one decision.
+/// a correct recipe (with BatchNorm: ghost BatchNorm, as every accumulating recipe). Under bf16 and
+/// fp16 autocast the oracle's model code rounds its ops' outputs to that format for real (to
+/// infinity beyond fp16's range), each micro-batch's weight gradients too; fp16 adds GradScaler in
+/// float: the backward scaled, one unscale, the whole step skipped on a non-finite gradient, the
+/// scale updated once per window. `Broken` variants override one decision.
 class Fp32Recipe : public Recipe {
  public:
   std::string name() const override { return "fp32-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
-  /// fp32, and bf16 autocast (the oracle's code rounds its ops' outputs to bf16 in float).
-  bool supports(const Scenario& sc) const override { return sc.world_size == 1 && sc.precision != Precision::fp16; }
+  bool supports(const Scenario& sc) const override { return sc.world_size == 1; }
 
   Trace run(const Scenario& sc) const override {
     const auto layout = fixtures::model_layout(sc.model);
@@ -32,34 +36,58 @@ class Fp32Recipe : public Recipe {
     const auto b = fixtures::initial_buffers(sc.model);
     std::vector<float> params(w.begin(), w.end()), buffers(b.begin(), b.end());
     reference::StateOf<float> state;
+    const bool scaled = sc.precision == Precision::fp16;
+    reference::LossScaleState scaler = reference::initial_loss_scale(sc.loss_scale);
     Trace trace;
     for (int s = 0; s < sc.steps; ++s) {
       std::vector<float> grad(params.size(), 0.0f);
       float loss = 0.0f;
       const int64_t window_elements = fixtures::window_loss_elements(sc, s);
+      const double loss_scale = scaled ? scaler.scale : 1.0;
       for (int k = 0; k < micro_batch_count(sc, s); ++k) {
         const auto micro = fixtures::micro_batch(sc, s, 0, k);
         reference::EvaluationOptions options;
         options.loss_elements = normalizer(micro.counted_targets(), window_elements);
-        const auto lg = reference::loss_and_gradient(sc, params, buffers, micro, options);
+        options.loss_scale = loss_scale;
+        auto lg = reference::loss_and_gradient(sc, params, buffers, micro, options);
         buffers = lg.buffers_after;
         if (zero_each_micro_batch()) std::fill(grad.begin(), grad.end(), 0.0f);
-        for (size_t i = 0; i < grad.size(); ++i) grad[i] += lg.grad[i];
+        const reference::LowPrecisionScope autocast(sc.precision == Precision::fp32 ? nullptr : &format_of(sc.precision));
+        bool finite = true;
+        for (size_t i = 0; i < grad.size(); ++i) {
+          if (lg.grad_low[i]) reference::round_low(lg.grad[i]);  // a low-precision product's output
+          finite = finite && std::isfinite(lg.grad[i]);
+        }
+        if (finite || !drop_overflowing_micro_batch()) {
+          for (size_t i = 0; i < grad.size(); ++i) grad[i] += lg.grad[i];
+        }
         loss += lg.loss;
       }
       StepRecord record;
-      const float norm = reference::global_norm(layout, grad);
-      reference::clip(sc, norm, grad);
-      record.grad.assign(grad.begin(), grad.end());
-      record.pre_clip_norm = norm;
       record.loss = loss;
       record.lr = reference::learning_rate<double>(sc, s);
-      reference::optimizer_step(sc, s, params, grad, state);
+      record.loss_scale = loss_scale;
+      const bool found_inf = std::any_of(grad.begin(), grad.end(), [](float g) { return !std::isfinite(g); });
+      if (scaled) {
+        const auto inverse = static_cast<float>(1.0 / loss_scale);
+        for (auto& g : grad) g *= inverse;
+      }
+      const float norm = reference::global_norm(layout, grad);
+      record.pre_clip_norm = norm;
+      if (found_inf) {
+        record.skipped = true;  // GradScaler: no optimizer step at all
+        record.grad.assign(grad.begin(), grad.end());
+      } else {
+        reference::clip(sc, norm, grad);
+        record.grad.assign(grad.begin(), grad.end());
+        reference::optimizer_step(sc, s, params, grad, state);
+        ++trace.counters.optimizer_steps;
+      }
+      if (scaled) scaler = reference::update_loss_scale(sc.loss_scale, scaler, found_inf);
       record.params_after.assign(params.begin(), params.end());
       for (const auto& [name, values] : state) record.optimizer_state[name].assign(values.begin(), values.end());
       record.buffers_after.assign(buffers.begin(), buffers.end());
       trace.steps.push_back(std::move(record));
-      ++trace.counters.optimizer_steps;
       if (sc.schedule.kind != ScheduleKind::constant) trace.counters.scheduler_steps += scheduler_steps_per_window();
     }
     return trace;
@@ -69,6 +97,9 @@ class Fp32Recipe : public Recipe {
   /// What a micro-batch's mean loss divides by. Correct: the whole window's loss elements.
   virtual int64_t normalizer(int64_t /*micro_elements*/, int64_t window_elements) const { return window_elements; }
   virtual bool zero_each_micro_batch() const { return false; }
+  /// Whether a micro-batch whose gradient overflowed is left out of the window. Correct: no (it
+  /// makes the window's gradient non-finite, and GradScaler skips the whole step).
+  virtual bool drop_overflowing_micro_batch() const { return false; }
   virtual int scheduler_steps_per_window() const { return 1; }
 };
 
@@ -100,6 +131,16 @@ class Fp32MiscountedScheduler final : public Fp32Recipe {
 
  protected:
   int scheduler_steps_per_window() const override { return 2; }
+};
+
+/// Broken! Drops a micro-batch whose fp16 gradient overflowed and steps on the rest of the window.
+class Fp32DropOverflowingMicroBatch final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "fp32-drop-overflowing-micro-batch"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
+
+ protected:
+  bool drop_overflowing_micro_batch() const override { return true; }
 };
 
 /// A pitfall no property can see: it is correct. The harness must report it as escaping.
