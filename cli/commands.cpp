@@ -261,7 +261,11 @@ nlohmann::json expectation_json(const reference::WindowExpectation& e) {
           {"buffers_after", e.buffers_after},
           {"buffers_after_tolerance", e.buffers_after_tolerance},
           {"loss_scale", e.loss_scale},
-          {"skipped", e.skipped}};
+          {"overflow", e.overflow == reference::Overflow::none        ? "none"
+                       : e.overflow == reference::Overflow::definite ? "definite"
+                                                                     : "ambiguous"},
+          {"skipped", e.skipped},
+          {"determined", e.determined}};
 }
 
 }  // namespace

@@ -13,7 +13,9 @@ std::vector<std::unique_ptr<Recipe>> all_recipes() {
                     pitfalls::partial_window_divided_by_k, pitfalls::clipping_per_micro_batch,
                     pitfalls::bf16_accumulation_buffer, pitfalls::scheduler_step_every_micro_batch,
                     pitfalls::adam_step_count_per_micro_batch, pitfalls::weight_decay_per_micro_batch,
-                    pitfalls::last_micro_batch_leaks, pitfalls::batch_norm_micro_batch_statistics}) {
+                    pitfalls::last_micro_batch_leaks, pitfalls::batch_norm_micro_batch_statistics,
+                    pitfalls::clipping_before_unscale, pitfalls::grad_scaler_every_micro_batch,
+                    pitfalls::overflowing_micro_batch_discarded, pitfalls::scaled_loss_reported}) {
     recipes.push_back(make());
   }
   return recipes;

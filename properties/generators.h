@@ -35,7 +35,8 @@ struct GeneratorRange {
   std::vector<Precision> precisions = {Precision::fp32};
 };
 
-/// Everything the oracle handles on one rank: fp32, and bf16 autocast.
+/// Everything the oracle handles on one rank: fp32, bf16 autocast, fp16 autocast with dynamic loss
+/// scaling.
 inline GeneratorRange whole_zoo() {
   return {{Architecture::linear, Architecture::mlp_tanh, Architecture::mlp_gelu, Architecture::mlp_layer_norm,
            Architecture::mlp_group_norm, Architecture::mlp_rms_norm, Architecture::mlp_batch_norm,
@@ -43,7 +44,7 @@ inline GeneratorRange whole_zoo() {
           {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw},
           true,
           true,
-          {Precision::fp32, Precision::bf16}};
+          {Precision::fp32, Precision::bf16, Precision::fp16}};
 }
 
 /// Model: dimensions small enough to judge thousands of cases.

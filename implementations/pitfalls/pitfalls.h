@@ -21,5 +21,9 @@ std::unique_ptr<Recipe> adam_step_count_per_micro_batch();
 std::unique_ptr<Recipe> weight_decay_per_micro_batch();
 std::unique_ptr<Recipe> last_micro_batch_leaks();
 std::unique_ptr<Recipe> batch_norm_micro_batch_statistics();
+std::unique_ptr<Recipe> clipping_before_unscale();
+std::unique_ptr<Recipe> grad_scaler_every_micro_batch();
+std::unique_ptr<Recipe> overflowing_micro_batch_discarded();
+std::unique_ptr<Recipe> scaled_loss_reported();
 
 }  // namespace gacc::pitfalls

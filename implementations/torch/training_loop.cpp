@@ -1,5 +1,7 @@
 #include "implementations/torch/training_loop.h"
 
+#include <optional>
+
 #include "fixtures/fixtures.h"
 #include "implementations/torch/autocast.h"
 
@@ -10,10 +12,7 @@ std::string TorchTrainingLoop::summary() const {
          "clip, one optimizer step, one scheduler step, one zero_grad per window";
 }
 
-bool TorchTrainingLoop::supports(const Scenario& scenario) const {
-  // fp16 needs dynamic loss scaling (a GradScaler), which this loop does not do yet.
-  return scenario.world_size == 1 && scenario.precision != Precision::fp16;
-}
+bool TorchTrainingLoop::supports(const Scenario& scenario) const { return scenario.world_size == 1; }
 
 Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   validate(scenario);
@@ -22,8 +21,13 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   model->train();
   auto optimizer = make_optimizer(scenario, model->ordered_parameters());
   auto schedule = make_schedule(scenario, *optimizer);
+  std::optional<GradScaler> scaler;
+  if (scenario.precision == Precision::fp16) {
+    const auto& spec = scenario.loss_scale;
+    scaler.emplace(GradScaler::Options{spec.init_scale, spec.growth_factor, spec.backoff_factor, spec.growth_interval});
+  }
   Trace trace;
-  LoopState state{scenario, model, *optimizer, schedule.get(), trace, 0, 0, 0, {}, {}};
+  LoopState state{scenario, model, *optimizer, schedule.get(), trace, 0, 0, 0, {}, {}, scaler ? &*scaler : nullptr};
   for (int s = 0; s < scenario.steps; ++s) {
     state.step = s;
     state.micro_count = micro_batch_count(scenario, s);
@@ -38,8 +42,7 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
         loss = micro_batch_loss(state, k, summed_loss(scenario, model->forward(batch.inputs), batch.targets),
                                 batch.loss_elements);
       }
-      loss.backward();
-      state.window_loss = state.window_loss + loss.detach();
+      state.window_loss = state.window_loss + backward(state, k, loss);
       ++trace.counters.micro_batches;
       after_backward(state, k);
     }
@@ -55,9 +58,15 @@ torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int, const t
   return summed / static_cast<double>(state.window_elements);
 }
 
+torch::Tensor TorchTrainingLoop::backward(LoopState& state, int, const torch::Tensor& loss) const {
+  (state.scaler ? state.scaler->scale(loss) : loss).backward();
+  return loss.detach();
+}
+
 void TorchTrainingLoop::after_backward(LoopState&, int) const {}
 
 void TorchTrainingLoop::end_window(LoopState& state) const {
+  if (state.scaler) state.scaler->unscale_(state.optimizer);  // clip the true gradient, not the scaled one
   optimizer_step(state, clip_gradients(state));
   schedule_step(state);
   zero_grad(state);
@@ -87,8 +96,14 @@ void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) c
   record.pre_clip_norm = pre_clip_norm;
   record.loss = state.window_loss.item<double>();
   record.lr = state.optimizer.param_groups().at(0).options().get_lr();
-  state.optimizer.step();
-  ++state.trace.counters.optimizer_steps;
+  if (state.scaler) {
+    record.loss_scale = state.scaler->get_scale();
+    record.skipped = !state.scaler->step(state.optimizer);
+    state.scaler->update();
+  } else {
+    state.optimizer.step();
+  }
+  if (!record.skipped) ++state.trace.counters.optimizer_steps;
   record.params_after = flatten(params);
   record.optimizer_state = read_optimizer_state(state.scenario, state.optimizer, params);
   record.buffers_after = flatten(state.model->ordered_buffers());

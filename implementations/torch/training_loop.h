@@ -9,6 +9,7 @@
 #include <torch/torch.h>
 
 #include "core/recipe.h"
+#include "implementations/torch/grad_scaler.h"
 #include "implementations/torch/schedules.h"
 #include "implementations/torch/zoo_model.h"
 
@@ -28,12 +29,17 @@ struct LoopState {
   /// Tensors a loop keeps across micro-batches and windows (its own gradient buffers), one per
   /// parameter when used.
   std::vector<torch::Tensor> buffers;
+  /// Dynamic loss scaling under fp16; null otherwise.
+  GradScaler* scaler = nullptr;
 };
 
 /// Accumulate gradients over the window's micro-batches, each micro-batch's summed loss divided by
 /// the whole window's loss elements (mean and token-mean losses: right for uneven sizes, partial
 /// windows and micro-batches without a counted token), then clipping, one optimizer step, one
-/// scheduler step and one zero_grad per window.
+/// scheduler step and one zero_grad per window. Under bf16 and fp16 the forward pass and the loss
+/// run under CPU autocast with fp32 parameters and gradients; fp16 adds dynamic loss scaling
+/// (GradScaler): every backward scaled, one unscale before clipping, the step skipped on a
+/// non-finite gradient, one update per window.
 class TorchTrainingLoop : public Recipe {
  public:
   std::string name() const override { return "torch-accumulate"; }
@@ -51,16 +57,21 @@ class TorchTrainingLoop : public Recipe {
   /// reduction: as it is).
   virtual torch::Tensor micro_batch_loss(LoopState& state, int micro, const torch::Tensor& summed,
                                          int64_t micro_elements) const;
+  /// Backward for micro-batch `micro` on the `loss` micro_batch_loss gave; returns what the loop
+  /// records as that micro-batch's share of the window's loss. Correct: backward on the scaled
+  /// loss under fp16 (on the loss otherwise); records the loss itself, unscaled.
+  virtual torch::Tensor backward(LoopState& state, int micro, const torch::Tensor& loss) const;
   /// After micro-batch `micro`'s backward. Correct: nothing (gradients accumulate in .grad).
   virtual void after_backward(LoopState& state, int micro) const;
-  /// After the window's last backward. Correct: clip, one optimizer step, one scheduler step,
-  /// then zero_grad.
+  /// After the window's last backward. Correct: unscale (fp16), clip, one optimizer step, one
+  /// scheduler step, then zero_grad.
   virtual void end_window(LoopState& state) const;
 
   /// Clips as the scenario says and returns the pre-clip global norm.
   double clip_gradients(LoopState& state) const;
-  /// optimizer.step(), recording what the optimizer was handed (after clipping; `pre_clip_norm`)
-  /// and what it did.
+  /// optimizer.step() — under fp16 scaler.step() and scaler.update(), which skip the step on a
+  /// non-finite gradient — recording what the optimizer was handed (after clipping;
+  /// `pre_clip_norm`), the loss scale in force, and what it did.
   void optimizer_step(LoopState& state, double pre_clip_norm) const;
   /// scheduler.step(), counted.
   void schedule_step(LoopState& state) const;

@@ -27,7 +27,7 @@ PY
 "$python" - "$dir/pitfalls.json" <<'PY'
 import json, sys
 pitfalls = json.load(open(sys.argv[1]))
-assert len(pitfalls) >= 12, len(pitfalls)
+assert len(pitfalls) >= 16, len(pitfalls)
 for p in pitfalls:
     assert set(p) >= {"pitfall", "caught_by", "min_ratio", "reference"}, p.keys()
     assert p["reference"], p["pitfall"]

@@ -4,6 +4,7 @@
 #include "implementations/torch/training_loop.h"
 #include "properties/generators.h"
 #include "properties/runner.h"
+#include "reference/oracle.h"
 #include "tests/support/scenarios.h"
 
 using namespace gacc;
@@ -80,4 +81,25 @@ TEST_CASE("the loop refuses what it does not support", "[torch]") {
   sc.world_size = 2;
   CHECK_FALSE(torch_recipes::TorchTrainingLoop().supports(sc));
   CHECK(torch_recipes::TorchTrainingLoop().supports(testing::mlp_scenario()));
+}
+
+TEST_CASE("under fp16 the loop skips the windows GradScaler must skip, and only those", "[torch]") {
+  Scenario sc = testing::mlp_scenario();
+  sc.precision = Precision::fp16;
+  sc.loss_scale = {0x1p22, 2.0, 1.0 / 64, 1};  // overflows at first; 2^16 and 2^17 do not
+  const auto trace = torch_recipes::TorchTrainingLoop().run(sc);
+  const reference::Oracle oracle(sc);
+  REQUIRE(trace.steps.size() == 3);
+  for (size_t s = 0; s < trace.steps.size(); ++s) {
+    INFO("step " << s);
+    CHECK(oracle.trajectory()[s].determined);
+    CHECK(trace.steps[s].skipped == oracle.trajectory()[s].skipped);
+    CHECK(trace.steps[s].loss_scale == oracle.trajectory()[s].loss_scale);
+  }
+  CHECK(trace.steps[0].skipped);
+  CHECK(trace.steps[0].params_after == std::vector<double>(oracle.initial_params()));
+  CHECK_FALSE(trace.steps[1].skipped);
+  CHECK(trace.steps[2].loss_scale == 131072.0);
+  CHECK(trace.counters.optimizer_steps == 2);  // GradScaler never called optimizer.step() on the skipped one
+  CHECK(trace.counters.zero_grads == 3);
 }
