@@ -264,8 +264,7 @@ nlohmann::json expectation_json(const reference::WindowExpectation& e) {
           {"overflow", e.overflow == reference::Overflow::none        ? "none"
                        : e.overflow == reference::Overflow::definite ? "definite"
                                                                      : "ambiguous"},
-          {"skipped", e.skipped},
-          {"determined", e.determined}};
+          {"skipped", e.skipped}};
 }
 
 }  // namespace

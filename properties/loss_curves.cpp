@@ -162,6 +162,13 @@ Scenario curve_scenario(const Recipe& recipe) {
   for (int64_t i = 0; i < total_examples(lm); ++i) lm.data.sequence_lengths.push_back((i * 5 + 3) % 9);
   validate(lm);
   if (recipe.supports(lm)) return lm;
+  // The fp16 pitfalls: the same model under dynamic loss scaling that grows every third step, so
+  // that the scale climbs into overflow and backs off within the run.
+  Scenario lm16 = lm;
+  lm16.precision = Precision::fp16;
+  lm16.loss_scale = {65536.0, 2.0, 0.5, 3};
+  validate(lm16);
+  if (recipe.supports(lm16)) return lm16;
   Scenario bn = sc;
   bn.model.arch = Architecture::mlp_batch_norm;
   bn.model.input_dim = 4;
@@ -227,8 +234,9 @@ std::vector<std::string> write_loss_curves(const std::string& directory,
     std::vector<Curve> curves = {large_batch_curve(sc)};
     if (correct && correct->supports(sc)) curves.push_back(true_loss_curve(*correct, sc));
     curves.push_back(true_loss_curve(*r, sc));
-    const std::string subtitle =
-        to_string(sc.model.arch) + ", K = 4 uneven, " + std::to_string(sc.steps) + " steps: " + r->summary();
+    const std::string subtitle = to_string(sc.model.arch) +
+                                 (sc.precision == Precision::fp32 ? "" : " in " + to_string(sc.precision)) +
+                                 ", K = 4 uneven, " + std::to_string(sc.steps) + " steps: " + r->summary();
     const std::string path = (std::filesystem::path(directory) / (r->name() + ".svg")).string();
     write_file_atomically(path, svg_plot(r->name(), subtitle, curves));
     written.push_back(path);

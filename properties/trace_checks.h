@@ -26,9 +26,12 @@ class Judgement {
   void scalar(const std::string& what, double observed, double expected, double tolerance);
   /// A failure that is not a numeric deviation (ratio +inf).
   void structural(const std::string& why);
-  /// Step `step` was not judged: whether fp16 overflow skips it is within the bound (Note
-  /// [overflow]); the verdict says so.
-  void undetermined(int step);
+  /// At step `step` fp16 overflow is within the bound (Note [overflow]): skipping and taking the
+  /// step are both correct, and the recipe's choice was judged. The verdict says so.
+  void free_choice(int step);
+  /// Along the trajectory, the recipe left the oracle's path at `step` by skipping a step whose
+  /// overflow is ambiguous (the path takes it): trajectory comparisons end there. The verdict says so.
+  void left_trajectory(int step);
 
   bool failed_structurally() const { return structural_; }
   CaseVerdict verdict() const;
@@ -41,7 +44,8 @@ class Judgement {
   std::string detail_;
   bool structural_ = false;
   bool any_ = false;
-  std::vector<int> undetermined_;
+  std::vector<int> free_choices_;
+  int left_trajectory_ = -1;
 };
 
 /// The trace has one step per window, vectors of the model's size, and finite values; a loss scale
@@ -55,11 +59,17 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
 const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
                                                       const Trace& trace, int step);
 
-/// Whether the recipe's step can be compared with `expected`: the oracle knows whether fp16
-/// overflow skips it (otherwise the step is noted as undetermined), and the recipe skipped it
-/// exactly when GradScaler must (otherwise a structural failure). Always true without fp16.
-bool same_skip_decision(const reference::WindowExpectation& expected, const StepRecord& observed,
-                        const std::string& at, Judgement& judgement);
+/// How the recipe's step is judged against `expected` (Note [overflow]).
+enum class StepDecision {
+  taken,     ///< compare the gradient and the step
+  skipped,   ///< compare nothing of the gradient; the step must leave parameters and state untouched
+  mismatch,  ///< the recipe skipped a step GradScaler takes, or took one it skips: a structural failure
+};
+
+/// The recipe skipped the step exactly when GradScaler must; where overflow is ambiguous either
+/// choice is right (noted as a free choice). Without fp16 always `taken`.
+StepDecision skip_decision(const reference::WindowExpectation& expected, const StepRecord& observed,
+                           const std::string& at, Judgement& judgement);
 
 /// Gradient handed to the optimizer, its pre-clip norm and the window's loss, against the
 /// large-batch window from the recipe's own parameters (a skipped step: its loss only).
@@ -73,7 +83,8 @@ void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgem
 void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
 /// Parameters after the step against large-batch training from the initial weights, with the
-/// bound carried along the whole trajectory (where fp16 overflow leaves it determined).
+/// bound carried along the whole trajectory — while the recipe is on the oracle's path (under fp16
+/// it may leave it by skipping a step whose overflow is ambiguous).
 void check_trajectory(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
 /// GradScaler's state machine over the recipe's own skip decisions: the first window runs at

@@ -37,14 +37,12 @@ struct WindowExpectation {
   /// Loss scale in force for the window (fp16 under dynamic loss scaling; 1 otherwise).
   double loss_scale = 1.0;
   /// Whether the window's fp16 gradients overflow at that scale in any micro-batch (Note [overflow],
-  /// reference/bounded.h); `skipped` when definite: GradScaler skips the whole step, so the
-  /// parameters and optimizer state after it are those before it (tolerance 0), and `grad` is
-  /// empty and `norm` NaN (there is no gradient to hand to the optimizer).
+  /// reference/bounded.h). `skipped` when definite: GradScaler skips the whole step, so the
+  /// parameters and optimizer state after it are those before it (tolerance 0), `grad` is empty and
+  /// `norm` NaN (there is no gradient to hand to the optimizer). When ambiguous, an implementation
+  /// within the bound may skip or take the step; the values here are those of the step taken.
   Overflow overflow = Overflow::none;
   bool skipped = false;
-  /// False where the oracle cannot say what an implementation does at this step: fp16 overflow is
-  /// ambiguous here (or, along the trajectory, at an earlier step, which fixes the path).
-  bool determined = true;
 };
 
 struct OracleOptions {
@@ -75,6 +73,7 @@ class Oracle {
 
   /// Large-batch training from the initial weights, one entry per step. Bounds are carried along
   /// the trajectory: entry s bounds an implementation that has made s steps of rounding errors.
+  /// Under fp16 the path takes every step whose overflow is ambiguous.
   const std::vector<WindowExpectation>& trajectory() const { return trajectory_; }
 
   /// The large-batch step `step` taken from `params`, optimizer `state` and `buffers` (a recipe's

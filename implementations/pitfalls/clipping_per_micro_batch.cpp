@@ -26,8 +26,11 @@ class ClippingPerMicroBatch final : public PitfallLoop {
              "torch.nn.utils.clip_grad_norm_(params, max_norm)  # once, on the whole window\n"
              "optimizer.step()"}) {}
 
+  // Under fp16 the partial sums are scaled, and GradScaler refuses a second unscale_ before update:
+  // this bug has no fp16 form of its own (clipping scaled gradients is clipping-before-unscale).
   bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.clipping.kind != ClippingKind::none;
+    return TorchTrainingLoop::supports(scenario) && scenario.clipping.kind != ClippingKind::none &&
+           scenario.precision != Precision::fp16;
   }
 
  protected:

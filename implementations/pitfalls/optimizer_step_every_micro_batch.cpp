@@ -28,6 +28,7 @@ class OptimizerStepEveryMicroBatch final : public PitfallLoop {
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int) const override {
+    unscale_gradients(state);
     optimizer_step(state, clip_gradients(state));  // Broken! inside the micro-batch loop
     zero_grad(state);
   }

@@ -33,6 +33,7 @@ class SchedulerStepEveryMicroBatch final : public PitfallLoop {
     schedule_step(state);  // Broken! once per micro-batch
   }
   void end_window(torch_recipes::LoopState& state) const override {
+    unscale_gradients(state);
     optimizer_step(state, clip_gradients(state));
     zero_grad(state);
   }

@@ -66,10 +66,14 @@ torch::Tensor TorchTrainingLoop::backward(LoopState& state, int, const torch::Te
 void TorchTrainingLoop::after_backward(LoopState&, int) const {}
 
 void TorchTrainingLoop::end_window(LoopState& state) const {
-  if (state.scaler) state.scaler->unscale_(state.optimizer);  // clip the true gradient, not the scaled one
+  unscale_gradients(state);  // clip the true gradient, not the scaled one
   optimizer_step(state, clip_gradients(state));
   schedule_step(state);
   zero_grad(state);
+}
+
+void TorchTrainingLoop::unscale_gradients(LoopState& state) const {
+  if (state.scaler) state.scaler->unscale_(state.optimizer);
 }
 
 double TorchTrainingLoop::clip_gradients(LoopState& state) const {

@@ -67,6 +67,9 @@ class TorchTrainingLoop : public Recipe {
   /// scheduler step, then zero_grad.
   virtual void end_window(LoopState& state) const;
 
+  /// Under fp16, GradScaler's unscale_ of the accumulated gradients (once per step, before anything
+  /// reads or clips them); nothing otherwise.
+  void unscale_gradients(LoopState& state) const;
   /// Clips as the scenario says and returns the pre-clip global norm.
   double clip_gradients(LoopState& state) const;
   /// optimizer.step() — under fp16 scaler.step() and scaler.update(), which skip the step on a
