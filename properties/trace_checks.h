@@ -95,10 +95,10 @@ void check_loss_scales(const reference::Oracle& oracle, const Trace& trace, Judg
 
 /// Two runs of one scenario (say, two splits of it) against each other: step 0's gradient and
 /// loss, then parameters, optimizer state and buffers at every step. Each run may be off the truth
-/// by its tolerance, so they may differ by twice it. Under fp16 the runs are compared up to the
-/// first step one skips and the other takes: which weight gradients overflow legitimately depends
-/// on the split (a micro-batch's partial sum is smaller than the window's), and property 7 judges
-/// each run's decisions on its own. Requires check_structure on both.
+/// by its tolerance, so they may differ by twice it. Under fp16 the runs are compared while both
+/// follow the oracle's trajectory (the same skipped steps and loss scales): which weight gradients
+/// overflow legitimately depends on the split (a micro-batch's partial sum is smaller than the
+/// window's), and property 7 judges each run's decisions on its own. Requires check_structure on both.
 void check_same_run(const reference::Oracle& oracle, const Trace& a, const Trace& b, const std::string& what,
                     Judgement& judgement);
 
