@@ -4,10 +4,9 @@
 
 #include <cstdint>
 #include <map>
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 namespace gacc {
 
@@ -40,18 +39,26 @@ struct StepRecord {
 
 /// How often the recipe did each thing, over the whole scenario.
 struct Counters {
-  int64_t micro_batches = 0;    ///< forward/backward passes
-  int64_t optimizer_steps = 0;  ///< optimizer.step() calls
-  int64_t zero_grads = 0;       ///< zero_grad() calls
-  int64_t all_reduces = 0;      ///< gradient collectives
-  int64_t scheduler_steps = 0;  ///< LR scheduler steps
+  int64_t micro_batches = 0;         ///< forward/backward passes
+  int64_t optimizer_steps = 0;       ///< optimizer.step() calls
+  int64_t zero_grads = 0;            ///< zero_grad() calls
+  int64_t all_reduces = 0;           ///< gradient collectives
+  int64_t scheduler_steps = 0;       ///< LR scheduler steps
+  int64_t all_reduce_bytes = 0;      ///< payload of the gradient collectives, as one rank sends it
+  int64_t metadata_collectives = 0;  ///< collectives of counts and flags (token counts, found_inf)
 };
 
 struct Trace {
   std::vector<StepRecord> steps;
   Counters counters;
+  /// Data parallel: where another rank's parameters, optimizer state or buffers differ from rank
+  /// 0's (the trace is rank 0's); empty when every replica agrees, and on one rank.
+  std::string replica_divergence;
 };
 
 nlohmann::json to_json(const Trace& trace);
+/// The inverse of to_json (null reads back as NaN: JSON has no non-finite numbers). Throws
+/// InputError naming the key on anything else.
+Trace trace_from_json(const nlohmann::json& json);
 
 }  // namespace gacc

@@ -33,8 +33,8 @@ class AdamStepCountPerMicroBatch final : public PitfallLoop {
              "if last_micro_batch_of_window:\n"
              "    optimizer.step()   # t += 1 here, and nowhere else"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.optimizer.kind != OptimizerKind::sgd;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.optimizer.kind != OptimizerKind::sgd;
   }
 
  protected:

@@ -27,9 +27,7 @@ class BatchNormMicroBatchStatistics final : public PitfallLoop {
              "model = replace_batch_norm(model, nn.LayerNorm or nn.GroupNorm)   # per-example normalization\n"
              "# or SyncBatchNorm over the whole window, or accept ghost-batch semantics knowingly"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && is_batch_coupled(scenario.model);
-  }
+  bool accepts(const Scenario& scenario) const override { return is_batch_coupled(scenario.model); }
 };
 
 }  // namespace

@@ -15,7 +15,8 @@ class ClippingBeforeUnscale final : public PitfallLoop {
   ClippingBeforeUnscale()
       : PitfallLoop(
             {"clipping-before-unscale",
-             "under fp16 loss scaling, the window's gradient clipped while still multiplied by the loss scale",
+             "under fp16 loss scaling, the window's gradient clipped while still multiplied by the loss "
+             "scale",
              "pytorch/examples issue 1196; rwth-i6/returnn issue 1590",
              "The accumulated gradients are clipped before GradScaler unscales them, so clip_grad_norm_ "
              "measures the scaled norm (65536 times the true one, say) and shrinks the gradient to max_norm "
@@ -29,9 +30,8 @@ class ClippingBeforeUnscale final : public PitfallLoop {
              "scaler.step(optimizer)                            # knows it is unscaled already\n"
              "scaler.update()"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.precision == Precision::fp16 &&
-           scenario.clipping.kind != ClippingKind::none;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.precision == Precision::fp16 && scenario.clipping.kind != ClippingKind::none;
   }
 
  protected:

@@ -28,9 +28,8 @@ class ClippingPerMicroBatch final : public PitfallLoop {
 
   // Under fp16 the partial sums are scaled, and GradScaler refuses a second unscale_ before update:
   // this bug has no fp16 form of its own (clipping scaled gradients is clipping-before-unscale).
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.clipping.kind != ClippingKind::none &&
-           scenario.precision != Precision::fp16;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.clipping.kind != ClippingKind::none && scenario.precision != Precision::fp16;
   }
 
  protected:

@@ -3,7 +3,8 @@
 // Reported in: pytorch/pytorch PR 36601 (the AMP gradient-accumulation example, written because
 // NVIDIA/apex issue 439 showed users unscaling and updating in iterations that do not step).
 //
-// The bug and its fix, as `gacc explain grad-scaler-every-micro-batch` prints them, are the description below.
+// The bug and its fix, as `gacc explain grad-scaler-every-micro-batch` prints them, are the description
+// below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"
@@ -16,9 +17,11 @@ class GradScalerEveryMicroBatch final : public PitfallLoop {
   GradScalerEveryMicroBatch()
       : PitfallLoop(
             {"grad-scaler-every-micro-batch",
-             "under fp16, GradScaler's unscale_() and update() after every micro-batch instead of once per step",
+             "under fp16, GradScaler's unscale_() and update() after every micro-batch instead of once per "
+             "step",
              "pytorch/pytorch PR 36601; NVIDIA/apex issue 439",
-             "After each backward the loop calls scaler.unscale_(optimizer) (to log or clip the gradient) and "
+             "After each backward the loop calls scaler.unscale_(optimizer) (to log or clip the gradient) "
+             "and "
              "scaler.update(). But .grad holds the running sum of the window: every unscale_ divides the "
              "micro-batches accumulated so far by the scale again, so the first micro-batch's share ends up "
              "divided by the scale K + 1 times and the last one's twice; and the scale itself is backed off "
@@ -30,9 +33,7 @@ class GradScalerEveryMicroBatch final : public PitfallLoop {
              "scaler.step(optimizer)\n"
              "scaler.update()                 # once per optimizer step"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.precision == Precision::fp16;
-  }
+  bool accepts(const Scenario& scenario) const override { return scenario.precision == Precision::fp16; }
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int) const override {
@@ -43,6 +44,8 @@ class GradScalerEveryMicroBatch final : public PitfallLoop {
 
 }  // namespace
 
-std::unique_ptr<Recipe> grad_scaler_every_micro_batch() { return std::make_unique<GradScalerEveryMicroBatch>(); }
+std::unique_ptr<Recipe> grad_scaler_every_micro_batch() {
+  return std::make_unique<GradScalerEveryMicroBatch>();
+}
 
 }  // namespace gacc::pitfalls

@@ -23,7 +23,8 @@ class OverflowingMicroBatchDiscarded final : public PitfallLoop {
              "mflux-community/mflux PR 447",
              "After each backward the loop checks the gradient; when a micro-batch overflowed it clears the "
              "accumulated gradient and carries on, and the window boundary still steps on the micro-batches "
-             "that came after — a gradient of part of the window, divided as if it were all of it. GradScaler "
+             "that came after — a gradient of part of the window, divided as if it were all of it. "
+             "GradScaler "
              "never sees the overflow, so the loss scale is never backed off and the same micro-batches keep "
              "overflowing. Under dynamic loss scaling an overflow anywhere in the window skips the whole "
              "step and backs the scale off once.",
@@ -34,9 +35,7 @@ class OverflowingMicroBatchDiscarded final : public PitfallLoop {
              "scaler.step(optimizer)     # skips the whole step when any gradient is not finite\n"
              "scaler.update()            # and backs the scale off once"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.precision == Precision::fp16;
-  }
+  bool accepts(const Scenario& scenario) const override { return scenario.precision == Precision::fp16; }
 
  protected:
   void after_backward(torch_recipes::LoopState& state, int) const override {

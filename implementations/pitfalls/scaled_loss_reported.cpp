@@ -28,9 +28,7 @@ class ScaledLossReported final : public PitfallLoop {
              "scaled.backward()\n"
              "window_loss += loss.detach()     # the unscaled loss, never `scaled`"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.precision == Precision::fp16;
-  }
+  bool accepts(const Scenario& scenario) const override { return scenario.precision == Precision::fp16; }
 
  protected:
   torch::Tensor backward(torch_recipes::LoopState& state, int, const torch::Tensor& loss) const override {

@@ -24,8 +24,8 @@ class SchedulerStepEveryMicroBatch final : public PitfallLoop {
                      "scheduler.step()        # next to optimizer.step(), once per window\n"
                      "optimizer.zero_grad()"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.schedule.kind != ScheduleKind::constant;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.schedule.kind != ScheduleKind::constant;
   }
 
  protected:

@@ -29,8 +29,8 @@ class TokenMeanOfMeans final : public PitfallLoop {
              "    loss = cross_entropy(logits, targets, ignore_index=-100, reduction='sum') / tokens\n"
              "    loss.backward()"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.loss.reduction == Reduction::token_mean;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.loss.reduction == Reduction::token_mean;
   }
 
  protected:

@@ -23,9 +23,8 @@ class WeightDecayPerMicroBatch final : public PitfallLoop {
                      "if last_micro_batch_of_window:\n"
                      "    optimizer.step()   # p *= 1 - lr * weight_decay, once"}) {}
 
-  bool supports(const Scenario& scenario) const override {
-    return TorchTrainingLoop::supports(scenario) && scenario.optimizer.kind == OptimizerKind::adamw &&
-           scenario.optimizer.weight_decay > 0.0;
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.optimizer.kind == OptimizerKind::adamw && scenario.optimizer.weight_decay > 0.0;
   }
 
  protected:

@@ -14,7 +14,8 @@ GradScaler::GradScaler(Options options) : options_(options) {
                                 std::to_string(options.init_scale));
   }
   if (!(options.growth_factor > 1.0) || !std::isfinite(options.growth_factor)) {
-    throw std::invalid_argument("GradScaler: growth_factor must be > 1, not " + std::to_string(options.growth_factor));
+    throw std::invalid_argument("GradScaler: growth_factor must be > 1, not " +
+                                std::to_string(options.growth_factor));
   }
   if (!(options.backoff_factor > 0.0 && options.backoff_factor < 1.0)) {
     throw std::invalid_argument("GradScaler: backoff_factor must be in (0, 1), not " +
@@ -33,9 +34,11 @@ torch::Tensor GradScaler::scale(const torch::Tensor& loss) const { return loss *
 void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
   auto& state = per_optimizer_[&optimizer];
   if (state.stage == Stage::unscaled) {
-    throw std::logic_error("GradScaler: unscale_() has already been called on this optimizer since the last update()");
+    throw std::logic_error(
+        "GradScaler: unscale_() has already been called on this optimizer since the last update()");
   }
-  if (state.stage == Stage::stepped) throw std::logic_error("GradScaler: unscale_() is being called after step()");
+  if (state.stage == Stage::stepped)
+    throw std::logic_error("GradScaler: unscale_() is being called after step()");
   // PyTorch takes the reciprocal in double and rounds it to fp32.
   const torch::Tensor inverse = scale_.to(torch::kFloat64).reciprocal().to(torch::kFloat32);
   state.found_inf = torch::zeros({}, torch::kFloat32);
@@ -46,13 +49,15 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
       const auto& grad = param.grad();
       if (!grad.defined()) continue;
       if (grad.scalar_type() == torch::kFloat16) {
-        throw std::logic_error("GradScaler: attempting to unscale fp16 gradients (keep the parameters in fp32)");
+        throw std::logic_error(
+            "GradScaler: attempting to unscale fp16 gradients (keep the parameters in fp32)");
       }
       groups[{grad.device().str(), grad.scalar_type()}].push_back(grad);
     }
   }
   for (auto& [key, grads] : groups) {
-    torch::Tensor found = torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(grads.front().device()));
+    torch::Tensor found =
+        torch::zeros({}, torch::TensorOptions().dtype(torch::kFloat32).device(grads.front().device()));
     at::_amp_foreach_non_finite_check_and_unscale_(grads, found, inverse.to(grads.front().device()));
     state.found_inf = state.found_inf + found.to(torch::kCPU);
   }
@@ -61,7 +66,8 @@ void GradScaler::unscale_(torch::optim::Optimizer& optimizer) {
 
 bool GradScaler::step(torch::optim::Optimizer& optimizer) {
   auto& state = per_optimizer_[&optimizer];
-  if (state.stage == Stage::stepped) throw std::logic_error("GradScaler: step() has already been called since the last update()");
+  if (state.stage == Stage::stepped)
+    throw std::logic_error("GradScaler: step() has already been called since the last update()");
   if (state.stage == Stage::ready) unscale_(optimizer);
   const bool stepped = state.found_inf.item<float>() == 0.0f;
   if (stepped) optimizer.step();
@@ -75,7 +81,8 @@ void GradScaler::update() {
     if (!state.found_inf.defined()) continue;
     found_inf = found_inf.defined() ? found_inf + state.found_inf : state.found_inf.clone();
   }
-  if (!found_inf.defined()) throw std::logic_error("GradScaler: no inf checks were recorded prior to update()");
+  if (!found_inf.defined())
+    throw std::logic_error("GradScaler: no inf checks were recorded prior to update()");
   at::_amp_update_scale_(scale_, growth_tracker_, found_inf, options_.growth_factor, options_.backoff_factor,
                          options_.growth_interval);
   per_optimizer_.clear();

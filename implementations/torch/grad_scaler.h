@@ -14,10 +14,10 @@
 /// (PyTorch PR 36601); the scaler refuses the misuses PyTorch refuses (a second unscale_ or step
 /// before update, update with nothing recorded, fp16 gradients) with std::logic_error.
 
+#include <torch/torch.h>
+
 #include <cstdint>
 #include <unordered_map>
-
-#include <torch/torch.h>
 
 namespace gacc::torch_recipes {
 

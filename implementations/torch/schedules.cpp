@@ -5,7 +5,9 @@
 namespace gacc::torch_recipes {
 namespace {
 
-double current_lr(torch::optim::Optimizer& optimizer) { return optimizer.param_groups().at(0).options().get_lr(); }
+double current_lr(torch::optim::Optimizer& optimizer) {
+  return optimizer.param_groups().at(0).options().get_lr();
+}
 
 void set_lr(torch::optim::Optimizer& optimizer, double lr) {
   for (auto& group : optimizer.param_groups()) group.options().set_lr(lr);
@@ -16,7 +18,8 @@ void set_lr(torch::optim::Optimizer& optimizer, double lr) {
 /// scheduler step Python takes at construction. gacc follows PyTorch's documented semantics.)
 class StepSchedule final : public Schedule {
  public:
-  StepSchedule(torch::optim::Optimizer& optimizer, const ScheduleSpec& spec) : optimizer_(optimizer), spec_(spec) {}
+  StepSchedule(torch::optim::Optimizer& optimizer, const ScheduleSpec& spec)
+      : optimizer_(optimizer), spec_(spec) {}
   void step() override {
     ++epoch_;
     if (epoch_ % spec_.step_size == 0) set_lr(optimizer_, current_lr(optimizer_) * spec_.gamma);
@@ -32,7 +35,8 @@ class StepSchedule final : public Schedule {
 /// (total * start + (epoch - 1) (end - start)) for 0 < epoch <= total.
 class LinearWarmup final : public Schedule {
  public:
-  LinearWarmup(torch::optim::Optimizer& optimizer, const ScheduleSpec& spec) : optimizer_(optimizer), spec_(spec) {
+  LinearWarmup(torch::optim::Optimizer& optimizer, const ScheduleSpec& spec)
+      : optimizer_(optimizer), spec_(spec) {
     set_lr(optimizer_, current_lr(optimizer_) * spec_.start_factor);
   }
   void step() override {

@@ -4,9 +4,9 @@
 /// (torch.optim.lr_scheduler's StepLR, LinearLR and CosineAnnealingLR), independently of the
 /// oracle's closed forms. LibTorch ships only StepLR, and its StepLR lags PyTorch's by one step.
 
-#include <memory>
-
 #include <torch/torch.h>
+
+#include <memory>
 
 #include "core/scenario.h"
 

@@ -1,6 +1,7 @@
 #include "implementations/torch/training_loop.h"
 
 #include <optional>
+#include <stdexcept>
 
 #include "fixtures/fixtures.h"
 #include "implementations/torch/autocast.h"
@@ -12,10 +13,27 @@ std::string TorchTrainingLoop::summary() const {
          "clip, one optimizer step, one scheduler step, one zero_grad per window";
 }
 
-bool TorchTrainingLoop::supports(const Scenario& scenario) const { return scenario.world_size == 1; }
+bool TorchTrainingLoop::supports(const Scenario& scenario) const {
+  return scenario.world_size == 1 && accepts(scenario);
+}
+
+bool TorchTrainingLoop::accepts(const Scenario&) const { return true; }
 
 Trace TorchTrainingLoop::run(const Scenario& scenario) const {
+  if (scenario.world_size != 1) {
+    throw std::invalid_argument(name() + " runs on one rank; world_size " +
+                                std::to_string(scenario.world_size) + " needs a process group (run_rank)");
+  }
+  return run_rank(scenario, nullptr);
+}
+
+Trace TorchTrainingLoop::run_rank(const Scenario& scenario, Collectives* collectives) const {
   validate(scenario);
+  const int rank = collectives ? collectives->rank() : 0;
+  if (collectives && collectives->world() != scenario.world_size) {
+    throw std::invalid_argument("a process group of " + std::to_string(collectives->world()) +
+                                " ranks for a scenario of world_size " + std::to_string(scenario.world_size));
+  }
   const auto dtype = torch::kFloat32;
   ZooModel model(scenario.model, dtype, fixtures::initial_weights(scenario.model, scenario.precision));
   model->train();
@@ -24,18 +42,27 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   std::optional<GradScaler> scaler;
   if (scenario.precision == Precision::fp16) {
     const auto& spec = scenario.loss_scale;
-    scaler.emplace(GradScaler::Options{spec.init_scale, spec.growth_factor, spec.backoff_factor, spec.growth_interval});
+    scaler.emplace(
+        GradScaler::Options{spec.init_scale, spec.growth_factor, spec.backoff_factor, spec.growth_interval});
   }
   Trace trace;
-  LoopState state{scenario, model, *optimizer, schedule.get(), trace, 0, 0, 0, {}, {}, scaler ? &*scaler : nullptr};
+  LoopState state{
+      scenario,    model, *optimizer, schedule.get(), trace, 0, 0, 0, {}, {}, scaler ? &*scaler : nullptr,
+      collectives, rank};
   for (int s = 0; s < scenario.steps; ++s) {
     state.step = s;
     state.micro_count = micro_batch_count(scenario, s);
-    state.window_elements = fixtures::window_loss_elements(scenario, s);
+    std::vector<BatchTensors> batches;
+    int64_t local_elements = 0;
+    for (int k = 0; k < state.micro_count; ++k) {
+      batches.push_back(to_tensors(fixtures::micro_batch(scenario, s, rank, k), dtype));
+      local_elements += batches.back().loss_elements;
+    }
+    state.window_elements = window_loss_elements(state, local_elements);
     state.window_loss = torch::zeros({}, dtype);
     for (int k = 0; k < state.micro_count; ++k) {
       begin_micro_batch(state, k);
-      const auto batch = to_tensors(fixtures::micro_batch(scenario, s, 0, k), dtype);
+      const auto& batch = batches[static_cast<size_t>(k)];
       torch::Tensor loss;
       {
         const CpuAutocast autocast(scenario.precision);  // forward and loss; backward outside
@@ -48,12 +75,25 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
     }
     end_window(state);
   }
+  if (collectives) {
+    trace.counters.all_reduces = collectives->gradient_collectives();
+    trace.counters.all_reduce_bytes = collectives->gradient_bytes();
+    trace.counters.metadata_collectives = collectives->metadata_collectives();
+  }
   return trace;
+}
+
+int64_t TorchTrainingLoop::window_loss_elements(LoopState& state, int64_t local) const {
+  if (!state.collectives) return local;
+  torch::Tensor count = torch::tensor({local}, torch::kInt64);
+  state.collectives->all_reduce_metadata(count);
+  return count.item<int64_t>();
 }
 
 void TorchTrainingLoop::begin_micro_batch(LoopState&, int) const {}
 
-torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int, const torch::Tensor& summed, int64_t) const {
+torch::Tensor TorchTrainingLoop::micro_batch_loss(LoopState& state, int, const torch::Tensor& summed,
+                                                  int64_t) const {
   if (state.scenario.loss.reduction == Reduction::sum) return summed;
   return summed / static_cast<double>(state.window_elements);
 }
@@ -66,10 +106,38 @@ torch::Tensor TorchTrainingLoop::backward(LoopState& state, int, const torch::Te
 void TorchTrainingLoop::after_backward(LoopState&, int) const {}
 
 void TorchTrainingLoop::end_window(LoopState& state) const {
+  synchronize_gradients(state);
   unscale_gradients(state);  // clip the true gradient, not the scaled one
   optimizer_step(state, clip_gradients(state));
   schedule_step(state);
   zero_grad(state);
+}
+
+void TorchTrainingLoop::synchronize_gradients(LoopState& state) const {
+  if (state.collectives) all_reduce_as_one(state, parameters(state));
+}
+
+void TorchTrainingLoop::all_reduce_as_one(LoopState& state, const std::vector<torch::Tensor>& params) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> grads;
+  for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
+  torch::Tensor bucket = torch::cat([&] {
+    std::vector<torch::Tensor> flat;
+    for (const auto& g : grads) flat.push_back(g.reshape(-1));
+    return flat;
+  }());
+  state.collectives->all_reduce_gradients(bucket);
+  int64_t offset = 0;
+  for (size_t i = 0; i < params.size(); ++i) {
+    const int64_t n = params[i].numel();
+    auto summed = bucket.slice(0, offset, offset + n).view_as(params[i]);
+    if (params[i].grad().defined()) {
+      params[i].mutable_grad().copy_(summed);
+    } else {
+      params[i].mutable_grad() = summed.clone();
+    }
+    offset += n;
+  }
 }
 
 void TorchTrainingLoop::unscale_gradients(LoopState& state) const {

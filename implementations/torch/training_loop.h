@@ -3,12 +3,13 @@
 /// decision a stack makes in a hook of its own: pitfall recipes (implementations/pitfalls/) are this
 /// loop with one hook done wrong, the way a real bug did it.
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <string>
 
-#include <torch/torch.h>
-
 #include "core/recipe.h"
+#include "implementations/torch/collectives.h"
 #include "implementations/torch/grad_scaler.h"
 #include "implementations/torch/schedules.h"
 #include "implementations/torch/zoo_model.h"
@@ -23,14 +24,17 @@ struct LoopState {
   Schedule* schedule;  ///< null for a constant rate
   Trace& trace;
   int step = 0;                 ///< window index
-  int micro_count = 0;          ///< micro-batches in this window
-  int64_t window_elements = 0;  ///< loss elements (MSE elements, counted tokens) in the window
+  int micro_count = 0;          ///< micro-batches in this window (on every rank)
+  int64_t window_elements = 0;  ///< loss elements (MSE elements, counted tokens) in the window, all ranks
   torch::Tensor window_loss;    ///< sum of the micro-batch losses handed to backward
   /// Tensors a loop keeps across micro-batches and windows (its own gradient buffers), one per
   /// parameter when used.
   std::vector<torch::Tensor> buffers;
   /// Dynamic loss scaling under fp16; null otherwise.
   GradScaler* scaler = nullptr;
+  /// Data parallel: this rank's process group; null on one rank.
+  Collectives* collectives = nullptr;
+  int rank = 0;
 };
 
 /// Accumulate gradients over the window's micro-batches, each micro-batch's summed loss divided by
@@ -40,15 +44,31 @@ struct LoopState {
 /// run under CPU autocast with fp32 parameters and gradients; fp16 adds dynamic loss scaling
 /// (GradScaler): every backward scaled, one unscale before clipping, the step skipped on a
 /// non-finite gradient, one update per window.
+///
+/// The same loop runs as one rank of a data-parallel group (run_rank): it takes its own rank's
+/// micro-batches, learns the window's loss elements from a sum over the ranks, and sums the
+/// accumulated gradients over the ranks once per window, before unscaling and clipping.
 class TorchTrainingLoop : public Recipe {
  public:
   std::string name() const override { return "torch-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override;
+  /// One rank (world_size 1; data-parallel recipes run through implementations/distributed), and
+  /// what the loop accepts.
   bool supports(const Scenario& scenario) const override;
+  /// The scenarios this loop makes sense for, whatever the world size. Correct: all; a pitfall
+  /// narrows it to where its bug exists (an fp16 bug to fp16, say).
+  virtual bool accepts(const Scenario& scenario) const;
+  /// run_rank on one rank without a process group; throws std::invalid_argument for world_size > 1.
   Trace run(const Scenario& scenario) const final;
+  /// The loop as rank collectives->rank() of collectives->world() (null: the only rank). The trace
+  /// is this rank's; its counters include the group's collectives.
+  Trace run_rank(const Scenario& scenario, Collectives* collectives) const;
 
  protected:
+  /// The window's loss elements, from this rank's `local` count. Correct: summed over the ranks (a
+  /// metadata collective); on one rank, `local`.
+  virtual int64_t window_loss_elements(LoopState& state, int64_t local) const;
   /// Before micro-batch `micro`'s forward pass. Correct: nothing (gradients were zeroed after the
   /// previous step).
   virtual void begin_micro_batch(LoopState& state, int micro) const;
@@ -63,9 +83,12 @@ class TorchTrainingLoop : public Recipe {
   virtual torch::Tensor backward(LoopState& state, int micro, const torch::Tensor& loss) const;
   /// After micro-batch `micro`'s backward. Correct: nothing (gradients accumulate in .grad).
   virtual void after_backward(LoopState& state, int micro) const;
-  /// After the window's last backward. Correct: unscale (fp16), clip, one optimizer step, one
-  /// scheduler step, then zero_grad.
+  /// After the window's last backward. Correct: synchronize (data parallel), unscale (fp16), clip,
+  /// one optimizer step, one scheduler step, then zero_grad.
   virtual void end_window(LoopState& state) const;
+  /// Data parallel: the window's accumulated gradients summed over the ranks in one collective
+  /// (every gradient flattened into one buffer, as a single DDP bucket). Nothing on one rank.
+  virtual void synchronize_gradients(LoopState& state) const;
 
   /// Under fp16, GradScaler's unscale_ of the accumulated gradients (once per step, before anything
   /// reads or clips them); nothing otherwise.
@@ -81,7 +104,11 @@ class TorchTrainingLoop : public Recipe {
   /// optimizer.zero_grad(), counted.
   void zero_grad(LoopState& state) const;
   /// The parameters, in canonical order.
-  static const std::vector<torch::Tensor>& parameters(LoopState& state) { return state.model->ordered_parameters(); }
+  static const std::vector<torch::Tensor>& parameters(LoopState& state) {
+    return state.model->ordered_parameters();
+  }
+  /// Sums `tensors` (the gradients, or parts of them) over the ranks as one gradient collective.
+  static void all_reduce_as_one(LoopState& state, const std::vector<torch::Tensor>& tensors);
 };
 
 }  // namespace gacc::torch_recipes

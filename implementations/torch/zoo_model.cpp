@@ -9,7 +9,10 @@ namespace {
 torch::Tensor tensor_from(const double* values, std::vector<int64_t> shape, torch::Dtype dtype) {
   int64_t numel = 1;
   for (auto d : shape) numel *= d;
-  return torch::from_blob(const_cast<double*>(values), {numel}, torch::kFloat64).to(dtype).reshape(shape).clone();
+  return torch::from_blob(const_cast<double*>(values), {numel}, torch::kFloat64)
+      .to(dtype)
+      .reshape(shape)
+      .clone();
 }
 
 torch::Tensor find(const torch::OrderedDict<std::string, torch::Tensor>& named, const std::string& name) {
@@ -41,7 +44,8 @@ ZooModelImpl::ZooModelImpl(const ModelSpec& spec, torch::Dtype dtype, const std:
       key_ = attention->register_module("key", Linear(LinearOptions(d, d).bias(false)));
       value_ = attention->register_module("value", Linear(LinearOptions(d, d).bias(false)));
       output_ = attention->register_module("output", Linear(LinearOptions(d, d).bias(false)));
-      layer_norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(spec.norm_eps)));
+      layer_norm_ =
+          register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(spec.norm_eps)));
       head_ = register_module("head", Linear(d, spec.vocab_size));
       break;
     }
@@ -49,14 +53,16 @@ ZooModelImpl::ZooModelImpl(const ModelSpec& spec, torch::Dtype dtype, const std:
       const int64_t h = spec.hidden_dim;
       fc1_ = register_module("fc1", Linear(spec.input_dim, h));
       if (spec.arch == Architecture::mlp_layer_norm) {
-        layer_norm_ = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(spec.norm_eps)));
+        layer_norm_ = register_module(
+            "norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(spec.norm_eps)));
       } else if (spec.arch == Architecture::mlp_group_norm) {
-        group_norm_ =
-            register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(spec.groups, h).eps(spec.norm_eps)));
+        group_norm_ = register_module(
+            "norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(spec.groups, h).eps(spec.norm_eps)));
       } else if (spec.arch == Architecture::mlp_batch_norm) {
         batch_norm_ = register_module(
-            "norm", torch::nn::BatchNorm1d(
-                        torch::nn::BatchNormOptions(h).eps(spec.norm_eps).momentum(spec.batch_norm_momentum)));
+            "norm",
+            torch::nn::BatchNorm1d(
+                torch::nn::BatchNormOptions(h).eps(spec.norm_eps).momentum(spec.batch_norm_momentum)));
       } else if (spec.arch == Architecture::mlp_rms_norm) {
         auto norm = register_module("norm", std::make_shared<torch::nn::Module>());
         rms_weight_ = norm->register_parameter("weight", torch::ones({h}));
@@ -90,13 +96,20 @@ torch::Tensor ZooModelImpl::regressor_forward(const torch::Tensor& x) {
   if (spec_.arch == Architecture::linear) return fc1_->forward(x);
   torch::Tensor z = fc1_->forward(x);
   switch (spec_.arch) {
-    case Architecture::mlp_layer_norm: z = layer_norm_->forward(z); break;
-    case Architecture::mlp_group_norm: z = group_norm_->forward(z); break;
-    case Architecture::mlp_batch_norm: z = batch_norm_->forward(z); break;
+    case Architecture::mlp_layer_norm:
+      z = layer_norm_->forward(z);
+      break;
+    case Architecture::mlp_group_norm:
+      z = group_norm_->forward(z);
+      break;
+    case Architecture::mlp_batch_norm:
+      z = batch_norm_->forward(z);
+      break;
     case Architecture::mlp_rms_norm:
       z = z * torch::rsqrt(z.pow(2).mean(-1, /*keepdim=*/true) + spec_.norm_eps) * rms_weight_;
       break;
-    default: break;
+    default:
+      break;
   }
   const torch::Tensor a = spec_.arch == Architecture::mlp_gelu ? torch::gelu(z) : torch::tanh(z);
   return fc2_->forward(a);
@@ -106,7 +119,8 @@ torch::Tensor ZooModelImpl::language_model_forward(const torch::Tensor& tokens) 
   const int64_t length = tokens.size(1);
   const torch::Tensor x = embedding_->forward(tokens);
   const torch::Tensor q = query_->forward(x), k = key_->forward(x), v = value_->forward(x);
-  torch::Tensor scores = torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(spec_.d_model));
+  torch::Tensor scores =
+      torch::matmul(q, k.transpose(-2, -1)) / std::sqrt(static_cast<double>(spec_.d_model));
   const auto future = torch::ones({length, length}, torch::kBool).triu(1);
   scores = scores.masked_fill(future, -std::numeric_limits<double>::infinity());
   const torch::Tensor attended = torch::matmul(torch::softmax(scores, -1), v);
@@ -152,19 +166,21 @@ torch::Tensor loss_with(const Scenario& scenario, const torch::Tensor& outputs, 
     case LossKind::mse:
       return torch::mse_loss(outputs, targets, reduction);
     case LossKind::cross_entropy:
-      return torch::cross_entropy_loss(outputs.reshape({-1, outputs.size(-1)}), targets.reshape({-1}), {}, reduction,
-                                       fixtures::kIgnoreIndex);
+      return torch::cross_entropy_loss(outputs.reshape({-1, outputs.size(-1)}), targets.reshape({-1}), {},
+                                       reduction, fixtures::kIgnoreIndex);
   }
   throw std::logic_error("loss: unknown loss kind");
 }
 
 }  // namespace
 
-torch::Tensor summed_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets) {
+torch::Tensor summed_loss(const Scenario& scenario, const torch::Tensor& outputs,
+                          const torch::Tensor& targets) {
   return loss_with(scenario, outputs, targets, at::Reduction::Sum);
 }
 
-torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets) {
+torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs,
+                         const torch::Tensor& targets) {
   return loss_with(scenario, outputs, targets,
                    scenario.loss.reduction == Reduction::sum ? at::Reduction::Sum : at::Reduction::Mean);
 }
@@ -180,13 +196,17 @@ std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Scenario& scenario
                                                              .weight_decay(o.weight_decay)
                                                              .nesterov(o.nesterov));
     case OptimizerKind::adam:
-      return std::make_unique<torch::optim::Adam>(
-          params, torch::optim::AdamOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay).amsgrad(
-                      o.amsgrad));
+      return std::make_unique<torch::optim::Adam>(params, torch::optim::AdamOptions(o.lr)
+                                                              .betas({o.beta1, o.beta2})
+                                                              .eps(o.eps)
+                                                              .weight_decay(o.weight_decay)
+                                                              .amsgrad(o.amsgrad));
     case OptimizerKind::adamw:
-      return std::make_unique<torch::optim::AdamW>(
-          params, torch::optim::AdamWOptions(o.lr).betas({o.beta1, o.beta2}).eps(o.eps).weight_decay(o.weight_decay).amsgrad(
-                      o.amsgrad));
+      return std::make_unique<torch::optim::AdamW>(params, torch::optim::AdamWOptions(o.lr)
+                                                               .betas({o.beta1, o.beta2})
+                                                               .eps(o.eps)
+                                                               .weight_decay(o.weight_decay)
+                                                               .amsgrad(o.amsgrad));
   }
   throw std::logic_error("make_optimizer: unknown optimizer");
 }
@@ -195,8 +215,8 @@ namespace {
 
 /// Flattens one named state tensor of every parameter (zeros where a parameter has no state).
 template <class ParamState, class Get>
-std::vector<double> flatten_state(torch::optim::Optimizer& optimizer, const std::vector<torch::Tensor>& params, Get get,
-                                  bool& any) {
+std::vector<double> flatten_state(torch::optim::Optimizer& optimizer,
+                                  const std::vector<torch::Tensor>& params, Get get, bool& any) {
   std::vector<torch::Tensor> tensors;
   for (const auto& p : params) {
     auto it = optimizer.state().find(p.unsafeGetTensorImpl());
@@ -216,11 +236,15 @@ OptimizerState adam_state(const Scenario& scenario, torch::optim::Optimizer& opt
   OptimizerState state;
   bool any = false;
   state["step"] = flatten_state<ParamState>(
-      optimizer, params, [](ParamState& s, const torch::Tensor& p) { return torch::full_like(p, static_cast<double>(s.step())); },
+      optimizer, params,
+      [](ParamState& s, const torch::Tensor& p) {
+        return torch::full_like(p, static_cast<double>(s.step()));
+      },
       any);
-  state["exp_avg"] = flatten_state<ParamState>(optimizer, params, [](ParamState& s, const torch::Tensor&) { return s.exp_avg(); }, any);
-  state["exp_avg_sq"] =
-      flatten_state<ParamState>(optimizer, params, [](ParamState& s, const torch::Tensor&) { return s.exp_avg_sq(); }, any);
+  state["exp_avg"] = flatten_state<ParamState>(
+      optimizer, params, [](ParamState& s, const torch::Tensor&) { return s.exp_avg(); }, any);
+  state["exp_avg_sq"] = flatten_state<ParamState>(
+      optimizer, params, [](ParamState& s, const torch::Tensor&) { return s.exp_avg_sq(); }, any);
   if (scenario.optimizer.amsgrad) {
     state["max_exp_avg_sq"] = flatten_state<ParamState>(
         optimizer, params, [](ParamState& s, const torch::Tensor&) { return s.max_exp_avg_sq(); }, any);
@@ -238,7 +262,8 @@ OptimizerState read_optimizer_state(const Scenario& scenario, torch::optim::Opti
       OptimizerState state;
       bool any = false;
       auto buffers = flatten_state<torch::optim::SGDParamState>(
-          optimizer, params, [](torch::optim::SGDParamState& s, const torch::Tensor&) { return s.momentum_buffer(); }, any);
+          optimizer, params,
+          [](torch::optim::SGDParamState& s, const torch::Tensor&) { return s.momentum_buffer(); }, any);
       if (any) state["momentum_buffer"] = std::move(buffers);
       return state;
     }

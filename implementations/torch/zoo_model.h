@@ -3,10 +3,10 @@
 /// LibTorch tensors and the plain arrays of traces and fixtures. Written as a LibTorch user would
 /// write them: torch::nn modules and ordinary tensor operations.
 
+#include <torch/torch.h>
+
 #include <memory>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "core/scenario.h"
 #include "core/trace.h"
@@ -47,8 +47,8 @@ TORCH_MODULE(ZooModel);
 
 /// The tensors of a fixtures batch, in `dtype` for real values.
 struct BatchTensors {
-  torch::Tensor inputs;   ///< regressors: [batch, input_dim]; causal_lm: tokens [batch, length]
-  torch::Tensor targets;  ///< regressors: [batch, output_dim]; causal_lm: [batch, length], -100 ignored
+  torch::Tensor inputs;       ///< regressors: [batch, input_dim]; causal_lm: tokens [batch, length]
+  torch::Tensor targets;      ///< regressors: [batch, output_dim]; causal_lm: [batch, length], -100 ignored
   int64_t loss_elements = 0;  ///< MSE elements, or counted target tokens
 };
 BatchTensors to_tensors(const fixtures::Batch& batch, torch::Dtype dtype);
@@ -61,11 +61,13 @@ std::vector<double> flatten_gradients(const std::vector<torch::Tensor>& params);
 
 /// The scenario's loss of one batch, SUMMED over its loss elements (MSE elements or counted
 /// tokens): a loop divides it by what its reduction calls for.
-torch::Tensor summed_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets);
+torch::Tensor summed_loss(const Scenario& scenario, const torch::Tensor& outputs,
+                          const torch::Tensor& targets);
 
 /// The scenario's loss of one batch with the scenario's reduction over that batch alone (mean over
 /// its own elements, token mean over its own tokens, or sum): what the large batch computes.
-torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs, const torch::Tensor& targets);
+torch::Tensor batch_loss(const Scenario& scenario, const torch::Tensor& outputs,
+                         const torch::Tensor& targets);
 
 /// A torch::optim optimizer for the scenario's optimizer spec.
 std::unique_ptr<torch::optim::Optimizer> make_optimizer(const Scenario& scenario,
