@@ -1,5 +1,8 @@
 #include "implementations/registry.h"
 
+#include <algorithm>
+
+#include "implementations/distributed/data_parallel.h"
 #include "implementations/pitfalls/pitfalls.h"
 #include "implementations/torch/training_loop.h"
 
@@ -18,7 +21,21 @@ std::vector<std::unique_ptr<Recipe>> all_recipes() {
                     pitfalls::overflowing_micro_batch_discarded, pitfalls::scaled_loss_reported}) {
     recipes.push_back(make());
   }
+  for (auto& loop : data_parallel_loops()) {
+    recipes.push_back(std::make_unique<distributed::DataParallelRecipe>(std::move(loop)));
+  }
+  // Correct recipes first, whatever their engine.
+  std::stable_partition(recipes.begin(), recipes.end(),
+                        [](const std::unique_ptr<Recipe>& r) { return r->kind() == RecipeKind::correct; });
   return recipes;
+}
+
+std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> data_parallel_loops() {
+  std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> loops;
+  for (auto make : {distributed::ddp_accumulate, distributed::ddp_average, distributed::ddp_sync_every_micro_batch}) {
+    loops.push_back(make());
+  }
+  return loops;
 }
 
 }  // namespace gacc

@@ -6,10 +6,16 @@
 #include <vector>
 
 #include "core/recipe.h"
+#include "implementations/torch/training_loop.h"
 
 namespace gacc {
 
-/// Every recipe gacc knows: correct ones first, then the pitfalls.
+/// Every recipe gacc knows: correct ones first, then the pitfalls. The data-parallel ones run the
+/// loops of data_parallel_loops() on the shared rank pool.
 std::vector<std::unique_ptr<Recipe>> all_recipes();
+
+/// The loops that run as ranks of a process group (correct first, then pitfalls): what a
+/// data-parallel recipe's ranks execute, looked up by name in each rank process.
+std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> data_parallel_loops();
 
 }  // namespace gacc

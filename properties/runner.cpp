@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 
+#include "core/errors.h"
 #include "fixtures/random.h"
 
 namespace gacc::properties {
@@ -18,6 +19,8 @@ struct RecipeOutcome {
 RecipeOutcome run_recipe(const Recipe& recipe, const Scenario& scenario) {
   try {
     return {recipe.run(scenario), {}};
+  } catch (const EnvironmentError&) {
+    throw;  // a dead or hung rank, a missing executable: the run cannot go on (exit 4)
   } catch (const std::exception& e) {
     return {std::nullopt, e.what()};
   }

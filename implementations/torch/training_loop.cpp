@@ -27,7 +27,8 @@ Trace TorchTrainingLoop::run(const Scenario& scenario) const {
   return run_rank(scenario, nullptr);
 }
 
-Trace TorchTrainingLoop::run_rank(const Scenario& scenario, Collectives* collectives) const {
+Trace TorchTrainingLoop::run_rank(const Scenario& scenario, Collectives* collectives,
+                                  const std::function<void(int, int)>& progress) const {
   validate(scenario);
   const int rank = collectives ? collectives->rank() : 0;
   if (collectives && collectives->world() != scenario.world_size) {
@@ -72,6 +73,7 @@ Trace TorchTrainingLoop::run_rank(const Scenario& scenario, Collectives* collect
       state.window_loss = state.window_loss + backward(state, k, loss);
       ++trace.counters.micro_batches;
       after_backward(state, k);
+      if (progress) progress(s, k);
     }
     end_window(state);
   }
@@ -111,6 +113,13 @@ void TorchTrainingLoop::end_window(LoopState& state) const {
   optimizer_step(state, clip_gradients(state));
   schedule_step(state);
   zero_grad(state);
+}
+
+double TorchTrainingLoop::reported_loss(LoopState& state) const {
+  if (!state.collectives) return state.window_loss.item<double>();
+  torch::Tensor loss = state.window_loss.clone();
+  state.collectives->all_reduce_metadata(loss);
+  return loss.item<double>();
 }
 
 void TorchTrainingLoop::synchronize_gradients(LoopState& state) const {
@@ -166,7 +175,7 @@ void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) c
   StepRecord record;
   record.grad = flatten_gradients(params);
   record.pre_clip_norm = pre_clip_norm;
-  record.loss = state.window_loss.item<double>();
+  record.loss = reported_loss(state);
   record.lr = state.optimizer.param_groups().at(0).options().get_lr();
   if (state.scaler) {
     record.loss_scale = state.scaler->get_scale();

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -62,8 +63,10 @@ class TorchTrainingLoop : public Recipe {
   /// run_rank on one rank without a process group; throws std::invalid_argument for world_size > 1.
   Trace run(const Scenario& scenario) const final;
   /// The loop as rank collectives->rank() of collectives->world() (null: the only rank). The trace
-  /// is this rank's; its counters include the group's collectives.
-  Trace run_rank(const Scenario& scenario, Collectives* collectives) const;
+  /// is this rank's; its counters include the group's collectives. `progress`, when given, is
+  /// called after each micro-batch with the step and micro-batch index.
+  Trace run_rank(const Scenario& scenario, Collectives* collectives,
+                 const std::function<void(int, int)>& progress = {}) const;
 
  protected:
   /// The window's loss elements, from this rank's `local` count. Correct: summed over the ranks (a
@@ -89,6 +92,9 @@ class TorchTrainingLoop : public Recipe {
   /// Data parallel: the window's accumulated gradients summed over the ranks in one collective
   /// (every gradient flattened into one buffer, as a single DDP bucket). Nothing on one rank.
   virtual void synchronize_gradients(LoopState& state) const;
+  /// The window's loss as the loop reports it. Correct: the sum of what the micro-batches handed to
+  /// backward, summed over the ranks (a metadata collective) when data parallel.
+  virtual double reported_loss(LoopState& state) const;
 
   /// Under fp16, GradScaler's unscale_ of the accumulated gradients (once per step, before anything
   /// reads or clips them); nothing otherwise.

@@ -1,0 +1,45 @@
+// Gloo's headers come from Debian's libgloo-dev (the torch wheel ships LibTorch's c10d headers but
+// not Gloo's); only the declarations are used, the code is LibTorch's own.
+#include "implementations/distributed/communicator.h"
+
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
+
+#include "core/errors.h"
+
+namespace gacc::distributed {
+
+Communicator::Communicator(const c10::intrusive_ptr<c10d::Store>& store, const std::string& prefix, int rank,
+                           int world, std::chrono::milliseconds timeout)
+    : rank_(rank), world_(world) {
+  try {
+    auto options = c10d::ProcessGroupGloo::Options::create(timeout);
+    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    options->threads = 1;
+    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank,
+                                                         world, options);
+  } catch (const std::exception& e) {
+    throw EnvironmentError("rank " + std::to_string(rank) + " of " + std::to_string(world) +
+                           ": cannot form the Gloo process group: " + e.what());
+  }
+}
+
+Communicator::~Communicator() = default;
+
+void Communicator::all_reduce(torch::Tensor& tensor) {
+  std::vector<at::Tensor> tensors{tensor};
+  group_->allreduce(tensors)->wait();
+}
+
+void Communicator::all_reduce_gradients(torch::Tensor& tensor) {
+  all_reduce(tensor);
+  ++gradient_collectives_;
+  gradient_bytes_ += static_cast<int64_t>(tensor.numel()) * static_cast<int64_t>(tensor.element_size());
+}
+
+void Communicator::all_reduce_metadata(torch::Tensor& tensor) {
+  all_reduce(tensor);
+  ++metadata_collectives_;
+}
+
+}  // namespace gacc::distributed

@@ -1,0 +1,424 @@
+#include "implementations/distributed/rank_pool.h"
+
+#include <csignal>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <thread>
+
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
+
+#include "core/errors.h"
+#include "implementations/distributed/communicator.h"
+#include "implementations/distributed/data_parallel.h"
+#include "implementations/torch/training_loop.h"
+
+#ifndef GACC_RANK_BUILD_PATH
+#define GACC_RANK_BUILD_PATH ""
+#endif
+
+namespace gacc::distributed {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::vector<uint8_t> bytes(const std::string& text) { return {text.begin(), text.end()}; }
+std::string text(const std::vector<uint8_t>& value) { return {value.begin(), value.end()}; }
+
+std::string job_key(int64_t job) { return "job/" + std::to_string(job); }
+std::string result_key(int64_t job, int rank) { return "result/" + std::to_string(job) + "/" + std::to_string(rank); }
+std::string progress_key(int64_t job, int rank) {
+  return "progress/" + std::to_string(job) + "/" + std::to_string(rank);
+}
+std::string ready_key(int rank) { return "ready/" + std::to_string(rank); }
+
+const char* fault_name(Fault::Kind kind) {
+  switch (kind) {
+    case Fault::Kind::crash: return "crash";
+    case Fault::Kind::hang: return "hang";
+    case Fault::Kind::exit: return "exit";
+    case Fault::Kind::raise: return "throw";
+  }
+  return "crash";
+}
+
+bool is_file(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
+
+std::string self_directory() {
+  char buffer[4096];
+  const ssize_t n = readlink("/proc/self/exe", buffer, sizeof buffer - 1);
+  if (n <= 0) return "";
+  std::string path(buffer, static_cast<size_t>(n));
+  return path.substr(0, path.find_last_of('/'));
+}
+
+std::string describe_status(int status) {
+  if (WIFSIGNALED(status)) {
+    const int signal = WTERMSIG(status);
+    return std::string("was killed by signal ") + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  }
+  if (WIFEXITED(status)) return "exited with status " + std::to_string(WEXITSTATUS(status));
+  return "stopped";
+}
+
+/// The first lines of a message, for a report that names many ranks.
+std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
+
+/// Everything another rank's trace must share with rank 0's, bit for bit: after the same summed
+/// gradients every replica takes the same step.
+std::string replica_divergence(const std::vector<Trace>& traces) {
+  const Trace& reference = traces[0];
+  for (size_t r = 1; r < traces.size(); ++r) {
+    const Trace& other = traces[r];
+    const std::string who = "rank " + std::to_string(r);
+    if (other.steps.size() != reference.steps.size()) {
+      return who + " took " + std::to_string(other.steps.size()) + " steps, rank 0 " +
+             std::to_string(reference.steps.size());
+    }
+    for (size_t s = 0; s < reference.steps.size(); ++s) {
+      const auto& a = reference.steps[s];
+      const auto& b = other.steps[s];
+      const std::string at = who + " differs from rank 0 after step " + std::to_string(s) + ": ";
+      if (a.params_after != b.params_after) {
+        for (size_t i = 0; i < a.params_after.size() && i < b.params_after.size(); ++i) {
+          if (a.params_after[i] != b.params_after[i]) {
+            std::ostringstream out;
+            out.precision(9);
+            out << at << "parameter " << i << " is " << b.params_after[i] << ", rank 0's " << a.params_after[i];
+            return out.str();
+          }
+        }
+        return at + "its parameters";
+      }
+      if (a.optimizer_state != b.optimizer_state) return at + "its optimizer state";
+      if (a.buffers_after != b.buffers_after) return at + "its buffers";
+      if (a.skipped != b.skipped) return at + (b.skipped ? "it skipped the step" : "it took the step");
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+Fault parse_fault(const std::string& spec) {
+  const auto colon = spec.find(':');
+  const std::string kind = spec.substr(0, colon);
+  Fault fault;
+  if (kind == "crash") {
+    fault.kind = Fault::Kind::crash;
+  } else if (kind == "hang") {
+    fault.kind = Fault::Kind::hang;
+  } else if (kind == "exit") {
+    fault.kind = Fault::Kind::exit;
+  } else if (kind == "throw") {
+    fault.kind = Fault::Kind::raise;
+  } else {
+    throw UsageError("fault \"" + spec + "\": expected crash:RANK, hang:RANK, exit:RANK or throw:RANK");
+  }
+  try {
+    size_t used = 0;
+    const std::string rank = colon == std::string::npos ? "" : spec.substr(colon + 1);
+    fault.rank = std::stoi(rank, &used);
+    if (used != rank.size() || fault.rank < 0) throw std::invalid_argument(rank);
+  } catch (const std::exception&) {
+    throw UsageError("fault \"" + spec + "\": the rank must be a non-negative integer");
+  }
+  return fault;
+}
+
+std::string find_rank_executable() {
+  if (const char* configured = std::getenv("GACC_RANK_EXECUTABLE")) {
+    if (is_file(configured)) return configured;
+    throw EnvironmentError(std::string("GACC_RANK_EXECUTABLE=") + configured + " is not an executable");
+  }
+  const std::string beside = self_directory() + "/gacc-rank";
+  if (is_file(beside)) return beside;
+  if (is_file(GACC_RANK_BUILD_PATH)) return GACC_RANK_BUILD_PATH;
+  throw EnvironmentError("cannot find gacc-rank (the data-parallel rank process) beside " + self_directory() +
+                         "; set GACC_RANK_EXECUTABLE");
+}
+
+RankPool::RankPool(RankPoolOptions options) : options_(std::move(options)) {
+  if (options_.ranks < 1) throw UsageError("a rank pool needs at least one rank");
+  fault_pending_ = options_.fault.has_value();
+}
+
+RankPool::~RankPool() {
+  try {
+    stop(true);
+  } catch (...) {
+    // a destructor reports nothing; stop() has killed and reaped what it could
+  }
+}
+
+void RankPool::start() {
+  if (!pids_.empty()) return;
+  const std::string executable = options_.executable.empty() ? find_rank_executable() : options_.executable;
+  c10d::TCPStoreOptions store_options;
+  store_options.port = 0;  // any free port
+  store_options.isServer = true;
+  store_options.waitWorkers = false;
+  store_options.timeout = options_.timeout;
+  try {
+    store_ = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
+  } catch (const std::exception& e) {
+    throw EnvironmentError(std::string("cannot start the rank pool's TCPStore: ") + e.what());
+  }
+  const auto port = static_cast<c10d::TCPStore&>(*store_).getPort();
+  for (int rank = 0; rank < options_.ranks; ++rank) {
+    const std::vector<std::string> args = {executable,
+                                           "--master",
+                                           "127.0.0.1:" + std::to_string(port),
+                                           "--rank",
+                                           std::to_string(rank),
+                                           "--ranks",
+                                           std::to_string(options_.ranks),
+                                           "--timeout-ms",
+                                           std::to_string(options_.timeout.count())};
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    const pid_t parent = getpid();
+    const pid_t pid = fork();
+    if (pid < 0) {
+      stop(false);
+      throw EnvironmentError(std::string("cannot start rank ") + std::to_string(rank) + ": " + std::strerror(errno));
+    }
+    if (pid == 0) {
+      // The child: die with the driver, whatever ends it. Only async-signal-safe calls until exec.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      execv(argv[0], argv.data());
+      _exit(127);
+    }
+    pids_.push_back(pid);
+  }
+  // Every rank checks in, or the pool cannot work.
+  const auto deadline = Clock::now() + options_.timeout;
+  for (int rank = 0; rank < options_.ranks; ++rank) {
+    while (!store_->check({ready_key(rank)})) {
+      const auto dead = dead_ranks();
+      if (!dead.empty()) {
+        stop(false);
+        throw EnvironmentError("the rank pool did not start: " + dead.front() + " (" + executable + ")");
+      }
+      if (Clock::now() > deadline) {
+        stop(false);
+        throw EnvironmentError("the rank pool did not start: rank " + std::to_string(rank) + " did not check in within " +
+                               std::to_string(options_.timeout.count()) + " ms");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
+std::vector<std::string> RankPool::dead_ranks() {
+  std::vector<std::string> dead;
+  for (size_t rank = 0; rank < pids_.size(); ++rank) {
+    if (pids_[rank] <= 0) continue;
+    int status = 0;
+    if (waitpid(pids_[rank], &status, WNOHANG) == pids_[rank]) {
+      dead.push_back("rank " + std::to_string(rank) + " (pid " + std::to_string(pids_[rank]) + ") " +
+                     describe_status(status));
+      pids_[rank] = -1;  // reaped
+    }
+  }
+  return dead;
+}
+
+void RankPool::stop(bool graceful) {
+  if (pids_.empty()) return;
+  if (graceful && store_) {
+    try {
+      store_->set(job_key(next_job_++), bytes(R"({"shutdown": true})"));
+    } catch (...) {
+      graceful = false;
+    }
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(graceful ? 2000 : 0);
+  for (auto& pid : pids_) {
+    if (pid <= 0) continue;
+    int status = 0;
+    while (graceful && Clock::now() < deadline && waitpid(pid, &status, WNOHANG) == 0) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (waitpid(pid, &status, WNOHANG) == 0) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+    }
+    pid = -1;
+  }
+  pids_.clear();
+  store_.reset();
+}
+
+std::string RankPool::describe_job(int64_t job, const std::string& loop, const Scenario& scenario) const {
+  return "job " + std::to_string(job) + " (" + loop + " on " + std::to_string(scenario.world_size) +
+         " ranks: gacc repro '" + to_json_text(scenario) + "')";
+}
+
+Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
+  const int world = scenario.world_size;
+  if (world < 1 || world > options_.ranks) {
+    throw std::invalid_argument("a job on " + std::to_string(world) + " ranks in a pool of " +
+                                std::to_string(options_.ranks));
+  }
+  start();
+  const int64_t job = next_job_++;
+  nlohmann::json spec = {{"loop", loop}, {"scenario", to_json(scenario)}, {"world", world}};
+  if (fault_pending_) {
+    spec["fault"] = {{"kind", fault_name(options_.fault->kind)}, {"rank", options_.fault->rank}};
+    fault_pending_ = false;
+  }
+  store_->set(job_key(job), bytes(spec.dump()));
+
+  // A rank that has not answered when twice the collective timeout has passed is hung: its peers
+  // gave up waiting for it after one timeout.
+  const auto deadline = Clock::now() + 2 * options_.timeout + std::chrono::seconds(1);
+  std::vector<std::optional<nlohmann::json>> results(static_cast<size_t>(world));
+  int answered = 0;
+  while (answered < world) {
+    for (int rank = 0; rank < world; ++rank) {
+      if (results[static_cast<size_t>(rank)] || !store_->check({result_key(job, rank)})) continue;
+      results[static_cast<size_t>(rank)] = nlohmann::json::parse(text(store_->get(result_key(job, rank))));
+      ++answered;
+    }
+    if (answered == world) break;
+    const auto dead = dead_ranks();
+    if (!dead.empty()) {
+      stop(false);
+      throw EnvironmentError(dead.front() + " during " + describe_job(job, loop, scenario));
+    }
+    if (Clock::now() > deadline) {
+      std::string message;
+      for (int rank = 0; rank < world; ++rank) {
+        if (results[static_cast<size_t>(rank)]) continue;
+        std::string progress = "before its first micro-batch";
+        if (store_->check({progress_key(job, rank)})) progress = "after " + text(store_->get(progress_key(job, rank)));
+        message += (message.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
+                   " did not answer within " + std::to_string(2 * options_.timeout.count()) + " ms (hung " +
+                   progress + ")";
+      }
+      for (int rank = 0; rank < world; ++rank) {
+        const auto& result = results[static_cast<size_t>(rank)];
+        if (result && result->contains("error")) {
+          message += "; rank " + std::to_string(rank) + " reports: " + first_line(result->at("error").get<std::string>());
+        }
+      }
+      stop(false);
+      throw EnvironmentError(message + " during " + describe_job(job, loop, scenario));
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+
+  std::vector<Trace> traces;
+  std::string errors;
+  for (int rank = 0; rank < world; ++rank) {
+    const auto& result = *results[static_cast<size_t>(rank)];
+    if (result.contains("error")) {
+      errors += (errors.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) + ": " +
+                result.at("error").get<std::string>();
+    } else {
+      traces.push_back(trace_from_json(result.at("trace")));
+    }
+  }
+  if (!errors.empty()) {
+    stop(false);  // its peers may be stuck in a collective: start afresh
+    throw std::runtime_error(errors);
+  }
+  Trace trace = std::move(traces[0]);
+  trace.replica_divergence = replica_divergence(traces);
+  return trace;
+}
+
+namespace {
+
+std::mutex g_pool_mutex;
+std::unique_ptr<RankPool> g_pool;
+RankPoolOptions g_pool_options;
+
+}  // namespace
+
+RankPool& shared_pool() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  if (!g_pool) g_pool = std::make_unique<RankPool>(g_pool_options);
+  return *g_pool;
+}
+
+void configure_shared_pool(RankPoolOptions options) {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  g_pool.reset();
+  g_pool_options = std::move(options);
+}
+
+int shared_pool_ranks() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  return g_pool_options.ranks;
+}
+
+void shutdown_shared_pool() {
+  std::lock_guard<std::mutex> lock(g_pool_mutex);
+  g_pool.reset();
+}
+
+// --- the rank side ----------------------------------------------------------------------------
+
+void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
+           const std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>& find) {
+  if (rank < 0 || rank >= ranks) {
+    throw std::invalid_argument("rank " + std::to_string(rank) + " of a pool of " + std::to_string(ranks));
+  }
+  store->set(ready_key(rank), bytes("1"));
+  std::map<int, std::unique_ptr<Communicator>> groups;  // by world size: ranks 0..world-1
+  for (int64_t job = 0;; ++job) {
+    while (true) {
+      try {
+        store->wait({job_key(job)}, std::chrono::milliseconds(60000));
+        break;
+      } catch (const c10::DistStoreError&) {
+        // no job for a minute: keep waiting (the driver's death ends this process)
+      }
+    }
+    const auto spec = nlohmann::json::parse(text(store->get(job_key(job))));
+    if (spec.value("shutdown", false)) return;
+    const int world = spec.at("world").get<int>();
+    if (rank >= world) continue;
+    nlohmann::json result;
+    try {
+      const std::string name = spec.at("loop").get<std::string>();
+      const auto* loop = find(name);
+      if (!loop) throw std::invalid_argument("no data-parallel loop named " + name);
+      const Scenario scenario = parse_scenario(spec.at("scenario").dump());
+      auto& group = groups[world];
+      if (!group) group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout);
+      group->reset_counts();
+      std::optional<Fault> fault;
+      if (spec.contains("fault") && spec["fault"].at("rank").get<int>() == rank) {
+        fault = parse_fault(spec["fault"].at("kind").get<std::string>() + ":" + std::to_string(rank));
+      }
+      const auto progress = [&](int step, int micro) {
+        store->set(progress_key(job, rank), bytes("step " + std::to_string(step) + ", micro-batch " + std::to_string(micro)));
+        if (!fault || step != 0 || micro != 0) return;
+        switch (fault->kind) {
+          case Fault::Kind::crash: std::raise(SIGSEGV); break;
+          case Fault::Kind::hang:
+            while (true) pause();
+          case Fault::Kind::exit: _exit(0);
+          case Fault::Kind::raise: throw std::runtime_error("injected fault on rank " + std::to_string(rank));
+        }
+      };
+      result = {{"trace", to_json(loop->run_rank(scenario, group.get(), progress))}};
+    } catch (const std::exception& e) {
+      result = {{"error", e.what()}};
+    }
+    store->set(result_key(job, rank), bytes(result.dump()));
+  }
+}
+
+}  // namespace gacc::distributed

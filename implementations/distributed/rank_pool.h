@@ -1,0 +1,104 @@
+#pragma once
+/// Data parallelism on the real engine: W ranks, each its own process, in one c10d process group
+/// over Gloo. The `RankPool` (the driver) starts the rank processes (`gacc-rank`) once and hands them
+/// jobs — run this data-parallel loop on this scenario — through a c10d TCPStore; `serve` is the
+/// rank side. A job on W ranks runs on ranks 0..W-1 of the pool, in a process group of W (formed on
+/// first use and kept). Every rank returns its trace; the driver checks that the replicas agree.
+///
+/// Faults end the pool and surface as EnvironmentError (exit 4) naming the rank: a rank that dies
+/// (signal or early exit), or one that does not answer within twice the collective timeout (hung).
+/// A loop that throws on a rank is the recipe's failure (std::runtime_error with that rank's
+/// message). Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
+///
+/// The store protocol: the driver sets "job/<n>" (JSON: loop, scenario, optional fault); every rank
+/// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, and "result/<n>/<r>" (JSON: trace or error).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <sys/types.h>
+#include <vector>
+
+#include <c10/util/intrusive_ptr.h>
+#include <nlohmann/json.hpp>
+
+#include "core/scenario.h"
+#include "core/trace.h"
+
+namespace c10d {
+class Store;
+}  // namespace c10d
+
+namespace gacc::torch_recipes {
+class TorchTrainingLoop;
+}  // namespace gacc::torch_recipes
+
+namespace gacc::distributed {
+
+/// A fault to inject into a job, for testing fault handling: rank `rank` crashes (SIGSEGV), hangs,
+/// exits early (exit status 0), or throws, after its first micro-batch of the first step.
+struct Fault {
+  enum class Kind { crash, hang, exit, raise };
+  Kind kind = Kind::crash;
+  int rank = 0;
+};
+/// Parses "crash:1", "hang:0", "exit:2", "throw:1"; throws UsageError otherwise.
+Fault parse_fault(const std::string& text);
+
+struct RankPoolOptions {
+  int ranks = 8;                                 ///< processes started: the largest world a job may use
+  std::chrono::milliseconds timeout{20000};      ///< a collective that waits longer fails
+  std::string executable;                        ///< gacc-rank; empty: found (see find_rank_executable)
+  std::optional<Fault> fault;                    ///< injected into the first job
+};
+
+/// The `gacc-rank` executable: GACC_RANK_EXECUTABLE, else next to the running executable, else the
+/// one this build produced. Throws EnvironmentError when none exists.
+std::string find_rank_executable();
+
+class RankPool {
+ public:
+  explicit RankPool(RankPoolOptions options);
+  /// Shuts the ranks down (or kills them) and reaps them.
+  ~RankPool();
+  RankPool(const RankPool&) = delete;
+  RankPool& operator=(const RankPool&) = delete;
+
+  int ranks() const { return options_.ranks; }
+
+  /// Runs data-parallel loop `loop` on `scenario` over ranks 0..world_size-1 and returns rank 0's
+  /// trace, with replica_divergence set where another rank's parameters, optimizer state or buffers
+  /// differ from rank 0's. Starts the ranks on first use.
+  Trace run(const std::string& loop, const Scenario& scenario);
+
+ private:
+  void start();
+  /// Ends every rank: a shutdown job when `graceful`, then SIGKILL to whatever is left; reaps all.
+  void stop(bool graceful);
+  /// The ranks that have died, as messages; empty if all live.
+  std::vector<std::string> dead_ranks();
+  std::string describe_job(int64_t job, const std::string& loop, const Scenario& scenario) const;
+
+  RankPoolOptions options_;
+  c10::intrusive_ptr<c10d::Store> store_;
+  std::vector<pid_t> pids_;
+  int64_t next_job_ = 0;
+  bool fault_pending_ = false;
+};
+
+/// The process-wide pool that data-parallel recipes use, started on first use with the options of
+/// the last configure_shared_pool (default options if none).
+RankPool& shared_pool();
+void configure_shared_pool(RankPoolOptions options);
+/// Ends the shared pool now (it restarts on next use).
+void shutdown_shared_pool();
+
+/// The rank side: serves jobs from `store` as `rank` of a pool of `ranks` until a shutdown job,
+/// finding each job's loop with `find`. Returns normally on shutdown.
+void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
+           const std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>& find);
+
+}  // namespace gacc::distributed
