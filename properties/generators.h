@@ -2,7 +2,8 @@
 /// RapidCheck generators for scenarios, all in one place. They reach the corners that break
 /// accumulation — K = 1, micro-batches of one example, uneven splits, a partial last window,
 /// sequences of length 1, all-padding rows and micro-batches without a counted token, ignored
-/// targets, active clipping, every model, optimizer and schedule of the zoo — and shrink towards
+/// targets, active clipping, overflowing fp16, W up to 8 ranks with uneven shares, every model,
+/// optimizer and schedule of the zoo — and shrink towards
 /// small, readable counterexamples: K = 1, one step, size-1 micro-batches, the linear model with one
 /// input, plain SGD at a constant rate, seeds 0.
 ///
@@ -21,6 +22,7 @@
 namespace gacc::properties {
 
 constexpr int kMaxGeneratedK = 4;
+constexpr int kMaxGeneratedWorld = 8;
 constexpr int kMaxGeneratedSteps = 3;
 constexpr int kMaxGeneratedSequence = 5;
 /// The fewest values a generated normalization (LayerNorm group, BatchNorm micro-batch) spans.
@@ -33,6 +35,7 @@ struct GeneratorRange {
   bool schedules = true;
   bool clipping = true;
   std::vector<Precision> precisions = {Precision::fp32};
+  int max_world = 1;  ///< data-parallel ranks: 1, or drawn from 1, 2, 3, 4, 8 up to this
 };
 
 /// Everything the oracle handles on one rank: fp32, bf16 autocast, fp16 autocast with dynamic loss
@@ -44,7 +47,8 @@ inline GeneratorRange whole_zoo() {
           {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw},
           true,
           true,
-          {Precision::fp32, Precision::bf16, Precision::fp16}};
+          {Precision::fp32, Precision::bf16, Precision::fp16},
+          kMaxGeneratedWorld};
 }
 
 /// Model: dimensions small enough to judge thousands of cases.
@@ -86,11 +90,12 @@ inline rc::Gen<ModelSpec> model_specs(const std::vector<Architecture>& architect
       rc::gen::inRange(1, kMaxGeneratedSequence + 1), rc::gen::sizedElement(1e-5, 1e-3), rc::gen::arbitrary<uint32_t>());
 }
 
-/// The data for K micro-batches and S steps: a base split of the global batch into K micro-batches
-/// (uneven sizes; the first K of `base`), rotated by `rotations[s]` in window s, and, if `partial`,
-/// a last window that keeps fewer micro-batches (or, for K = 1, fewer examples). Token models get a
-/// length per example from `lengths` (cycled), with at least one token in every window.
-inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<int> base,
+/// The data for W ranks, K micro-batches and S steps: rank r splits its share into the K sizes
+/// base[r .. r+K-1] (uneven within a rank and across ranks), rotated by `rotations[s]` in window s,
+/// and, if `partial`, a last window that keeps fewer micro-batches on every rank (or, for K = 1,
+/// fewer examples). Token models get a length per example from `lengths` (cycled), with at least
+/// one token in every window.
+inline DataSpec make_data(const ModelSpec& model, int world, int k, int steps, std::vector<int> base,
                           const std::vector<int>& rotations, bool partial, int kept, const std::vector<int>& lengths,
                           double ignored_fraction, uint32_t seed) {
   DataSpec d;
@@ -99,20 +104,27 @@ inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<
   if (batch_norm) {
     for (auto& m : base) m = std::max(m, kMinNormGroup);  // see model_specs on degenerate norms
   }
+  const auto size_of = [&](int rank, int i) { return static_cast<int64_t>(base[static_cast<size_t>(rank + i)]); };
   d.global_batch = 0;
-  for (int i = 0; i < k; ++i) d.global_batch += base[i];
+  for (int r = 0; r < world; ++r) {
+    for (int i = 0; i < k; ++i) d.global_batch += size_of(r, i);
+  }
   for (int s = 0; s < steps; ++s) {
-    std::vector<int64_t> sizes;
-    for (int i = 0; i < k; ++i) sizes.push_back(base[(i + rotations[s]) % k]);
-    if (s + 1 == steps && partial) {
-      if (k > 1) {
-        sizes.resize(static_cast<size_t>(1 + kept % (k - 1)));  // 1..K-1 micro-batches
-      } else if (sizes[0] > (batch_norm ? kMinNormGroup : 1)) {
-        const int64_t smallest = batch_norm ? kMinNormGroup : 1;
-        sizes[0] = smallest + kept % (sizes[0] - smallest);  // one smaller micro-batch
+    std::vector<std::vector<int64_t>> window;
+    for (int r = 0; r < world; ++r) {
+      std::vector<int64_t> sizes;
+      for (int i = 0; i < k; ++i) sizes.push_back(size_of(r, (i + rotations[s]) % k));
+      if (s + 1 == steps && partial) {
+        if (k > 1) {
+          sizes.resize(static_cast<size_t>(1 + kept % (k - 1)));  // 1..K-1 micro-batches
+        } else if (sizes[0] > (batch_norm ? kMinNormGroup : 1)) {
+          const int64_t smallest = batch_norm ? kMinNormGroup : 1;
+          sizes[0] = smallest + (kept + r) % (sizes[0] - smallest);  // one smaller micro-batch
+        }
       }
+      window.push_back(std::move(sizes));
     }
-    d.windows.push_back({sizes});
+    d.windows.push_back(std::move(window));
   }
   if (model.arch == Architecture::causal_lm) {
     d.ignored_fraction = ignored_fraction;
@@ -120,17 +132,29 @@ inline DataSpec make_data(const ModelSpec& model, int k, int steps, std::vector<
     for (const auto& window : d.windows) {
       const int64_t first = example;
       int64_t tokens = 0;
-      for (auto m : window[0]) {
-        for (int64_t i = 0; i < m; ++i, ++example) {
-          const int64_t length = std::min<int64_t>(lengths[static_cast<size_t>(example) % lengths.size()], model.max_seq_len);
-          d.sequence_lengths.push_back(length);
-          tokens += length;
+      for (const auto& rank : window) {
+        for (auto m : rank) {
+          for (int64_t i = 0; i < m; ++i, ++example) {
+            const int64_t length =
+                std::min<int64_t>(lengths[static_cast<size_t>(example) % lengths.size()], model.max_seq_len);
+            d.sequence_lengths.push_back(length);
+            tokens += length;
+          }
         }
       }
       if (tokens == 0) d.sequence_lengths[static_cast<size_t>(first)] = 1;
     }
   }
   return d;
+}
+
+/// World sizes up to `max_world`, one rank most often (what single-process recipes run).
+inline rc::Gen<int> world_sizes(int max_world) {
+  std::vector<int> worlds;
+  for (int w : {1, 1, 1, 1, 2, 3, 4, 8}) {
+    if (w <= max_world) worlds.push_back(w);
+  }
+  return rc::gen::sizedElementOf(worlds);
 }
 
 /// Optimizer hyperparameters: SGD with every option, Adam and AdamW with PyTorch's defaults or
@@ -215,30 +239,31 @@ inline rc::Gen<PrecisionSpec> precision_specs(const std::vector<Precision>& prec
       rc::gen::sizedElement(2.0, 4.0), rc::gen::sizedElement(0.5, 0.25), rc::gen::sizedElement(int64_t{2000}, int64_t{1}, int64_t{2}));
 }
 
-/// Whole scenarios on one rank, K in 1..4, S in 1..3, in the range's precisions.
+/// Whole scenarios on W ranks (W up to the range's max_world), K in 1..4, S in 1..3, in the range's
+/// precisions.
 inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
   return rc::gen::apply(
-      [](int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial, int kept,
-         std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
+      [](int world, int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial,
+         int kept, std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
          ScheduleSpec schedule, ClippingSpec clipping, PrecisionSpec precision) {
         Scenario sc;
         sc.precision = precision.precision;
         sc.loss_scale = precision.loss_scale;
         sc.model = model;
-        sc.data = make_data(model, k, steps, base, rotations, partial, kept, lengths, ignored, data_seed);
+        sc.data = make_data(model, world, k, steps, base, rotations, partial, kept, lengths, ignored, data_seed);
         sc.loss.kind = is_token_model(model) ? LossKind::cross_entropy : LossKind::mse;
         sc.loss.reduction = sum ? Reduction::sum : (is_token_model(model) ? Reduction::token_mean : Reduction::mean);
         sc.optimizer = optimizer;
         sc.schedule = schedule;
         sc.clipping = clipping;
-        sc.world_size = 1;
+        sc.world_size = world;
         sc.accumulation_steps = k;
         sc.steps = steps;
         return sc;
       },
-      rc::gen::inRange(1, kMaxGeneratedK + 1), rc::gen::inRange(1, kMaxGeneratedSteps + 1),
+      world_sizes(range.max_world), rc::gen::inRange(1, kMaxGeneratedK + 1), rc::gen::inRange(1, kMaxGeneratedSteps + 1),
       model_specs(range.architectures),
-      rc::gen::container<std::vector<int>>(kMaxGeneratedK, rc::gen::inRange(1, 5)),
+      rc::gen::container<std::vector<int>>(kMaxGeneratedK + kMaxGeneratedWorld - 1, rc::gen::inRange(1, 5)),
       rc::gen::container<std::vector<int>>(kMaxGeneratedSteps, rc::gen::inRange(0, kMaxGeneratedK)),
       rc::gen::map(rc::gen::inRange(0, 4), [](int i) { return i == 3; }), rc::gen::inRange(0, 8),
       rc::gen::container<std::vector<int>>(

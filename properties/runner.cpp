@@ -34,6 +34,8 @@ CaseVerdict judge(const Property& property, const Recipe& recipe, const referenc
   const CaseContext context{oracle, *outcome.trace, [&recipe](const Scenario& s) { return recipe.run(s); }};
   try {
     return property.check(context);
+  } catch (const EnvironmentError&) {
+    throw;
   } catch (const std::exception& e) {
     // A trace the property cannot even compare (a shape the structure checks did not foresee) is
     // a failure of the recipe's output, reported, not a crash of the whole run.

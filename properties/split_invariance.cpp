@@ -2,6 +2,7 @@
 
 #include <numeric>
 
+#include "core/errors.h"
 #include "properties/catalog.h"
 #include "properties/trace_checks.h"
 
@@ -37,6 +38,8 @@ CaseVerdict check(const CaseContext& context) {
   Trace whole;
   try {
     whole = context.rerun(unsplit(oracle.scenario()));
+  } catch (const EnvironmentError&) {
+    throw;  // not the recipe's failure: the run cannot go on
   } catch (const std::exception& e) {
     judgement.structural(std::string("the recipe failed with K = 1: ") + e.what());
     return judgement.verdict();

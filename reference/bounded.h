@@ -194,7 +194,9 @@ inline void round_low(float& x) {
 // first layer's input gradient). An ambiguous value is run both ways: assumed finite, and assumed
 // infinite. If the gradient is non-finite even when every ambiguous value is finite, the window
 // definitely overflows; if it is finite even when they are all infinite, it definitely does not;
-// otherwise the oracle cannot say, and that step is not judged (it says so in the verdict).
+// otherwise either outcome is right, and the recipe's choice is judged (the verdict says so). Over W
+// ranks the scaled gradients of a correct stack may be up to W times larger (DDP normalizes each
+// rank's loss by its own share): definite is judged at the loss scale, none at W times it.
 
 /// Whether a value stored in a format overflows to infinity, for every implementation within the bound.
 enum class Overflow { none, ambiguous, definite };

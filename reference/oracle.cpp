@@ -76,13 +76,18 @@ WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout
 /// overflows — in its activation gradients, and in its weight gradients as its matrix products
 /// store them (a micro-batch's partial sum, not the window's). `params` and `buffers` carry their
 /// own bounds (along the trajectory, how far a recipe may have drifted).
+///
+/// Over W ranks a correct stack may normalize each rank's loss by the whole window (then sum the
+/// gradients) or by its rank's share, as DDP does (then average them): its scaled gradients are up
+/// to W times larger in the second. Overflow is definite only if it happens at `loss_scale`, and
+/// absent only if absent at W times it; in between, either is right.
 Overflow window_overflow(const Scenario& scenario, int step, const std::vector<Bounded>& params,
                          const std::vector<Bounded>& buffers, double loss_scale) {
   if (scenario.precision != Precision::fp16) return Overflow::none;
   EvaluationOptions options;
   options.loss_elements = fixtures::window_loss_elements(scenario, step);
-  options.loss_scale = loss_scale;
-  const auto non_finite = [&](bool ambiguous_overflow, bool& saw_ambiguous) {
+  const auto non_finite = [&](double scale, bool ambiguous_overflow, bool& saw_ambiguous) {
+    options.loss_scale = scale;
     OverflowAnalysis analysis(ambiguous_overflow);
     bool found = false;
     const auto& window = scenario.data.windows[static_cast<size_t>(step)];
@@ -101,9 +106,11 @@ Overflow window_overflow(const Scenario& scenario, int step, const std::vector<B
     return found;
   };
   bool ambiguous = false;
-  if (non_finite(false, ambiguous)) return Overflow::definite;
+  if (non_finite(loss_scale, false, ambiguous)) return Overflow::definite;
+  const double largest = loss_scale * scenario.world_size;
+  if (largest != loss_scale && non_finite(largest, false, ambiguous)) return Overflow::ambiguous;
   if (!ambiguous) return Overflow::none;
-  return non_finite(true, ambiguous) ? Overflow::ambiguous : Overflow::none;
+  return non_finite(largest, true, ambiguous) ? Overflow::ambiguous : Overflow::none;
 }
 
 template <class T>

@@ -14,6 +14,7 @@ packages=(
   build-essential cmake ninja-build ccache python3 python3-venv
   catch2 librapidcheck-dev libboost-dev libcli11-dev nlohmann-json3-dev libbenchmark-dev
   clang-14 libclang-rt-14-dev
+  libgloo-dev
 )
 
 missing=()

@@ -28,7 +28,7 @@ class DataParallelRecipe final : public Recipe {
   std::string reference() const override { return loop_->reference(); }
   std::string explanation() const override { return loop_->explanation(); }
   std::string fix() const override { return loop_->fix(); }
-  /// Two or more ranks, no more than the pool holds, and what the loop accepts.
+  /// Two or more ranks, no more than the pool holds, not BatchNorm, and what the loop accepts.
   bool supports(const Scenario& scenario) const override;
   Trace run(const Scenario& scenario) const override;
 

@@ -43,14 +43,18 @@ double worst_ratio(float observed, const HighPrecision& truth, const Bounded& bo
 }
 
 /// A correct recipe's accumulation, in fp32: each micro-batch's summed loss over the window's
-/// loss elements, gradients summed in micro-batch order.
+/// loss elements, gradients summed in micro-batch order on each rank, then over the ranks.
 std::vector<float> accumulated_in_fp32(const Scenario& sc, int step, const std::vector<float>& params) {
   std::vector<float> total(params.size(), 0.0f);
   EvaluationOptions options;
   options.loss_elements = fixtures::window_loss_elements(sc, step);
-  for (int k = 0; k < micro_batch_count(sc, step); ++k) {
-    const auto lg = loss_and_gradient(sc, params, std::vector<float>{}, fixtures::micro_batch(sc, step, 0, k), options);
-    for (size_t i = 0; i < total.size(); ++i) total[i] += lg.grad[i];
+  for (int r = 0; r < sc.world_size; ++r) {
+    std::vector<float> rank(params.size(), 0.0f);
+    for (int k = 0; k < micro_batch_count(sc, step); ++k) {
+      const auto lg = loss_and_gradient(sc, params, std::vector<float>{}, fixtures::micro_batch(sc, step, r, k), options);
+      for (size_t i = 0; i < rank.size(); ++i) rank[i] += lg.grad[i];
+    }
+    for (size_t i = 0; i < total.size(); ++i) total[i] += rank[i];
   }
   return total;
 }

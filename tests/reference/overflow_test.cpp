@@ -21,19 +21,21 @@ using namespace gacc::reference;
 namespace {
 
 /// What GradScaler would find in window `step` of an fp16 implementation that stores exactly what
-/// the oracle says is stored in fp16: a non-finite gradient in any micro-batch.
+/// the oracle says is stored in fp16: a non-finite gradient in any micro-batch of any rank.
 bool fp16_window_overflows(const Scenario& sc, int step, const std::vector<double>& weights,
                            const std::vector<double>& buffers, double loss_scale) {
   const std::vector<float> params(weights.begin(), weights.end()), stored(buffers.begin(), buffers.end());
   EvaluationOptions options;
   options.loss_elements = fixtures::window_loss_elements(sc, step);
   options.loss_scale = loss_scale;
-  for (int k = 0; k < micro_batch_count(sc, step); ++k) {
-    auto evaluation = loss_and_gradient(sc, params, stored, fixtures::micro_batch(sc, step, 0, k), options);
-    const LowPrecisionScope fp16(&kFp16);
-    for (size_t i = 0; i < evaluation.grad.size(); ++i) {
-      if (evaluation.grad_low[i]) round_low(evaluation.grad[i]);
-      if (!std::isfinite(evaluation.grad[i])) return true;
+  for (int r = 0; r < sc.world_size; ++r) {
+    for (int k = 0; k < micro_batch_count(sc, step); ++k) {
+      auto evaluation = loss_and_gradient(sc, params, stored, fixtures::micro_batch(sc, step, r, k), options);
+      const LowPrecisionScope fp16(&kFp16);
+      for (size_t i = 0; i < evaluation.grad.size(); ++i) {
+        if (evaluation.grad_low[i]) round_low(evaluation.grad[i]);
+        if (!std::isfinite(evaluation.grad[i])) return true;
+      }
     }
   }
   return false;

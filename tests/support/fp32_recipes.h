@@ -28,7 +28,10 @@ class Fp32Recipe : public Recipe {
   std::string name() const override { return "fp32-accumulate"; }
   RecipeKind kind() const override { return RecipeKind::correct; }
   std::string summary() const override { return "the oracle's model code in fp32, accumulated"; }
-  bool supports(const Scenario& sc) const override { return sc.world_size == 1; }
+  /// Any world size: the ranks are simulated one after the other, their micro-batches' gradients
+  /// summed as an all-reduce would sum them. Not BatchNorm on several ranks: its running statistics
+  /// are per replica in a real data-parallel stack.
+  bool supports(const Scenario& sc) const override { return sc.world_size == 1 || !is_batch_coupled(sc.model); }
 
   Trace run(const Scenario& sc) const override {
     const auto layout = fixtures::model_layout(sc.model);
@@ -44,24 +47,28 @@ class Fp32Recipe : public Recipe {
       float loss = 0.0f;
       const int64_t window_elements = fixtures::window_loss_elements(sc, s);
       const double loss_scale = scaled ? scaler.scale : 1.0;
-      for (int k = 0; k < micro_batch_count(sc, s); ++k) {
-        const auto micro = fixtures::micro_batch(sc, s, 0, k);
-        reference::EvaluationOptions options;
-        options.loss_elements = normalizer(micro.counted_targets(), window_elements);
-        options.loss_scale = loss_scale;
-        auto lg = reference::loss_and_gradient(sc, params, buffers, micro, options);
-        buffers = lg.buffers_after;
-        if (zero_each_micro_batch()) std::fill(grad.begin(), grad.end(), 0.0f);
-        const reference::LowPrecisionScope autocast(sc.precision == Precision::fp32 ? nullptr : &format_of(sc.precision));
-        bool finite = true;
-        for (size_t i = 0; i < grad.size(); ++i) {
-          if (lg.grad_low[i]) reference::round_low(lg.grad[i]);  // a low-precision product's output
-          finite = finite && std::isfinite(lg.grad[i]);
+      for (int r = 0; r < sc.world_size; ++r) {
+        std::vector<float> rank_grad(params.size(), 0.0f);
+        for (int k = 0; k < micro_batch_count(sc, s); ++k) {
+          const auto micro = fixtures::micro_batch(sc, s, r, k);
+          reference::EvaluationOptions options;
+          options.loss_elements = normalizer(micro.counted_targets(), window_elements);
+          options.loss_scale = loss_scale;
+          auto lg = reference::loss_and_gradient(sc, params, buffers, micro, options);
+          buffers = lg.buffers_after;
+          if (zero_each_micro_batch()) std::fill(rank_grad.begin(), rank_grad.end(), 0.0f);
+          const reference::LowPrecisionScope autocast(sc.precision == Precision::fp32 ? nullptr : &format_of(sc.precision));
+          bool finite = true;
+          for (size_t i = 0; i < rank_grad.size(); ++i) {
+            if (lg.grad_low[i]) reference::round_low(lg.grad[i]);  // a low-precision product's output
+            finite = finite && std::isfinite(lg.grad[i]);
+          }
+          if (finite || !drop_overflowing_micro_batch()) {
+            for (size_t i = 0; i < rank_grad.size(); ++i) rank_grad[i] += lg.grad[i];
+          }
+          loss += lg.loss;
         }
-        if (finite || !drop_overflowing_micro_batch()) {
-          for (size_t i = 0; i < grad.size(); ++i) grad[i] += lg.grad[i];
-        }
-        loss += lg.loss;
+        for (size_t i = 0; i < grad.size(); ++i) grad[i] += rank_grad[i];  // the all-reduce
       }
       StepRecord record;
       record.loss = loss;
