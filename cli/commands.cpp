@@ -1,13 +1,18 @@
 #include "cli/commands.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <iostream>
+#include <optional>
 
 #include <unistd.h>
 
+#include "bench/data_parallel_bench.h"
 #include "bench/oracle_bench.h"
 #include "core/errors.h"
 #include "core/files.h"
 #include "reference/oracle.h"
+#include "implementations/distributed/rank_pool.h"
 #include "implementations/registry.h"
 #include "properties/generators.h"
 #include "properties/loss_curves.h"
@@ -51,6 +56,75 @@ void write_reports(const properties::RunReport& report, const std::string& json_
 }
 
 }  // namespace
+
+namespace {
+
+/// torchrun's view of this process, from its environment variables; nullopt outside torchrun (or
+/// with WORLD_SIZE 1, where there is nothing to share).
+struct TorchrunRank {
+  int rank = 0;
+  int world = 1;
+  distributed::Master master;
+};
+
+std::optional<TorchrunRank> torchrun_from_environment() {
+  const char* rank_text = std::getenv("RANK");
+  const char* world_text = std::getenv("WORLD_SIZE");
+  if (!rank_text || !world_text) return std::nullopt;
+  const auto number = [](const char* name, const char* text, int lowest) {
+    try {
+      size_t used = 0;
+      const int value = std::stoi(text, &used);
+      if (used == std::strlen(text) && value >= lowest) return value;
+    } catch (const std::exception&) {
+    }
+    throw UsageError(std::string(name) + "=\"" + text + "\" (torchrun's convention) is not an integer of at least " +
+                     std::to_string(lowest));
+  };
+  TorchrunRank out;
+  out.world = number("WORLD_SIZE", world_text, 1);
+  out.rank = number("RANK", rank_text, 0);
+  if (out.rank >= out.world) {
+    throw UsageError("RANK=" + std::to_string(out.rank) + " is not below WORLD_SIZE=" + std::to_string(out.world));
+  }
+  if (out.world == 1) return std::nullopt;
+  const char* host = std::getenv("MASTER_ADDR");
+  const char* port = std::getenv("MASTER_PORT");
+  if (!host || !port) {
+    throw UsageError("RANK and WORLD_SIZE are set (torchrun's convention) but MASTER_ADDR and MASTER_PORT are not");
+  }
+  out.master = distributed::parse_master(host, port);
+  return out;
+}
+
+std::chrono::milliseconds collective_timeout(const DataParallelArguments& args) {
+  return std::chrono::milliseconds(static_cast<int64_t>(args.timeout_seconds * 1000.0));
+}
+
+}  // namespace
+
+bool configure_data_parallel(const DataParallelArguments& args) {
+  distributed::RankPoolOptions options;
+  options.ranks = args.ranks;
+  options.timeout = collective_timeout(args);
+  if (!args.inject_fault.empty()) options.fault = distributed::parse_fault(args.inject_fault);
+  const auto torchrun = torchrun_from_environment();
+  if (torchrun) {
+    options.ranks = torchrun->world;
+    options.torchrun_master = torchrun->master;
+    options.find = find_data_parallel_loop;
+  }
+  distributed::configure_shared_pool(std::move(options));
+  return torchrun && torchrun->rank > 0;
+}
+
+int serve_torchrun_rank(const DataParallelArguments& args) {
+  const auto torchrun = torchrun_from_environment();
+  if (!torchrun || torchrun->rank == 0) throw UsageError("not one of torchrun's ranks 1..WORLD_SIZE-1");
+  distributed::serve_rank(torchrun->master, torchrun->rank, torchrun->world, collective_timeout(args),
+                          find_data_parallel_loop, /*loopback=*/false);
+  return 0;
+}
 
 int run_command(const RunArguments& args) {
   const Catalog catalog;
@@ -236,8 +310,14 @@ int list_command(bool json) {
 }
 
 int bench_command(const std::string& what, const std::string& json_path) {
-  if (what != "oracle") throw UsageError("unknown benchmark \"" + what + "\" (available: oracle)");
-  const auto figures = bench::run_oracle_bench(std::cout);
+  nlohmann::json figures;
+  if (what == "oracle") {
+    figures = bench::run_oracle_bench(std::cout);
+  } else if (what == "data-parallel") {
+    figures = bench::run_data_parallel_bench(std::cout);
+  } else {
+    throw UsageError("unknown benchmark \"" + what + "\" (available: oracle, data-parallel)");
+  }
   if (!json_path.empty()) write_file_atomically(json_path, figures.dump(2) + "\n");
   return 0;
 }

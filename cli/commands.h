@@ -7,6 +7,23 @@
 
 namespace gacc::cli {
 
+/// How the data-parallel recipes run (every command that runs recipes takes these).
+struct DataParallelArguments {
+  int ranks = 8;                  ///< rank processes started: the largest world judged (larger ones skip)
+  double timeout_seconds = 20.0;  ///< a collective (and a rank without progress) waits this long
+  std::string inject_fault;       ///< testing: "crash|hang|exit|throw:RANK" (hidden flag)
+};
+
+/// Configures the shared rank pool (started on first use) from the flags; a bad fault spec is a
+/// UsageError. Under torchrun (RANK, WORLD_SIZE > 1, MASTER_ADDR, MASTER_PORT in the environment)
+/// the ranks are torchrun's processes: rank 0 drives (hosting the store at MASTER_ADDR:MASTER_PORT)
+/// and WORLD_SIZE replaces --ranks. Returns true when this process is torchrun's rank 1..N-1: it
+/// only serves (serve_torchrun_rank) and prints nothing of its own.
+bool configure_data_parallel(const DataParallelArguments& args);
+
+/// torchrun's rank 1..N-1: serve rank 0's data-parallel jobs until it ends the run; exit code.
+int serve_torchrun_rank(const DataParallelArguments& args);
+
 struct RunArguments {
   std::string filter;
   int cases = 100;
@@ -33,7 +50,7 @@ int pitfalls_command(const PitfallsArguments& args);
 /// `gacc explain PITFALL`: the bug, a minimal counterexample (shrunk), the fix as code.
 int explain_command(const std::string& pitfall, int cases, uint64_t seed);
 
-/// `gacc bench WHAT [--json F]`: WHAT is "oracle" (more benchmarks arrive with the CUDA path).
+/// `gacc bench WHAT [--json F]`: WHAT is "oracle" or "data-parallel" (more arrive with the CUDA path).
 int bench_command(const std::string& what, const std::string& json_path);
 
 struct ReproArguments {

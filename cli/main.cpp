@@ -36,6 +36,17 @@ CLI::Validator seed_validator() {
       "SEED");
 }
 
+/// --ranks, --timeout and the hidden --inject-fault, for a command that runs recipes.
+void add_data_parallel_options(CLI::App* command, gacc::cli::DataParallelArguments& args) {
+  command->add_option("--ranks", args.ranks,
+                      "data-parallel rank processes to start: the largest world size judged (default 8)")
+      ->check(CLI::Range(1, 64));
+  command->add_option("--timeout", args.timeout_seconds,
+                      "seconds a collective (or a rank without progress) may wait before the run fails (default 20)")
+      ->check(CLI::Range(0.1, 3600.0));
+  command->add_option("--inject-fault", args.inject_fault, "testing: crash|hang|exit|throw:RANK")->group("");
+}
+
 int usage_error(const CLI::App& app, const std::string& message) {
   std::cerr << "gacc: " << message << "\n\n" << app.help();
   return static_cast<int>(gacc::ExitCode::usage);
@@ -59,6 +70,8 @@ int main(int argc, char** argv) {
   run->add_option("--json", run_args.json_path, "write the JSON report to this file");
   run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file");
   run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
+  gacc::cli::DataParallelArguments data_parallel_args;
+  add_data_parallel_options(run, data_parallel_args);
 
   bool list_json = false;
   auto* list = app.add_subcommand("list", "properties, recipes (correct or pitfall), models, optimizers");
@@ -72,6 +85,7 @@ int main(int argc, char** argv) {
   pitfalls->add_option("--json", pitfall_args.json_path, "write the per-pitfall figures to this file");
   pitfalls->add_option("--plot", pitfall_args.plot_directory,
                        "write SVG loss curves (large batch, correct loop, each pitfall) into this directory");
+  add_data_parallel_options(pitfalls, data_parallel_args);
 
   std::string explain_pitfall, explain_seed;
   int explain_cases = 100;
@@ -79,10 +93,12 @@ int main(int argc, char** argv) {
   explain->add_option("pitfall", explain_pitfall, "the pitfall's name (see gacc list)")->required();
   explain->add_option("--cases", explain_cases, "generated scenarios searched (default 100)")->check(CLI::Range(1, 10000000));
   explain->add_option("--seed", explain_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
+  add_data_parallel_options(explain, data_parallel_args);
 
   std::string bench_what, bench_json;
-  auto* bench = app.add_subcommand("bench", "performance: oracle (the oracle's cost on the tiny LM)");
-  bench->add_option("what", bench_what, "which benchmark: oracle")->required();
+  auto* bench = app.add_subcommand(
+      "bench", "performance: oracle (the oracle's cost on the tiny LM), data-parallel (collectives and time per step)");
+  bench->add_option("what", bench_what, "which benchmark: oracle or data-parallel")->required();
   bench->add_option("--json", bench_json, "write the figures to this file");
 
   gacc::cli::ReproArguments repro_args;
@@ -91,6 +107,7 @@ int main(int argc, char** argv) {
   repro->add_option("--recipe", repro_args.recipe, "only this recipe");
   repro->add_option("--trace", repro_args.trace_path,
                     "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON");
+  add_data_parallel_options(repro, data_parallel_args);
 
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
@@ -119,6 +136,12 @@ int main(int argc, char** argv) {
   // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
   torch::set_num_threads(1);
   try {
+    if (*run || *pitfalls || *explain || *repro) {
+      // Under torchrun, ranks 1..N-1 serve rank 0's jobs; rank 0 runs the command.
+      if (gacc::cli::configure_data_parallel(data_parallel_args)) {
+        return gacc::cli::serve_torchrun_rank(data_parallel_args);
+      }
+    }
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);
     if (*repro) return gacc::cli::repro_command(repro_args);

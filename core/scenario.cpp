@@ -41,6 +41,7 @@ constexpr EnumName<Architecture> kArchitectures[] = {
     {Architecture::mlp_group_norm, "mlp_group_norm"},
     {Architecture::mlp_rms_norm, "mlp_rms_norm"},
     {Architecture::mlp_batch_norm, "mlp_batch_norm"},
+    {Architecture::mlp_routed, "mlp_routed"},
     {Architecture::causal_lm, "causal_lm"}};
 constexpr EnumName<LossKind> kLosses[] = {{LossKind::mse, "mse"}, {LossKind::cross_entropy, "cross_entropy"}};
 constexpr EnumName<Reduction> kReductions[] = {
@@ -161,7 +162,8 @@ void validate_model(const ModelSpec& m) {
       invalid("model", "vocab_size, d_model and max_seq_len apply to arch causal_lm only");
     }
     const int64_t hidden = std::max<int64_t>(m.hidden_dim, 1);
-    if (m.input_dim * hidden + hidden * m.output_dim > kMaxWeights) {
+    const int64_t output_layers = m.arch == Architecture::mlp_routed ? 2 : 1;  // mlp_routed: two experts
+    if (m.input_dim * hidden + output_layers * hidden * m.output_dim > kMaxWeights) {
       invalid("model", "has more than " + std::to_string(kMaxWeights) + " weights");
     }
   }

@@ -13,7 +13,8 @@
 namespace gacc {
 
 /// The model zoo (fixtures/ lays the parameters out, reference/ differentiates, recipes train).
-/// The MLPs are fc1 -> [norm] -> activation -> fc2; the norm variants use tanh.
+/// The MLPs are fc1 -> [norm] -> activation -> fc2; the norm variants use tanh. mlp_routed replaces
+/// fc2 by two experts and routes each example to one of them.
 enum class Architecture {
   linear,          ///< y = W x + b
   mlp_tanh,        ///< y = W2 tanh(W1 x + b1) + b2
@@ -22,6 +23,8 @@ enum class Architecture {
   mlp_group_norm,  ///< GroupNorm with `groups` groups of hidden features
   mlp_rms_norm,    ///< RMSNorm over the hidden features (weight only)
   mlp_batch_norm,  ///< BatchNorm1d in train mode: batch statistics, running statistics
+  mlp_routed,      ///< y = E_e tanh(W1 x + b1) + c_e, expert e = 0 if x[0] >= 0 else 1 (hard top-1
+                   ///< routing): an expert no example of a batch is routed to takes no part in it
   causal_lm,       ///< embedding, single-head causal attention + residual, LayerNorm, head
 };
 

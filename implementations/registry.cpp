@@ -4,6 +4,7 @@
 
 #include "implementations/distributed/data_parallel.h"
 #include "implementations/pitfalls/pitfalls.h"
+#include "implementations/torch/data_parallel_loops.h"
 #include "implementations/torch/training_loop.h"
 
 namespace gacc {
@@ -32,10 +33,23 @@ std::vector<std::unique_ptr<Recipe>> all_recipes() {
 
 std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> data_parallel_loops() {
   std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> loops;
-  for (auto make : {distributed::ddp_accumulate, distributed::ddp_average, distributed::ddp_sync_every_micro_batch}) {
+  loops.push_back(std::make_unique<torch_recipes::DdpAccumulateLoop>());
+  loops.push_back(std::make_unique<torch_recipes::DdpAverageLoop>());
+  loops.push_back(std::make_unique<torch_recipes::DdpSyncEveryMicroBatchLoop>());
+  for (auto make : {pitfalls::gradients_averaged_twice, pitfalls::gradients_not_averaged,
+                    pitfalls::per_rank_token_normalization, pitfalls::loss_not_reduced_across_ranks,
+                    pitfalls::unused_parameters_not_synced}) {
     loops.push_back(make());
   }
   return loops;
+}
+
+const torch_recipes::TorchTrainingLoop* find_data_parallel_loop(const std::string& name) {
+  static const auto loops = data_parallel_loops();
+  for (const auto& loop : loops) {
+    if (loop->name() == name) return loop.get();
+  }
+  return nullptr;
 }
 
 }  // namespace gacc

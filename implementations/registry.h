@@ -3,6 +3,7 @@
 /// drop). Add a recipe here and it runs against every property.
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "core/recipe.h"
@@ -17,5 +18,8 @@ std::vector<std::unique_ptr<Recipe>> all_recipes();
 /// The loops that run as ranks of a process group (correct first, then pitfalls): what a
 /// data-parallel recipe's ranks execute, looked up by name in each rank process.
 std::vector<std::unique_ptr<torch_recipes::TorchTrainingLoop>> data_parallel_loops();
+
+/// The loop of data_parallel_loops() named `name` (one instance per process), or null.
+const torch_recipes::TorchTrainingLoop* find_data_parallel_loop(const std::string& name);
 
 }  // namespace gacc

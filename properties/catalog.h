@@ -30,6 +30,9 @@ std::unique_ptr<Property> mixed_precision();
 /// Property 8: optimizer steps, scheduler steps, the scheduled rate and the optimizer's step count
 /// advance once per optimizer step.
 std::unique_ptr<Property> schedules_and_counters();
+/// Property 9: W ranks x K micro-batches equal the large batch of the whole window; the replicas
+/// stay identical; the whole gradient is all-reduced once per window or once per micro-batch.
+std::unique_ptr<Property> data_parallel();
 
 /// The scenario with each window's micro-batches merged into one (K = 1), per rank.
 Scenario unsplit(const Scenario& scenario);

@@ -43,7 +43,7 @@ struct GeneratorRange {
 inline GeneratorRange whole_zoo() {
   return {{Architecture::linear, Architecture::mlp_tanh, Architecture::mlp_gelu, Architecture::mlp_layer_norm,
            Architecture::mlp_group_norm, Architecture::mlp_rms_norm, Architecture::mlp_batch_norm,
-           Architecture::causal_lm},
+           Architecture::mlp_routed, Architecture::causal_lm},
           {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw},
           true,
           true,
@@ -51,8 +51,21 @@ inline GeneratorRange whole_zoo() {
           kMaxGeneratedWorld};
 }
 
+/// How many shares of the draws an architecture gets (one, but for two): the language model, where
+/// the token-count pitfalls and properties exist (token normalization, per-rank token counts); and
+/// the routed MLP, where parameters go unused (a data-parallel pitfall needs them).
+inline int draw_shares(Architecture arch) {
+  if (arch == Architecture::causal_lm) return 3;
+  if (arch == Architecture::mlp_routed) return 2;
+  return 1;
+}
+
 /// Model: dimensions small enough to judge thousands of cases.
 inline rc::Gen<ModelSpec> model_specs(const std::vector<Architecture>& architectures) {
+  std::vector<Architecture> draws;  // in the given order, so that shrinking still heads for the first
+  for (const auto arch : architectures) {
+    draws.insert(draws.end(), static_cast<size_t>(draw_shares(arch)), arch);
+  }
   return rc::gen::apply(
       [](Architecture arch, int input, int hidden, int output, int group_choice, int vocab, int d_model, int max_len,
          double eps, uint32_t seed) {
@@ -85,7 +98,7 @@ inline rc::Gen<ModelSpec> model_specs(const std::vector<Architecture>& architect
         m.norm_eps = eps;
         return m;
       },
-      rc::gen::sizedElementOf(architectures), rc::gen::inRange(1, 5), rc::gen::inRange(1, 7), rc::gen::inRange(1, 4),
+      rc::gen::sizedElementOf(draws), rc::gen::inRange(1, 5), rc::gen::inRange(1, 7), rc::gen::inRange(1, 4),
       rc::gen::inRange(0, 4), rc::gen::inRange(2, 9), rc::gen::inRange(1, 5),
       rc::gen::inRange(1, kMaxGeneratedSequence + 1), rc::gen::sizedElement(1e-5, 1e-3), rc::gen::arbitrary<uint32_t>());
 }
@@ -148,10 +161,11 @@ inline DataSpec make_data(const ModelSpec& model, int world, int k, int steps, s
   return d;
 }
 
-/// World sizes up to `max_world`, one rank most often (what single-process recipes run).
+/// World sizes up to `max_world`: one rank half the time (what single-process recipes run), two
+/// ranks most often after that (cheap on a small machine), eight the least.
 inline rc::Gen<int> world_sizes(int max_world) {
   std::vector<int> worlds;
-  for (int w : {1, 1, 1, 1, 2, 3, 4, 8}) {
+  for (int w : {1, 1, 1, 1, 1, 2, 2, 3, 4, 8}) {
     if (w <= max_world) worlds.push_back(w);
   }
   return rc::gen::sizedElementOf(worlds);

@@ -104,7 +104,8 @@ nlohmann::json to_json(const RunReport& report) {
             {"expected_fail", report.count(Verdict::expected_fail)},
             {"skip", report.count(Verdict::skip)},
             {"correct_failing", report.correct_failing()},
-            {"pitfalls_escaping", report.pitfalls_escaping()}}}};
+            {"pitfalls_escaping", report.pitfalls_escaping()},
+            {"pitfalls_not_judged", report.pitfalls_not_judged()}}}};
 }
 
 std::string to_junit(const RunReport& report) {
@@ -195,8 +196,17 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail) << " fail, "
       << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip)
       << " skip; seed " << report.seed << ", " << report.cases << " cases\n";
-  if (failing.empty() && escaping.empty()) {
-    out << "every correct recipe passes and every pitfall is caught\n";
+  const auto not_judged = report.pitfalls_not_judged();
+  const int judged = report.count(Verdict::pass) + report.count(Verdict::fail) + report.count(Verdict::expected_fail);
+  if (judged == 0) {
+    out << "nothing was judged: no property applied to any recipe in these cases\n";
+  } else if (failing.empty() && escaping.empty()) {
+    out << "every correct recipe passes and every pitfall " << (not_judged.empty() ? "" : "judged ") << "is caught\n";
+  }
+  if (!not_judged.empty()) {
+    out << "not judged (no property applied in these cases):";
+    for (const auto& name : not_judged) out << " " << name;
+    out << "\n";
   }
   for (const auto& name : failing) out << "correct recipe failing: " << name << "\n";
   for (const auto& name : escaping) out << "pitfall escaping every property: " << name << "\n";

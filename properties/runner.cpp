@@ -230,9 +230,25 @@ std::vector<std::string> RunReport::pitfalls_escaping() const {
     const bool is_caught = std::any_of(rows.begin(), rows.end(), [&](const ResultRow& other) {
       return other.recipe == row.recipe && caught(other.verdict);
     });
-    if (!is_caught) names.push_back(row.recipe);
+    if (!is_caught && judged(row.recipe)) names.push_back(row.recipe);
   }
   return names;
+}
+
+std::vector<std::string> RunReport::pitfalls_not_judged() const {
+  std::vector<std::string> names;
+  for (const auto& row : rows) {
+    if (row.kind == RecipeKind::pitfall && !judged(row.recipe) &&
+        std::find(names.begin(), names.end(), row.recipe) == names.end()) {
+      names.push_back(row.recipe);
+    }
+  }
+  return names;
+}
+
+bool RunReport::judged(const std::string& recipe) const {
+  return std::any_of(rows.begin(), rows.end(),
+                     [&](const ResultRow& row) { return row.recipe == recipe && row.cases > 0; });
 }
 
 ExitCode RunReport::exit_code() const {

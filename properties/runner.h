@@ -73,8 +73,13 @@ struct RunReport {
   int count(Verdict verdict) const;
   /// Correct recipes that failed some property.
   std::vector<std::string> correct_failing() const;
-  /// Pitfall recipes that no property caught (fail or expected_fail).
+  /// Pitfall recipes judged on some case that no property caught (fail or expected_fail).
   std::vector<std::string> pitfalls_escaping() const;
+  /// Pitfall recipes no property applied to in these cases (a narrow --filter, few --cases): not
+  /// judged, so neither caught nor escaping.
+  std::vector<std::string> pitfalls_not_judged() const;
+  /// Whether some property judged `recipe` on at least one case.
+  bool judged(const std::string& recipe) const;
   /// 0 when every correct recipe passes and every pitfall is caught, else 1.
   ExitCode exit_code() const;
 };

@@ -16,13 +16,7 @@ CaseVerdict check(const CaseContext& context) {
   const auto& oracle = context.oracle;
   const auto& trace = context.trace;
   Judgement judgement(oracle);
-  if (check_structure(trace, oracle, judgement)) {
-    for (int s = 0; s < oracle.scenario().steps && !judgement.failed_structurally(); ++s) {
-      check_gradient(oracle, trace, s, judgement);
-      check_step(oracle, trace, s, judgement);
-      check_trajectory(oracle, trace, s, judgement);
-    }
-  }
+  check_steps(oracle, trace, judgement);
   return judgement.verdict();
 }
 

@@ -306,4 +306,13 @@ void check_loss_scales(const reference::Oracle& oracle, const Trace& trace, Judg
   }
 }
 
+void check_steps(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement) {
+  if (!check_structure(trace, oracle, judgement)) return;
+  for (int s = 0; s < oracle.scenario().steps && !judgement.failed_structurally(); ++s) {
+    check_gradient(oracle, trace, s, judgement);
+    check_step(oracle, trace, s, judgement);
+    check_trajectory(oracle, trace, s, judgement);
+  }
+}
+
 }  // namespace gacc::properties

@@ -82,6 +82,10 @@ void check_gradients(const reference::Oracle& oracle, const Trace& trace, Judgem
 /// own parameters and state (a skipped step: exactly unchanged).
 void check_step(const reference::Oracle& oracle, const Trace& trace, int step, Judgement& judgement);
 
+/// check_structure, then at every step the gradient, the step from the recipe's own state, and the
+/// trajectory: what the step-level properties share.
+void check_steps(const reference::Oracle& oracle, const Trace& trace, Judgement& judgement);
+
 /// Parameters after the step against large-batch training from the initial weights, with the
 /// bound carried along the whole trajectory — while the recipe is on the oracle's path (under fp16
 /// it may leave it by skipping a step whose overflow is ambiguous).

@@ -453,6 +453,68 @@ struct BatchNorm {
   }
 };
 
+/// The rows of `m` listed in `rows`, in that order: an exact copy (index_select), format kept.
+template <class T>
+Matrix<T> gather_rows(const Matrix<T>& m, const std::vector<int64_t>& rows) {
+  Matrix<T> out(static_cast<int64_t>(rows.size()), m.cols);
+  out.low = m.low;
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int64_t c = 0; c < m.cols; ++c) out(static_cast<int64_t>(i), c) = m(rows[i], c);
+  }
+  return out;
+}
+
+/// Copies the rows of `part` into rows `rows` of `whole` (index_copy), which takes their format.
+template <class T>
+void scatter_rows(const Matrix<T>& part, const std::vector<int64_t>& rows, Matrix<T>& whole) {
+  for (size_t i = 0; i < rows.size(); ++i) {
+    for (int64_t c = 0; c < part.cols; ++c) whole(rows[i], c) = part(static_cast<int64_t>(i), c);
+  }
+  whole.low = part.low;
+}
+
+/// mlp_routed's experts: each a dense layer over the rows routed to it (fixtures::routed_expert), its
+/// outputs copied back into those rows. Every row passes through exactly one expert, and gathering
+/// and scattering rows are exact copies, so each output and each input gradient is one dense layer's
+/// own. An expert no row is routed to is never evaluated: its gradient gets no term and stays exactly
+/// zero (in LibTorch the expert is not in the autograd graph).
+template <class T>
+struct RoutedExperts {
+  std::vector<Dense<T>> experts;
+  std::vector<std::vector<int64_t>> rows;  // [expert]: the rows routed to it, in batch order
+  std::vector<Matrix<T>> inputs;           // [expert]: those rows of the forward input
+
+  RoutedExperts(const fixtures::ModelLayout& layout, const std::vector<T>& params, const fixtures::Batch& batch)
+      : rows(fixtures::kRoutedExperts), inputs(fixtures::kRoutedExperts) {
+    for (int e = 0; e < fixtures::kRoutedExperts; ++e) {
+      experts.push_back(dense(layout, params, "expert" + std::to_string(e)));
+    }
+    for (int64_t r = 0; r < batch.size; ++r) {
+      const double feature = batch.inputs[static_cast<size_t>(r * batch.input_dim + fixtures::kRoutingFeature)];
+      rows[static_cast<size_t>(fixtures::routed_expert(feature))].push_back(r);
+    }
+  }
+
+  Matrix<T> forward(const Matrix<T>& a) {
+    Matrix<T> y(a.rows, experts[0].out);
+    for (size_t e = 0; e < experts.size(); ++e) {
+      if (rows[e].empty()) continue;
+      inputs[e] = gather_rows(a, rows[e]);
+      scatter_rows(dense_forward(experts[e], inputs[e]), rows[e], y);
+    }
+    return y;
+  }
+
+  Matrix<T> backward(const Matrix<T>& dy, Gradients<T>& grads) const {
+    Matrix<T> da(dy.rows, experts[0].in);
+    for (size_t e = 0; e < experts.size(); ++e) {
+      if (rows[e].empty()) continue;
+      scatter_rows(dense_backward(experts[e], inputs[e], gather_rows(dy, rows[e]), grads), rows[e], da);
+    }
+    return da;
+  }
+};
+
 /// MSE over every element of a batch of outputs: the loss (sum / normalizer, or sum) and the
 /// loss gradient with respect to the outputs, times the loss scale.
 template <class T>
@@ -475,7 +537,7 @@ T mse(const Matrix<T>& y, const std::vector<double>& targets, Reduction reductio
   return reduction == Reduction::mean ? total / elements : total;
 }
 
-/// The regressors: linear, and fc1 -> [norm] -> activation -> fc2.
+/// The regressors: linear, fc1 -> [norm] -> activation -> fc2, and fc1 -> tanh -> routed experts.
 template <class T>
 ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& layout, const std::vector<T>& params,
                              const std::vector<T>& buffers, const fixtures::Batch& batch,
@@ -492,6 +554,12 @@ ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& la
     const auto layer = dense(layout, params, "linear");
     out.loss = mse(dense_forward(layer, x), batch.targets, sc.loss.reduction, normalizer, options.loss_scale, dy);
     dense_backward(layer, x, dy, grads);
+  } else if (m.arch == Architecture::mlp_routed) {
+    const auto fc1 = dense(layout, params, "fc1");
+    RoutedExperts<T> experts(layout, params, batch);
+    const Matrix<T> a = tanh_forward(dense_forward(fc1, x));
+    out.loss = mse(experts.forward(a), batch.targets, sc.loss.reduction, normalizer, options.loss_scale, dy);
+    dense_backward(fc1, x, tanh_backward(a, experts.backward(dy, grads)), grads);
   } else {
     const auto fc1 = dense(layout, params, "fc1"), fc2 = dense(layout, params, "fc2");
     const Matrix<T> z = dense_forward(fc1, x);

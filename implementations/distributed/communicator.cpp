@@ -2,6 +2,8 @@
 // not Gloo's); only the declarations are used, the code is LibTorch's own.
 #include "implementations/distributed/communicator.h"
 
+#include <cstdlib>
+
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
@@ -10,11 +12,14 @@
 namespace gacc::distributed {
 
 Communicator::Communicator(const c10::intrusive_ptr<c10d::Store>& store, const std::string& prefix, int rank,
-                           int world, std::chrono::milliseconds timeout)
+                           int world, std::chrono::milliseconds timeout, bool loopback)
     : rank_(rank), world_(world) {
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
-    options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
+    const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
+    options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+                               : interface && *interface ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                                                         : c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 1;
     group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank,
                                                          world, options);
@@ -27,8 +32,10 @@ Communicator::Communicator(const c10::intrusive_ptr<c10d::Store>& store, const s
 Communicator::~Communicator() = default;
 
 void Communicator::all_reduce(torch::Tensor& tensor) {
+  const auto start = std::chrono::steady_clock::now();
   std::vector<at::Tensor> tensors{tensor};
   group_->allreduce(tensors)->wait();
+  collective_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void Communicator::all_reduce_gradients(torch::Tensor& tensor) {

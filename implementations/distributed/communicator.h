@@ -24,9 +24,11 @@ class Communicator final : public torch_recipes::Collectives {
  public:
   /// Joins a Gloo process group of `world` ranks as `rank`, meeting the others through `store`
   /// under `prefix` (every rank passes the same prefix). Collectives that wait longer than
-  /// `timeout` throw. Throws EnvironmentError when the group cannot be formed.
+  /// `timeout` throw. `loopback`: over 127.0.0.1 (one machine); otherwise over the interface named by
+  /// GLOO_SOCKET_IFNAME, else the host name's address. Throws EnvironmentError when the group cannot
+  /// be formed.
   Communicator(const c10::intrusive_ptr<c10d::Store>& store, const std::string& prefix, int rank, int world,
-               std::chrono::milliseconds timeout);
+               std::chrono::milliseconds timeout, bool loopback = true);
   ~Communicator();
   Communicator(const Communicator&) = delete;
   Communicator& operator=(const Communicator&) = delete;
@@ -39,14 +41,20 @@ class Communicator final : public torch_recipes::Collectives {
   int64_t gradient_collectives() const override { return gradient_collectives_; }
   int64_t gradient_bytes() const override { return gradient_bytes_; }
   int64_t metadata_collectives() const override { return metadata_collectives_; }
+  /// Wall time spent in collectives (gradients and metadata) since the last reset.
+  double collective_seconds() const { return collective_seconds_; }
   /// Starts counting afresh (a new job on a group that lives on).
-  void reset_counts() { gradient_collectives_ = gradient_bytes_ = metadata_collectives_ = 0; }
+  void reset_counts() {
+    gradient_collectives_ = gradient_bytes_ = metadata_collectives_ = 0;
+    collective_seconds_ = 0.0;
+  }
 
  private:
   void all_reduce(torch::Tensor& tensor);
 
   int rank_, world_;
   int64_t gradient_collectives_ = 0, gradient_bytes_ = 0, metadata_collectives_ = 0;
+  double collective_seconds_ = 0.0;
   c10::intrusive_ptr<c10d::Backend> group_;
 };
 

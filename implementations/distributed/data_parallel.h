@@ -1,13 +1,7 @@
 #pragma once
-/// Data-parallel recipes: a LibTorch loop (torch_recipes::TorchTrainingLoop or a pitfall derived
-/// from it) run as every rank of a c10d/Gloo process group through the shared RankPool. Three
-/// correct loops, differing in the conventions a real stack picks between:
-///   ddp-accumulate               loss / window elements (summed over ranks), gradients summed over
-///                                the ranks once per window (no_sync until the last micro-batch)
-///   ddp-average                  DDP's own convention: loss / (window elements / W), gradients
-///                                averaged (summed, / W) once per window
-///   ddp-sync-every-micro-batch   each micro-batch's gradient summed over the ranks as it is made:
-///                                K collectives per window, the same result
+/// Data-parallel recipes: a LibTorch loop (implementations/torch/data_parallel_loops.h, or a
+/// data-parallel pitfall derived from one) run as every rank of a c10d/Gloo process group through
+/// the shared RankPool.
 
 #include <memory>
 #include <string>
@@ -35,11 +29,6 @@ class DataParallelRecipe final : public Recipe {
  private:
   std::unique_ptr<torch_recipes::TorchTrainingLoop> loop_;
 };
-
-/// The correct data-parallel loops (rank side).
-std::unique_ptr<torch_recipes::TorchTrainingLoop> ddp_accumulate();
-std::unique_ptr<torch_recipes::TorchTrainingLoop> ddp_average();
-std::unique_ptr<torch_recipes::TorchTrainingLoop> ddp_sync_every_micro_batch();
 
 /// The largest world the shared pool runs (its configured ranks).
 int shared_pool_ranks();

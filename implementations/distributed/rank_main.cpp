@@ -1,12 +1,12 @@
 // gacc-rank: one rank of gacc's data-parallel pool. Started by the driver (RankPool), never by hand:
 //   gacc-rank --master HOST:PORT --rank R --ranks N --timeout-ms T
 // It serves the driver's jobs until told to stop; exit status 0, or 4 with a message on stderr.
+// (torchrun's ranks 1..N-1 do the same from `gacc run`: serve_rank.)
 
 #include <cstdlib>
 #include <iostream>
 #include <string>
 
-#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/torch.h>
 
 #include "core/errors.h"
@@ -25,13 +25,13 @@ int integer(const std::string& flag, const std::string& value) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string master;
+  std::string master_text;
   int rank = -1, ranks = 0, timeout_ms = 0;
   try {
     for (int i = 1; i + 1 < argc; i += 2) {
       const std::string flag = argv[i], value = argv[i + 1];
       if (flag == "--master") {
-        master = value;
+        master_text = value;
       } else if (flag == "--rank") {
         rank = integer(flag, value);
       } else if (flag == "--ranks") {
@@ -42,24 +42,14 @@ int main(int argc, char** argv) {
         throw std::invalid_argument("unknown flag " + flag);
       }
     }
-    const auto colon = master.rfind(':');
+    const auto colon = master_text.rfind(':');
     if (colon == std::string::npos || rank < 0 || ranks < 1 || rank >= ranks || timeout_ms < 1) {
       throw std::invalid_argument("expected --master HOST:PORT --rank R --ranks N --timeout-ms T");
     }
     torch::set_num_threads(1);
-    c10d::TCPStoreOptions options;
-    options.port = static_cast<std::uint16_t>(integer("--master", master.substr(colon + 1)));
-    options.isServer = false;
-    options.timeout = std::chrono::milliseconds(timeout_ms);
-    auto store = c10::make_intrusive<c10d::TCPStore>(master.substr(0, colon), options);
-    const auto loops = gacc::data_parallel_loops();
-    gacc::distributed::serve(store, rank, ranks, std::chrono::milliseconds(timeout_ms),
-                             [&loops](const std::string& name) -> const gacc::torch_recipes::TorchTrainingLoop* {
-                               for (const auto& loop : loops) {
-                                 if (loop->name() == name) return loop.get();
-                               }
-                               return nullptr;
-                             });
+    const auto master = gacc::distributed::parse_master(master_text.substr(0, colon), master_text.substr(colon + 1));
+    gacc::distributed::serve_rank(master, rank, ranks, std::chrono::milliseconds(timeout_ms),
+                                  gacc::find_data_parallel_loop, /*loopback=*/true);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "gacc-rank " << rank << ": " << e.what() << "\n";

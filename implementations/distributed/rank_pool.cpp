@@ -12,6 +12,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "core/errors.h"
@@ -28,6 +29,15 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+/// How often a waiting driver looks for dead or stalled ranks.
+constexpr std::chrono::milliseconds kPollInterval{50};
+
+/// c10d logs a warning for every store wait that times out; gacc's waits time out by design (the
+/// driver's poll, a rank's wait for the next job), and it reports real failures itself.
+void quiet_store_timeouts() {
+  if (FLAGS_caffe2_log_level < 2) FLAGS_caffe2_log_level = 2;  // errors only
+}
+
 std::vector<uint8_t> bytes(const std::string& text) { return {text.begin(), text.end()}; }
 std::string text(const std::vector<uint8_t>& value) { return {value.begin(), value.end()}; }
 
@@ -37,6 +47,7 @@ std::string progress_key(int64_t job, int rank) {
   return "progress/" + std::to_string(job) + "/" + std::to_string(rank);
 }
 std::string ready_key(int rank) { return "ready/" + std::to_string(rank); }
+std::string done_key(int rank) { return "done/" + std::to_string(rank); }
 
 const char* fault_name(Fault::Kind kind) {
   switch (kind) {
@@ -144,6 +155,38 @@ std::string find_rank_executable() {
                          "; set GACC_RANK_EXECUTABLE");
 }
 
+Master parse_master(const std::string& host, const std::string& port) {
+  Master master{host, 0};
+  try {
+    size_t used = 0;
+    master.port = std::stoi(port, &used);
+    if (used != port.size()) throw std::invalid_argument(port);
+  } catch (const std::exception&) {
+    master.port = -1;
+  }
+  if (host.empty()) throw UsageError("MASTER_ADDR is empty");
+  if (master.port < 1 || master.port > 65535) {
+    throw UsageError("MASTER_PORT \"" + port + "\" is not a port number (1 to 65535)");
+  }
+  return master;
+}
+
+c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server, std::chrono::milliseconds timeout) {
+  c10d::TCPStoreOptions options;
+  options.port = static_cast<std::uint16_t>(master.port);
+  options.isServer = server;
+  options.waitWorkers = false;
+  options.timeout = timeout;
+  const std::string where = master.host + ":" + std::to_string(master.port);
+  try {
+    return c10::make_intrusive<c10d::TCPStore>(master.host, options);
+  } catch (const std::exception& e) {
+    throw EnvironmentError(server ? "cannot host the TCPStore on " + where + " (is the port in use?): " + first_line(e.what())
+                                  : "cannot reach the master's TCPStore at " + where + " within " +
+                                        std::to_string(timeout.count()) + " ms: " + first_line(e.what()));
+  }
+}
+
 RankPool::RankPool(RankPoolOptions options) : options_(std::move(options)) {
   if (options_.ranks < 1) throw UsageError("a rank pool needs at least one rank");
   fault_pending_ = options_.fault.has_value();
@@ -158,7 +201,12 @@ RankPool::~RankPool() {
 }
 
 void RankPool::start() {
-  if (!pids_.empty()) return;
+  if (store_) return;
+  quiet_store_timeouts();
+  if (options_.torchrun_master) {
+    start_torchrun();
+    return;
+  }
   const std::string executable = options_.executable.empty() ? find_rank_executable() : options_.executable;
   c10d::TCPStoreOptions store_options;
   store_options.port = 0;  // any free port
@@ -170,6 +218,7 @@ void RankPool::start() {
   } catch (const std::exception& e) {
     throw EnvironmentError(std::string("cannot start the rank pool's TCPStore: ") + e.what());
   }
+  next_job_ = 0;  // fresh ranks on a fresh store serve from job 0
   const auto port = static_cast<c10d::TCPStore&>(*store_).getPort();
   for (int rank = 0; rank < options_.ranks; ++rank) {
     const std::vector<std::string> args = {executable,
@@ -218,6 +267,33 @@ void RankPool::start() {
   }
 }
 
+void RankPool::start_torchrun() {
+  const Master& master = *options_.torchrun_master;
+  store_ = connect_store(master, true, options_.timeout);
+  next_job_ = 0;
+  auto own = connect_store(master, false, options_.timeout);
+  rank0_ = std::thread([own, ranks = options_.ranks, timeout = options_.timeout, find = options_.find] {
+    try {
+      serve(own, 0, ranks, timeout, find, false);
+    } catch (const std::exception&) {
+      // the driver sees rank 0 stop answering, and says so
+    }
+  });
+  const auto deadline = Clock::now() + options_.timeout;
+  for (int rank = 1; rank < options_.ranks; ++rank) {
+    while (!store_->check({ready_key(rank)})) {
+      if (Clock::now() > deadline) {
+        stop(false);
+        throw EnvironmentError("rank " + std::to_string(rank) + " of " + std::to_string(options_.ranks) +
+                               " did not check in at " + master.host + ":" + std::to_string(master.port) +
+                               " within " + std::to_string(options_.timeout.count()) + " ms (is `gacc run` running with RANK=" +
+                               std::to_string(rank) + " and the same MASTER_ADDR and MASTER_PORT?)");
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  }
+}
+
 std::vector<std::string> RankPool::dead_ranks() {
   std::vector<std::string> dead;
   for (size_t rank = 0; rank < pids_.size(); ++rank) {
@@ -233,13 +309,37 @@ std::vector<std::string> RankPool::dead_ranks() {
 }
 
 void RankPool::stop(bool graceful) {
-  if (pids_.empty()) return;
-  if (graceful && store_) {
-    try {
-      store_->set(job_key(next_job_++), bytes(R"({"shutdown": true})"));
-    } catch (...) {
-      graceful = false;
+  if (!store_) return;
+  try {
+    store_->set(job_key(next_job_++), bytes(R"({"shutdown": true})"));
+  } catch (...) {
+    graceful = false;
+  }
+  if (options_.torchrun_master) {
+    // Ranks started by someone else cannot be killed: let each read the shutdown job before the
+    // store goes away (a rank stuck in a collective reads it after the timeout, or fails).
+    // After a failure only this process' own rank 0 is waited for, briefly.
+    const auto deadline = Clock::now() + (graceful ? options_.timeout : std::chrono::milliseconds(1000));
+    bool own_done = false;
+    for (int rank = 0; rank < (graceful ? options_.ranks : 1); ++rank) {
+      bool done = false;
+      try {
+        while (!(done = store_->check({done_key(rank)})) && Clock::now() < deadline) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        }
+      } catch (...) {
+      }
+      if (rank == 0) own_done = done;
     }
+    if (rank0_.joinable()) {
+      if (own_done) {
+        rank0_.join();
+      } else {
+        rank0_.detach();  // stuck in a collective: the end of the process ends it
+      }
+    }
+    store_.reset();
+    return;
   }
   const auto deadline = Clock::now() + std::chrono::milliseconds(graceful ? 2000 : 0);
   for (auto& pid : pids_) {
@@ -263,7 +363,7 @@ std::string RankPool::describe_job(int64_t job, const std::string& loop, const S
          " ranks: gacc repro '" + to_json_text(scenario) + "')";
 }
 
-Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
+Trace RankPool::run(const std::string& loop, const Scenario& scenario, JobTiming* timing) {
   const int world = scenario.world_size;
   if (world < 1 || world > options_.ranks) {
     throw std::invalid_argument("a job on " + std::to_string(world) + " ranks in a pool of " +
@@ -272,22 +372,50 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
   start();
   const int64_t job = next_job_++;
   nlohmann::json spec = {{"loop", loop}, {"scenario", to_json(scenario)}, {"world", world}};
-  if (fault_pending_) {
+  if (fault_pending_ && options_.fault->rank < world) {  // the first job the faulty rank takes part in
     spec["fault"] = {{"kind", fault_name(options_.fault->kind)}, {"rank", options_.fault->rank}};
     fault_pending_ = false;
   }
   store_->set(job_key(job), bytes(spec.dump()));
 
-  // A rank that has not answered when twice the collective timeout has passed is hung: its peers
-  // gave up waiting for it after one timeout.
-  const auto deadline = Clock::now() + 2 * options_.timeout + std::chrono::seconds(1);
+  // A rank is hung when it has neither answered nor moved on (its progress key) for the collective
+  // timeout and a grace second: by then its peers, waiting for it in a collective, have timed out.
+  const auto stall_limit = options_.timeout + std::chrono::seconds(1);
   std::vector<std::optional<nlohmann::json>> results(static_cast<size_t>(world));
+  std::vector<std::string> progress(static_cast<size_t>(world));
+  std::vector<Clock::time_point> moved(static_cast<size_t>(world), Clock::now());
   int answered = 0;
   while (answered < world) {
+    // Block until every pending rank has answered, for a poll interval at most (a busy loop of
+    // store queries would take the CPU from the ranks).
+    std::vector<std::string> pending;
     for (int rank = 0; rank < world; ++rank) {
-      if (results[static_cast<size_t>(rank)] || !store_->check({result_key(job, rank)})) continue;
-      results[static_cast<size_t>(rank)] = nlohmann::json::parse(text(store_->get(result_key(job, rank))));
-      ++answered;
+      if (!results[static_cast<size_t>(rank)]) pending.push_back(result_key(job, rank));
+    }
+    bool all_answered = false;
+    try {
+      store_->wait(pending, kPollInterval);
+      all_answered = true;
+    } catch (const c10::DistStoreError&) {
+      // the poll interval passed: look at who answered, who moved on, who died
+    }
+    std::vector<int> hung;
+    for (int rank = 0; rank < world; ++rank) {
+      const auto r = static_cast<size_t>(rank);
+      if (results[r]) continue;
+      if (all_answered || store_->check({result_key(job, rank)})) {
+        results[r] = nlohmann::json::parse(text(store_->get(result_key(job, rank))));
+        ++answered;
+        continue;
+      }
+      if (store_->check({progress_key(job, rank)})) {
+        std::string now = text(store_->get(progress_key(job, rank)));
+        if (now != progress[r]) {
+          progress[r] = std::move(now);
+          moved[r] = Clock::now();
+        }
+      }
+      if (Clock::now() - moved[r] > stall_limit) hung.push_back(rank);
     }
     if (answered == world) break;
     const auto dead = dead_ranks();
@@ -295,15 +423,12 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
       stop(false);
       throw EnvironmentError(dead.front() + " during " + describe_job(job, loop, scenario));
     }
-    if (Clock::now() > deadline) {
+    if (!hung.empty()) {
       std::string message;
-      for (int rank = 0; rank < world; ++rank) {
-        if (results[static_cast<size_t>(rank)]) continue;
-        std::string progress = "before its first micro-batch";
-        if (store_->check({progress_key(job, rank)})) progress = "after " + text(store_->get(progress_key(job, rank)));
-        message += (message.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
-                   " did not answer within " + std::to_string(2 * options_.timeout.count()) + " ms (hung " +
-                   progress + ")";
+      for (int rank : hung) {
+        const auto& last = progress[static_cast<size_t>(rank)];
+        message += (message.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) + " hung: no result and no progress for " +
+                   std::to_string(stall_limit.count()) + " ms (" + (last.empty() ? "before its first micro-batch" : "after " + last) + ")";
       }
       for (int rank = 0; rank < world; ++rank) {
         const auto& result = results[static_cast<size_t>(rank)];
@@ -314,7 +439,6 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
       stop(false);
       throw EnvironmentError(message + " during " + describe_job(job, loop, scenario));
     }
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 
   std::vector<Trace> traces;
@@ -332,8 +456,14 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario) {
     stop(false);  // its peers may be stuck in a collective: start afresh
     throw std::runtime_error(errors);
   }
+  if (timing) {
+    const auto& first = *results[0];
+    timing->loop_seconds = first.value("loop_seconds", 0.0);
+    timing->collective_seconds = first.value("collective_seconds", 0.0);
+  }
+  const std::string divergence = replica_divergence(traces);
   Trace trace = std::move(traces[0]);
-  trace.replica_divergence = replica_divergence(traces);
+  trace.replica_divergence = divergence;
   return trace;
 }
 
@@ -370,10 +500,11 @@ void shutdown_shared_pool() {
 // --- the rank side ----------------------------------------------------------------------------
 
 void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
-           const std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>& find) {
+           const LoopFinder& find, bool loopback) {
   if (rank < 0 || rank >= ranks) {
     throw std::invalid_argument("rank " + std::to_string(rank) + " of a pool of " + std::to_string(ranks));
   }
+  quiet_store_timeouts();
   store->set(ready_key(rank), bytes("1"));
   std::map<int, std::unique_ptr<Communicator>> groups;  // by world size: ranks 0..world-1
   for (int64_t job = 0;; ++job) {
@@ -386,7 +517,10 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
       }
     }
     const auto spec = nlohmann::json::parse(text(store->get(job_key(job))));
-    if (spec.value("shutdown", false)) return;
+    if (spec.value("shutdown", false)) {
+      store->set(done_key(rank), bytes("1"));
+      return;
+    }
     const int world = spec.at("world").get<int>();
     if (rank >= world) continue;
     nlohmann::json result;
@@ -396,7 +530,9 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
       if (!loop) throw std::invalid_argument("no data-parallel loop named " + name);
       const Scenario scenario = parse_scenario(spec.at("scenario").dump());
       auto& group = groups[world];
-      if (!group) group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout);
+      if (!group) {
+        group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout, loopback);
+      }
       group->reset_counts();
       std::optional<Fault> fault;
       if (spec.contains("fault") && spec["fault"].at("rank").get<int>() == rank) {
@@ -413,12 +549,21 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
           case Fault::Kind::raise: throw std::runtime_error("injected fault on rank " + std::to_string(rank));
         }
       };
-      result = {{"trace", to_json(loop->run_rank(scenario, group.get(), progress))}};
+      const auto start = Clock::now();
+      const Trace trace = loop->run_rank(scenario, group.get(), progress);
+      result = {{"trace", to_json(trace)},
+                {"loop_seconds", std::chrono::duration<double>(Clock::now() - start).count()},
+                {"collective_seconds", group->collective_seconds()}};
     } catch (const std::exception& e) {
       result = {{"error", e.what()}};
     }
     store->set(result_key(job, rank), bytes(result.dump()));
   }
+}
+
+void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
+                bool loopback) {
+  serve(connect_store(master, false, timeout), rank, ranks, timeout, find, loopback);
 }
 
 }  // namespace gacc::distributed

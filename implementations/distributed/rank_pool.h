@@ -6,7 +6,8 @@
 /// first use and kept). Every rank returns its trace; the driver checks that the replicas agree.
 ///
 /// Faults end the pool and surface as EnvironmentError (exit 4) naming the rank: a rank that dies
-/// (signal or early exit), or one that does not answer within twice the collective timeout (hung).
+/// (signal or early exit), or one that neither answers nor makes progress for the collective timeout
+/// and a grace second (hung).
 /// A loop that throws on a rank is the recipe's failure (std::runtime_error with that rank's
 /// message). Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
 ///
@@ -20,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <sys/types.h>
+#include <thread>
 #include <vector>
 
 #include <c10/util/intrusive_ptr.h>
@@ -38,8 +40,8 @@ class TorchTrainingLoop;
 
 namespace gacc::distributed {
 
-/// A fault to inject into a job, for testing fault handling: rank `rank` crashes (SIGSEGV), hangs,
-/// exits early (exit status 0), or throws, after its first micro-batch of the first step.
+/// A fault to inject, for testing fault handling: in the first job rank `rank` takes part in, it
+/// crashes (SIGSEGV), hangs, exits early (exit status 0), or throws, after its first micro-batch.
 struct Fault {
   enum class Kind { crash, hang, exit, raise };
   Kind kind = Kind::crash;
@@ -48,11 +50,28 @@ struct Fault {
 /// Parses "crash:1", "hang:0", "exit:2", "throw:1"; throws UsageError otherwise.
 Fault parse_fault(const std::string& text);
 
+/// Finds a data-parallel loop by name (null if none): how a rank learns what a job runs.
+using LoopFinder = std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>;
+
+/// Where the ranks meet: the TCPStore's host and port (torchrun's MASTER_ADDR and MASTER_PORT).
+struct Master {
+  std::string host;
+  int port = 0;
+};
+/// From MASTER_ADDR and MASTER_PORT's values; throws UsageError on a port outside 1..65535.
+Master parse_master(const std::string& host, const std::string& port);
+
 struct RankPoolOptions {
-  int ranks = 8;                                 ///< processes started: the largest world a job may use
+  int ranks = 8;                                 ///< ranks: the largest world a job may use
   std::chrono::milliseconds timeout{20000};      ///< a collective that waits longer fails
   std::string executable;                        ///< gacc-rank; empty: found (see find_rank_executable)
-  std::optional<Fault> fault;                    ///< injected into the first job
+  std::optional<Fault> fault;                    ///< injected once (see Fault)
+  /// torchrun: the ranks are processes someone else started (ranks 1..N-1 run serve_rank); this
+  /// process hosts the store at `master` and serves rank 0 in a thread of its own. Empty: the pool
+  /// starts `ranks` local gacc-rank processes and meets them on a free loopback port.
+  std::optional<Master> torchrun_master;
+  /// torchrun: how this process' rank 0 finds a job's loop.
+  LoopFinder find;
 };
 
 /// The `gacc-rank` executable: GACC_RANK_EXECUTABLE, else next to the running executable, else the
@@ -69,13 +88,20 @@ class RankPool {
 
   int ranks() const { return options_.ranks; }
 
+  /// Where rank 0's time went in a job (for benchmarks).
+  struct JobTiming {
+    double loop_seconds = 0.0;        ///< run_rank, collectives included
+    double collective_seconds = 0.0;  ///< waiting in collectives
+  };
+
   /// Runs data-parallel loop `loop` on `scenario` over ranks 0..world_size-1 and returns rank 0's
   /// trace, with replica_divergence set where another rank's parameters, optimizer state or buffers
-  /// differ from rank 0's. Starts the ranks on first use.
-  Trace run(const std::string& loop, const Scenario& scenario);
+  /// differ from rank 0's. Starts the ranks on first use. `timing`, when given, gets rank 0's times.
+  Trace run(const std::string& loop, const Scenario& scenario, JobTiming* timing = nullptr);
 
  private:
   void start();
+  void start_torchrun();
   /// Ends every rank: a shutdown job when `graceful`, then SIGKILL to whatever is left; reaps all.
   void stop(bool graceful);
   /// The ranks that have died, as messages; empty if all live.
@@ -85,6 +111,7 @@ class RankPool {
   RankPoolOptions options_;
   c10::intrusive_ptr<c10d::Store> store_;
   std::vector<pid_t> pids_;
+  std::thread rank0_;  ///< torchrun: this process' own rank 0
   int64_t next_job_ = 0;
   bool fault_pending_ = false;
 };
@@ -96,9 +123,20 @@ void configure_shared_pool(RankPoolOptions options);
 /// Ends the shared pool now (it restarts on next use).
 void shutdown_shared_pool();
 
+/// The store at `master`: hosted here (`server`; EnvironmentError when the port cannot be bound) or
+/// reached as a client (EnvironmentError when the master does not answer within `timeout`).
+c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server, std::chrono::milliseconds timeout);
+
 /// The rank side: serves jobs from `store` as `rank` of a pool of `ranks` until a shutdown job,
-/// finding each job's loop with `find`. Returns normally on shutdown.
+/// finding each job's loop with `find`. Returns normally on shutdown. `loopback`: the process
+/// groups talk over 127.0.0.1 (a local pool); otherwise over the host's own address (torchrun,
+/// across hosts; GLOO_SOCKET_IFNAME picks the interface).
 void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
-           const std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>& find);
+           const LoopFinder& find, bool loopback = true);
+
+/// A rank process: reach the store at `master`, then serve (see serve) until the driver ends the
+/// pool. gacc-rank in a local pool (loopback); torchrun's ranks 1..N-1 (not loopback).
+void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
+                bool loopback);
 
 }  // namespace gacc::distributed

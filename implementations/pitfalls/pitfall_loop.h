@@ -1,21 +1,26 @@
 #pragma once
-/// The base of the LibTorch pitfall recipes: the correct loop (TorchTrainingLoop) with a name, a
-/// one-line summary of what it gets wrong, where the bug was reported, the bug explained and its
-/// fix (what `gacc explain` prints). Each pitfall overrides the one hook it gets wrong.
+/// The base of the LibTorch pitfall recipes: a correct loop (TorchTrainingLoop, or one of its
+/// data-parallel conventions) with a name, a one-line summary of what it gets wrong, where the bug
+/// was reported, the bug explained and its fix (what `gacc explain` prints). Each pitfall overrides
+/// the one hook it gets wrong.
 
 #include <string>
 #include <utility>
 
+#include "implementations/torch/data_parallel_loops.h"
 #include "implementations/torch/training_loop.h"
 
 namespace gacc::pitfalls {
 
-class PitfallLoop : public torch_recipes::TorchTrainingLoop {
+struct PitfallDescription {
+  std::string name, summary, reference, explanation, fix;
+};
+
+/// `CorrectLoop` with one thing done wrong, described.
+template <class CorrectLoop>
+class PitfallOf : public CorrectLoop {
  public:
-  struct Description {
-    std::string name, summary, reference, explanation, fix;
-  };
-  explicit PitfallLoop(Description description) : description_(std::move(description)) {}
+  explicit PitfallOf(PitfallDescription description) : description_(std::move(description)) {}
 
   std::string name() const override { return description_.name; }
   RecipeKind kind() const override { return RecipeKind::pitfall; }
@@ -25,7 +30,10 @@ class PitfallLoop : public torch_recipes::TorchTrainingLoop {
   std::string fix() const override { return description_.fix; }
 
  private:
-  Description description_;
+  PitfallDescription description_;
 };
+
+/// A single-process pitfall.
+using PitfallLoop = PitfallOf<torch_recipes::TorchTrainingLoop>;
 
 }  // namespace gacc::pitfalls

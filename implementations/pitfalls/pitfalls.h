@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/recipe.h"
+#include "implementations/torch/training_loop.h"
 
 namespace gacc::pitfalls {
 
@@ -25,5 +26,13 @@ std::unique_ptr<Recipe> clipping_before_unscale();
 std::unique_ptr<Recipe> grad_scaler_every_micro_batch();
 std::unique_ptr<Recipe> overflowing_micro_batch_discarded();
 std::unique_ptr<Recipe> scaled_loss_reported();
+
+// Broken data-parallel loops: each runs as every rank of a process group (registry's
+// data_parallel_loops(), through distributed::DataParallelRecipe).
+std::unique_ptr<torch_recipes::TorchTrainingLoop> gradients_averaged_twice();
+std::unique_ptr<torch_recipes::TorchTrainingLoop> gradients_not_averaged();
+std::unique_ptr<torch_recipes::TorchTrainingLoop> per_rank_token_normalization();
+std::unique_ptr<torch_recipes::TorchTrainingLoop> loss_not_reduced_across_ranks();
+std::unique_ptr<torch_recipes::TorchTrainingLoop> unused_parameters_not_synced();
 
 }  // namespace gacc::pitfalls

@@ -172,6 +172,13 @@ double TorchTrainingLoop::clip_gradients(LoopState& state) const {
 
 void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) const {
   const auto& params = state.model->ordered_parameters();
+  // A parameter no micro-batch of the window reached (an mlp_routed expert no example was routed
+  // to) has no gradient, and torch.optim would leave it alone. Its large-batch gradient is zero, and
+  // the oracle steps it with that zero (weight decay, momentum, Adam's moments and step count), as a
+  // data-parallel loop does after its all-reduce: hand the optimizer the zero.
+  for (const auto& p : params) {
+    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+  }
   StepRecord record;
   record.grad = flatten_gradients(params);
   record.pre_clip_norm = pre_clip_norm;

@@ -103,7 +103,8 @@ class TorchTrainingLoop : public Recipe {
   double clip_gradients(LoopState& state) const;
   /// optimizer.step() — under fp16 scaler.step() and scaler.update(), which skip the step on a
   /// non-finite gradient — recording what the optimizer was handed (after clipping;
-  /// `pre_clip_norm`), the loss scale in force, and what it did.
+  /// `pre_clip_norm`), the loss scale in force, and what it did. A parameter the window never
+  /// reached is handed a zero gradient, so that every parameter is stepped, as in the oracle.
   void optimizer_step(LoopState& state, double pre_clip_norm) const;
   /// scheduler.step(), counted.
   void schedule_step(LoopState& state) const;

@@ -49,6 +49,12 @@ ZooModelImpl::ZooModelImpl(const ModelSpec& spec, torch::Dtype dtype, const std:
       head_ = register_module("head", Linear(d, spec.vocab_size));
       break;
     }
+    case Architecture::mlp_routed:
+      fc1_ = register_module("fc1", Linear(spec.input_dim, spec.hidden_dim));
+      for (int e = 0; e < fixtures::kRoutedExperts; ++e) {
+        experts_.push_back(register_module("expert" + std::to_string(e), Linear(spec.hidden_dim, spec.output_dim)));
+      }
+      break;
     default: {
       const int64_t h = spec.hidden_dim;
       fc1_ = register_module("fc1", Linear(spec.input_dim, h));
@@ -94,6 +100,7 @@ torch::Tensor ZooModelImpl::forward(const torch::Tensor& input) {
 
 torch::Tensor ZooModelImpl::regressor_forward(const torch::Tensor& x) {
   if (spec_.arch == Architecture::linear) return fc1_->forward(x);
+  if (spec_.arch == Architecture::mlp_routed) return routed_forward(x);
   torch::Tensor z = fc1_->forward(x);
   switch (spec_.arch) {
     case Architecture::mlp_layer_norm:
@@ -113,6 +120,29 @@ torch::Tensor ZooModelImpl::regressor_forward(const torch::Tensor& x) {
   }
   const torch::Tensor a = spec_.arch == Architecture::mlp_gelu ? torch::gelu(z) : torch::tanh(z);
   return fc2_->forward(a);
+}
+
+torch::Tensor ZooModelImpl::routed_forward(const torch::Tensor& x) {
+  const torch::Tensor h = torch::tanh(fc1_->forward(x));
+  // The route depends on the data only: read on the host, by the fixtures' rule.
+  const torch::Tensor feature =
+      x.detach().select(1, fixtures::kRoutingFeature).to(torch::kFloat64).contiguous();
+  const double* features = feature.data_ptr<double>();
+  std::vector<std::vector<int64_t>> rows(experts_.size());
+  for (int64_t i = 0; i < feature.numel(); ++i) {
+    rows[static_cast<size_t>(fixtures::routed_expert(features[i]))].push_back(i);
+  }
+  // Each expert sees only its rows; one that gets none is never called, so its parameters stay out
+  // of the autograd graph (no gradient, no hook fires), as with a mixture of experts in PyTorch.
+  torch::Tensor y;
+  for (size_t e = 0; e < experts_.size(); ++e) {
+    if (rows[e].empty()) continue;
+    const torch::Tensor index = torch::tensor(rows[e], torch::kInt64);
+    const torch::Tensor part = experts_[e]->forward(h.index_select(0, index));
+    if (!y.defined()) y = torch::zeros({x.size(0), part.size(1)}, part.options());
+    y = y.index_copy(0, index, part);
+  }
+  return y;
 }
 
 torch::Tensor ZooModelImpl::language_model_forward(const torch::Tensor& tokens) {

@@ -31,6 +31,8 @@ class ZooModelImpl : public torch::nn::Module {
 
  private:
   torch::Tensor regressor_forward(const torch::Tensor& x);
+  /// mlp_routed: fc1, tanh, then each row through the expert fixtures::routed_expert names.
+  torch::Tensor routed_forward(const torch::Tensor& x);
   torch::Tensor language_model_forward(const torch::Tensor& tokens);
 
   ModelSpec spec_;
@@ -39,6 +41,7 @@ class ZooModelImpl : public torch::nn::Module {
   torch::nn::GroupNorm group_norm_{nullptr};
   torch::nn::BatchNorm1d batch_norm_{nullptr};
   torch::Tensor rms_weight_;
+  std::vector<torch::nn::Linear> experts_;  ///< mlp_routed
   torch::nn::Embedding embedding_{nullptr};
   torch::nn::Linear query_{nullptr}, key_{nullptr}, value_{nullptr}, output_{nullptr};
   std::vector<torch::Tensor> parameters_, buffers_;

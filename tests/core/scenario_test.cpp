@@ -167,7 +167,8 @@ TEST_CASE("a scenario of every architecture survives a JSON round trip, field by
     Scenario sc = gacc::testing::arch_scenario(arch);
     check_round_trip(sc);
     // Non-default values of the architecture's own options survive too.
-    if (arch != Architecture::linear && arch != Architecture::mlp_tanh && arch != Architecture::mlp_gelu) {
+    if (arch != Architecture::linear && arch != Architecture::mlp_tanh && arch != Architecture::mlp_gelu &&
+        arch != Architecture::mlp_routed) {
       sc.model.norm_eps = 0.001;
     }
     if (arch == Architecture::mlp_batch_norm) sc.model.batch_norm_momentum = 0.3;
@@ -334,6 +335,13 @@ TEST_CASE("JSON carries only the fields that apply", "[scenario]") {
   CHECK(json_of(Architecture::mlp_group_norm)["model"]["groups"] == 2);
   CHECK(json_of(Architecture::mlp_rms_norm)["model"].contains("norm_eps"));
   CHECK(json_of(Architecture::mlp_batch_norm)["model"]["batch_norm_momentum"] == 0.1);
+  const auto routed = json_of(Architecture::mlp_routed);
+  CHECK(routed["model"]["arch"] == "mlp_routed");
+  for (const char* key : {"input_dim", "hidden_dim", "output_dim"}) CHECK(routed["model"].contains(key));
+  for (const char* key : {"groups", "norm_eps", "batch_norm_momentum", "vocab_size"}) {
+    INFO(key);
+    CHECK_FALSE(routed["model"].contains(key));
+  }
 
   const auto lm = json_of(Architecture::causal_lm);
   for (const char* key : {"input_dim", "hidden_dim", "output_dim", "groups", "batch_norm_momentum"}) {
@@ -524,7 +532,7 @@ TEST_CASE("invalid values are named with their field", "[scenario]") {
   json["model"]["arch"] = "resnet";
   CHECK_THAT(error_of(json), Contains("scenario.model.arch must be one of linear, mlp_tanh, mlp_gelu, "
                                       "mlp_layer_norm, mlp_group_norm, mlp_rms_norm, mlp_batch_norm, "
-                                      "causal_lm, got \"resnet\""));
+                                      "mlp_routed, causal_lm, got \"resnet\""));
 
   json = valid_json();
   json["optimizer"]["nesterov"] = true;
@@ -594,6 +602,14 @@ TEST_CASE("model options are checked against the architecture, naming the field"
        {"scenario.model.norm_eps does not apply to arch linear"}},
       {"norm_eps for GELU", json_of(Architecture::mlp_gelu), [](auto& j) { j["model"]["norm_eps"] = 1e-5; },
        {"scenario.model.norm_eps does not apply to arch mlp_gelu"}},
+      {"norm_eps for mlp_routed", json_of(Architecture::mlp_routed), [](auto& j) { j["model"]["norm_eps"] = 1e-5; },
+       {"scenario.model.norm_eps does not apply to arch mlp_routed"}},
+      {"groups for mlp_routed", json_of(Architecture::mlp_routed), [](auto& j) { j["model"]["groups"] = 2; },
+       {"scenario.model.groups does not apply to arch mlp_routed"}},
+      {"mlp_routed without hidden_dim", json_of(Architecture::mlp_routed), [](auto& j) { j["model"].erase("hidden_dim"); },
+       {"scenario.model.hidden_dim is missing"}},
+      {"mlp_routed without output_dim", json_of(Architecture::mlp_routed), [](auto& j) { j["model"].erase("output_dim"); },
+       {"scenario.model.output_dim is missing"}},
       {"batch_norm_momentum for LayerNorm", ln, [](auto& j) { j["model"]["batch_norm_momentum"] = 0.1; },
        {"scenario.model.batch_norm_momentum does not apply to arch mlp_layer_norm"}},
       {"batch_norm_momentum for causal_lm", lm, [](auto& j) { j["model"]["batch_norm_momentum"] = 0.1; },
@@ -632,6 +648,22 @@ TEST_CASE("model options are checked against the architecture, naming the field"
       {"a negative init_seed", valid_json(), [](auto& j) { j["model"]["init_seed"] = -3; },
        {"scenario.model.init_seed must be a non-negative integer"}},
   });
+}
+
+TEST_CASE("mlp_routed counts both experts' weights against the limit", "[scenario]") {
+  // 4096 + 4096 x 2048 weights fit in 2^24; with a second expert, 4096 + 2 x 4096 x 2048 do not.
+  for (const Architecture arch : {Architecture::mlp_tanh, Architecture::mlp_routed}) {
+    INFO(gacc::to_string(arch));
+    auto json = json_of(arch);
+    json["model"]["input_dim"] = 1;
+    json["model"]["hidden_dim"] = 4096;
+    json["model"]["output_dim"] = 2048;
+    if (arch == Architecture::mlp_tanh) {
+      CHECK_NOTHROW(gacc::parse_scenario(json.dump()));
+    } else {
+      CHECK_THAT(error_of(json), Contains("scenario.model: has more than 16777216 weights"));
+    }
+  }
 }
 
 TEST_CASE("micro-batch sizes must add up to the global batch", "[scenario]") {
@@ -1137,7 +1169,7 @@ TEST_CASE("the scenarios of every architecture used by the tests are valid", "[s
 TEST_CASE("enumerations have one name each, listed in order", "[scenario]") {
   CHECK(gacc::all_architectures() == std::vector<std::string>{"linear", "mlp_tanh", "mlp_gelu", "mlp_layer_norm",
                                                               "mlp_group_norm", "mlp_rms_norm", "mlp_batch_norm",
-                                                              "causal_lm"});
+                                                              "mlp_routed", "causal_lm"});
   const auto archs = gacc::testing::all_architecture_values();
   REQUIRE(archs.size() == gacc::all_architectures().size());
   for (size_t i = 0; i < archs.size(); ++i) CHECK(gacc::to_string(archs[i]) == gacc::all_architectures()[i]);

@@ -3,6 +3,9 @@
 
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
+#include "fixtures/fixtures.h"
 #include "properties/catalog.h"
 #include "properties/generators.h"
 #include "properties/runner.h"
@@ -167,4 +170,48 @@ TEST_CASE("split invariance under fp16 compares two runs only while both are on 
   const auto verdict = judge(*made, testing::Fp32Recipe(), sc);
   INFO(verdict.detail);
   CHECK(verdict.ratio <= 0.5);
+}
+
+TEST_CASE("data parallelism: equal to the large batch, replicas identical, the whole gradient sent once per "
+          "window or per micro-batch",
+          "[properties]") {
+  const auto made = data_parallel();
+  const Property& property = *made;
+  const testing::Fp32Recipe correct;
+  const testing::Fp32ForgottenScaling forgotten;
+  const Scenario sc = testing::causal_lm_scenario();  // W = 2, K = 2, uneven, a partial last window
+  REQUIRE(property.applies_to(sc));
+  CHECK_FALSE(property.applies_to(testing::mlp_scenario()));  // one rank
+  const reference::Oracle oracle(sc);
+  const Trace trace = correct.run(sc);
+  const auto check = [&](const Trace& t) { return property.check({oracle, t, {}}); };
+  const auto passing = check(trace);
+  INFO(passing.detail);
+  CHECK(passing.ratio <= 0.5);
+  CHECK(judge(property, forgotten, sc).ratio >= 10);
+
+  SECTION("a replica that diverged") {
+    Trace diverged = trace;
+    diverged.replica_divergence = "rank 1 differs from rank 0 after step 0: parameter 3";
+    const auto v = check(diverged);
+    CHECK(std::isinf(v.ratio));
+    CHECK_THAT(v.detail, Contains("the replicas diverge: rank 1 differs"));
+  }
+  SECTION("collectives: once per window or once per micro-batch, whole, in buckets") {
+    const int64_t gradient_bytes = fixtures::model_layout(sc.model).size * 4;
+    Trace counted = trace;
+    counted.counters.all_reduces = 3;  // 2 + 1 micro-batches: synchronized every micro-batch
+    counted.counters.all_reduce_bytes = 3 * gradient_bytes;
+    CHECK(check(counted).ratio <= 0.5);
+    counted.counters.all_reduces = 4;  // once per window in two buckets
+    counted.counters.all_reduce_bytes = 2 * gradient_bytes;
+    CHECK(check(counted).ratio <= 0.5);
+    counted.counters.all_reduce_bytes = 2 * gradient_bytes - 4;  // one parameter left out
+    const auto partial = check(counted);
+    CHECK(std::isinf(partial.ratio));
+    CHECK_THAT(partial.detail, Contains("once per window makes " + std::to_string(2 * gradient_bytes) + " bytes"));
+    counted.counters.all_reduces = 0;  // never synchronized
+    counted.counters.all_reduce_bytes = 0;
+    CHECK(std::isinf(check(counted).ratio));
+  }
 }

@@ -91,6 +91,16 @@ TEST_CASE("a pitfall that no property catches makes the run fail", "[runner]") {
   CHECK(report.exit_code() == ExitCode::property_failed);
 }
 
+TEST_CASE("a pitfall no property judged is reported as not judged, not as escaping", "[runner]") {
+  const Harness h;
+  const testing::UnjudgedPitfall unjudged;
+  const testing::Fp32DisguisedAsPitfall disguised;
+  const auto report = run_properties(h.properties(), {&unjudged, &disguised}, scenarios(), options(5, 1));
+  CHECK(report.pitfalls_not_judged() == std::vector<std::string>{"never-applies"});
+  CHECK(report.pitfalls_escaping() == std::vector<std::string>{"fp32-not-really-broken"});
+  CHECK(report.exit_code() == ExitCode::property_failed);
+}
+
 TEST_CASE("a correct recipe that fails makes the run fail", "[runner]") {
   const Harness h;
   const testing::ThrowingRecipe throwing;
@@ -181,7 +191,9 @@ TEST_CASE("a documented deviation is an expected failure for correct recipes and
   CHECK(report.correct_failing().empty());
   CHECK(report.pitfalls_escaping().empty());
   CHECK(report.exit_code() == ExitCode::ok);
-  REQUIRE(report.case_ratios.at("fp32-accumulate").size() == 5);
+  const int judged = row(report, "documented-deviation", "fp32-accumulate").cases;
+  CHECK(judged >= 3);  // of 5: BatchNorm on several ranks is not supported
+  REQUIRE(report.case_ratios.at("fp32-accumulate").size() == static_cast<size_t>(judged));
   for (const auto& [index, ratio] : report.case_ratios.at("fp32-accumulate")) CHECK(ratio == 42.0);
 }
 
@@ -211,7 +223,7 @@ TEST_CASE("under fp16 loss scaling a correct loop passes every property, and one
   for (const auto& r : report.rows) {
     INFO(r.property << " / " << r.recipe << ": " << r.worst_detail);
     if (r.recipe == correct.name()) {
-      CHECK((r.verdict == Verdict::pass || r.verdict == Verdict::expected_fail));
+      CHECK(r.verdict != Verdict::fail);  // pass, expected_fail, or skip (no BatchNorm case drawn)
       if (r.verdict == Verdict::pass) CHECK(r.worst_ratio <= 0.5);
     }
   }

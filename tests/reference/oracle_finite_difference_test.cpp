@@ -48,6 +48,41 @@ TEST_CASE("the oracle's gradients match finite differences to 1e-25", "[oracle]"
   }
 }
 
+TEST_CASE("mlp_routed's gradient matches finite differences whichever experts a batch reaches, and is "
+          "exactly zero for an expert it does not reach",
+          "[oracle]") {
+  // Routes of routed_scenario(): tests/support/scenarios.h.
+  Scenario sc = testing::routed_scenario();
+  const auto layout = fixtures::model_layout(sc.model);
+  const auto w = fixtures::initial_weights(sc.model, sc.precision);
+  struct Case {
+    const char* what;
+    fixtures::Batch batch;
+    bool reaches[2];
+  };
+  const std::vector<Case> cases = {{"both experts", fixtures::window_batch(sc, 0), {true, true}},
+                                   {"expert 1 alone", fixtures::micro_batch(sc, 0, 0, 2), {false, true}},
+                                   {"expert 0 alone", fixtures::window_batch(sc, 2), {true, false}}};
+  for (const auto& c : cases) {
+    for (auto reduction : {Reduction::mean, Reduction::sum}) {
+      sc.loss.reduction = reduction;
+      const double disagreement = finite_difference_disagreement(sc, c.batch);
+      INFO(c.what << ", " << to_string(reduction) << ": " << disagreement);
+      CHECK(disagreement < 1e-25);
+      const auto exact = loss_and_gradient(sc, std::vector<HighPrecision>(w.begin(), w.end()), {}, c.batch);
+      for (int e = 0; e < fixtures::kRoutedExperts; ++e) {
+        for (const char* tensor : {".weight", ".bias"}) {
+          const auto& p = layout.parameter("expert" + std::to_string(e) + tensor);
+          int nonzero = 0;
+          for (int64_t i = 0; i < p.numel; ++i) nonzero += exact.grad[static_cast<size_t>(p.offset + i)] != 0;
+          INFO(p.name << ": " << nonzero << " of " << p.numel << " gradient elements nonzero");
+          CHECK(nonzero == (c.reaches[e] ? p.numel : 0));
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("every model's gradient matches finite differences to 1e-25", "[oracle]") {
   for (const auto arch : properties::whole_zoo().architectures) {
     rc::prop("relative disagreement below 1e-25 for " + to_string(arch), [arch] {

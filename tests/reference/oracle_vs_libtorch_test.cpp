@@ -44,11 +44,11 @@ Float64Step libtorch_step(const Scenario& sc, int step, const std::vector<double
           torch_recipes::flatten(model->ordered_buffers())};
 }
 
-/// The worst ratio of LibTorch float64 to the oracle on the first window.
-double gradient_ratio(const Scenario& sc, std::string* detail = nullptr) {
+/// The worst ratio of LibTorch float64 to the oracle on window `step` (from the initial weights).
+double gradient_ratio(const Scenario& sc, std::string* detail = nullptr, int step = 0) {
   const reference::Oracle oracle(sc, kJudgeFloat64);
-  const auto& expected = oracle.window_from(0, oracle.initial_params(), {}, oracle.initial_buffers());
-  const auto observed = libtorch_step(sc, 0, oracle.initial_params());
+  const auto& expected = oracle.window_from(step, oracle.initial_params(), {}, oracle.initial_buffers());
+  const auto observed = libtorch_step(sc, step, oracle.initial_params());
   const auto grad = properties::compare(observed.grad, expected.grad, expected.grad_tolerance);
   const auto loss = properties::compare(observed.loss, expected.loss, expected.loss_tolerance);
   const auto buffers = properties::compare(observed.buffers, expected.buffers_after, expected.buffers_after_tolerance);
@@ -74,6 +74,11 @@ double trajectory_ratio(const Scenario& sc, std::string& detail) {
     optimizer->zero_grad();
     const auto batch = torch_recipes::to_tensors(fixtures::window_batch(sc, s), torch::kFloat64);
     torch_recipes::batch_loss(sc, model->forward(batch.inputs), batch.targets).backward();
+    // An mlp_routed expert the window does not reach gets a zero gradient, as the training loop
+    // hands it (implementations/torch/training_loop.cpp), so that torch::optim steps it.
+    for (const auto& p : params) {
+      if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+    }
     if (sc.clipping.kind == ClippingKind::norm) torch::nn::utils::clip_grad_norm_(params, sc.clipping.max_norm);
     if (sc.clipping.kind == ClippingKind::value) torch::nn::utils::clip_grad_value_(params, sc.clipping.clip_value);
     const double lr = optimizer->param_groups()[0].options().get_lr();
@@ -136,6 +141,56 @@ TEST_CASE("the oracle's gradient equals LibTorch float64 autograd for every mode
       RC_LOG() << detail;
       RC_ASSERT(ratio < 0.5);
     });
+  }
+}
+
+TEST_CASE("mlp_routed's gradient equals LibTorch float64 autograd whichever experts a batch reaches",
+          "[oracle]") {
+  // Routes of routed_scenario(): tests/support/scenarios.h. Windows 0 and 1 reach both experts,
+  // window 2 expert 0 alone.
+  const Scenario sc = testing::routed_scenario();
+  for (const int step : {0, 1, 2}) {
+    std::string detail;
+    const double ratio = gradient_ratio(sc, &detail, step);
+    INFO("window " << step << ": " << detail);
+    CHECK(ratio < 0.5);
+  }
+  // The same examples in windows of two: routes [1 1], [0 1], [1] (the first and last: expert 1 alone).
+  Scenario pairs = sc;
+  pairs.accumulation_steps = 1;
+  pairs.data.global_batch = 2;
+  pairs.data.windows = {{{2}}, {{2}}, {{1}}};
+  for (const int step : {0, 1, 2}) {
+    std::string detail;
+    const double ratio = gradient_ratio(pairs, &detail, step);
+    INFO("window " << step << " of two examples: " << detail);
+    CHECK(ratio < 0.5);
+  }
+  // LibTorch leaves the unreached expert without a gradient at all; the oracle's is exactly zero.
+  torch_recipes::ZooModel model(sc.model, torch::kFloat64, fixtures::initial_weights(sc.model, sc.precision));
+  const auto batch = torch_recipes::to_tensors(fixtures::window_batch(sc, 2), torch::kFloat64);
+  torch_recipes::batch_loss(sc, model->forward(batch.inputs), batch.targets).backward();
+  const auto& params = model->ordered_parameters();  // fc1.weight, fc1.bias, expert0.*, expert1.*
+  for (size_t i = 0; i < 4; ++i) CHECK(params[i].grad().defined());
+  CHECK_FALSE(params[4].grad().defined());
+  CHECK_FALSE(params[5].grad().defined());
+}
+
+TEST_CASE("mlp_routed trajectories equal torch::optim, an unreached expert stepped with a zero gradient",
+          "[oracle]") {
+  // routed_scenario()'s last window never reaches expert 1: weight decay, momentum and Adam's
+  // moments still move it, in the oracle as in torch::optim handed a zero gradient.
+  for (const auto kind : {OptimizerKind::sgd, OptimizerKind::adam, OptimizerKind::adamw}) {
+    Scenario sc = testing::routed_scenario();
+    sc.optimizer.kind = kind;
+    if (kind != OptimizerKind::sgd) {
+      sc.optimizer.lr = 0.01;
+      sc.optimizer.momentum = 0.0;
+    }
+    std::string detail;
+    const double ratio = trajectory_ratio(sc, detail);
+    INFO(to_string(kind) << ": " << detail);
+    CHECK(ratio < 0.5);
   }
 }
 

@@ -70,6 +70,10 @@ class Fp32Recipe : public Recipe {
         }
         for (size_t i = 0; i < grad.size(); ++i) grad[i] += rank_grad[i];  // the all-reduce
       }
+      if (sc.world_size > 1) {  // one fp32 all-reduce of the whole gradient per window
+        ++trace.counters.all_reduces;
+        trace.counters.all_reduce_bytes += static_cast<int64_t>(grad.size() * sizeof(float));
+      }
       StepRecord record;
       record.loss = loss;
       record.lr = reference::learning_rate<double>(sc, s);
@@ -168,6 +172,14 @@ class ThrowingRecipe final : public Fp32Recipe {
 class UnsupportedRecipe final : public Fp32Recipe {
  public:
   std::string name() const override { return "unsupported"; }
+  bool supports(const Scenario&) const override { return false; }
+};
+
+/// A pitfall that supports no scenario: never judged, so neither caught nor escaping.
+class UnjudgedPitfall final : public Fp32Recipe {
+ public:
+  std::string name() const override { return "never-applies"; }
+  RecipeKind kind() const override { return RecipeKind::pitfall; }
   bool supports(const Scenario&) const override { return false; }
 };
 

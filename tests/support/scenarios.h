@@ -67,12 +67,24 @@ inline Scenario causal_lm_scenario() {
   return sc;
 }
 
+/// mlp_routed on mlp_scenario()'s shapes, with a data seed whose routes reach every case: by input
+/// feature 0, the examples go to experts [1] [1 0 1] [1 1] | [1 0] [0 0] [1 0] | [0 0 0 0] [0]
+/// (micro-batches in brackets, windows split by |). So micro-batches routed to both experts, to
+/// expert 1 only and to expert 0 only, and a whole window (the last) that never reaches expert 1.
+inline Scenario routed_scenario() {
+  Scenario sc = mlp_scenario();
+  sc.model.arch = Architecture::mlp_routed;
+  sc.data.seed = 6;
+  return sc;
+}
+
 /// A small valid scenario of any architecture: mlp_scenario() with the arch swapped in (GroupNorm
-/// with 2 groups of 2; BatchNorm with micro-batches of at least 2 examples), linear_scenario(),
-/// or causal_lm_scenario().
+/// with 2 groups of 2; BatchNorm with micro-batches of at least 2 examples), routed_scenario(),
+/// linear_scenario(), or causal_lm_scenario().
 inline Scenario arch_scenario(Architecture arch) {
   if (arch == Architecture::linear) return linear_scenario();
   if (arch == Architecture::causal_lm) return causal_lm_scenario();
+  if (arch == Architecture::mlp_routed) return routed_scenario();
   Scenario sc = mlp_scenario();
   sc.model.arch = arch;
   if (arch == Architecture::mlp_group_norm) sc.model.groups = 2;
@@ -82,9 +94,9 @@ inline Scenario arch_scenario(Architecture arch) {
 
 /// Every architecture, in declaration order.
 inline std::vector<Architecture> all_architecture_values() {
-  return {Architecture::linear,         Architecture::mlp_tanh,     Architecture::mlp_gelu,
+  return {Architecture::linear,         Architecture::mlp_tanh,       Architecture::mlp_gelu,
           Architecture::mlp_layer_norm, Architecture::mlp_group_norm, Architecture::mlp_rms_norm,
-          Architecture::mlp_batch_norm, Architecture::causal_lm};
+          Architecture::mlp_batch_norm, Architecture::mlp_routed,     Architecture::causal_lm};
 }
 
 }  // namespace gacc::testing

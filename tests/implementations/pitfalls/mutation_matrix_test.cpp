@@ -84,6 +84,11 @@ TEST_CASE("each pitfall is caught by the property that exists for it", "[mutatio
       {"grad-scaler-every-micro-batch", "mixed-precision"},
       {"overflowing-micro-batch-discarded", "mixed-precision"},
       {"scaled-loss-reported", "gradient-equivalence"},
+      {"gradients-averaged-twice", "data-parallel"},
+      {"gradients-not-averaged", "data-parallel"},
+      {"per-rank-token-normalization", "data-parallel"},
+      {"loss-not-reduced-across-ranks", "data-parallel"},
+      {"unused-parameters-not-synced", "data-parallel"},
   };
   size_t pitfalls = 0;
   for (const auto& recipe : matrix().owned_recipes) pitfalls += recipe->kind() == RecipeKind::pitfall;
