@@ -122,7 +122,7 @@ int serve_torchrun_rank(const DataParallelArguments& args) {
   const auto torchrun = torchrun_from_environment();
   if (!torchrun || torchrun->rank == 0) throw UsageError("not one of torchrun's ranks 1..WORLD_SIZE-1");
   distributed::serve_rank(torchrun->master, torchrun->rank, torchrun->world, collective_timeout(args),
-                          find_data_parallel_loop, /*loopback=*/false);
+                          find_data_parallel_loop, /*torchrun=*/true);
   return 0;
 }
 

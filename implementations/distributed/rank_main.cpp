@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
     torch::set_num_threads(1);
     const auto master = gacc::distributed::parse_master(master_text.substr(0, colon), master_text.substr(colon + 1));
     gacc::distributed::serve_rank(master, rank, ranks, std::chrono::milliseconds(timeout_ms),
-                                  gacc::find_data_parallel_loop, /*loopback=*/true);
+                                  gacc::find_data_parallel_loop, /*torchrun=*/false);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "gacc-rank " << rank << ": " << e.what() << "\n";

@@ -1,6 +1,7 @@
 #include "implementations/distributed/rank_pool.h"
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -13,6 +14,7 @@
 #include <unistd.h>
 
 #include <c10/util/Logging.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "core/errors.h"
@@ -269,9 +271,9 @@ void RankPool::start() {
 
 void RankPool::start_torchrun() {
   const Master& master = *options_.torchrun_master;
-  store_ = connect_store(master, true, options_.timeout);
+  store_ = torchrun_store(master, true, options_.timeout);
   next_job_ = 0;
-  auto own = connect_store(master, false, options_.timeout);
+  auto own = torchrun_store(master, false, options_.timeout);
   rank0_ = std::thread([own, ranks = options_.ranks, timeout = options_.timeout, find = options_.find] {
     try {
       serve(own, 0, ranks, timeout, find, false);
@@ -561,9 +563,16 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
   }
 }
 
+c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts, std::chrono::milliseconds timeout) {
+  const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+  const bool agent_hosts = agent && std::string(agent) == "True";
+  return c10::make_intrusive<c10d::PrefixStore>("gacc", connect_store(master, rank0_hosts && !agent_hosts, timeout));
+}
+
 void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
-                bool loopback) {
-  serve(connect_store(master, false, timeout), rank, ranks, timeout, find, loopback);
+                bool torchrun) {
+  serve(torchrun ? torchrun_store(master, false, timeout) : connect_store(master, false, timeout), rank, ranks, timeout,
+        find, /*loopback=*/!torchrun);
 }
 
 }  // namespace gacc::distributed

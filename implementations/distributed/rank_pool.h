@@ -134,9 +134,15 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
 void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
            const LoopFinder& find, bool loopback = true);
 
+/// torchrun's store: under torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True) the agent hosts it
+/// at `master` and every rank is a client; otherwise rank 0 hosts it (`rank0_hosts`). gacc's keys
+/// live under "gacc/", apart from torchrun's own.
+c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts, std::chrono::milliseconds timeout);
+
 /// A rank process: reach the store at `master`, then serve (see serve) until the driver ends the
-/// pool. gacc-rank in a local pool (loopback); torchrun's ranks 1..N-1 (not loopback).
+/// pool. A gacc-rank of the local pool (`torchrun` false: loopback), or torchrun's rank 1..N-1
+/// (its store, Gloo over the host's address).
 void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
-                bool loopback);
+                bool torchrun);
 
 }  // namespace gacc::distributed

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# data_parallel.sh GACC CASE: data parallelism from the command line, one case per CTest test.
+# data_parallel.sh GACC CASE [PYTHON]: data parallelism from the command line, one case per CTest test.
 #   fault-crash | fault-exit | fault-hang   a rank of the local pool dies or hangs mid-window: exit 4
 #                                           naming the rank, within the collective timeout, and no
 #                                           gacc-rank process is left behind
 #   torchrun            three `gacc run` processes under torchrun's variables agree and exit 0
+#   torchrun-launcher   the same under torchrun itself (PYTHON's environment; skipped, 77, without)
 #   torchrun-port-in-use | torchrun-no-master | torchrun-rank-missing | torchrun-bad-environment
 #                                           a clear message and the documented exit code
 set -u
 gacc=$1
 case_name=$2
+python=${3:-}
 dir=$(mktemp -d)
 trap 'rm -rf "$dir"' EXIT
 # Every process this test starts inherits the marker: the orphan check looks for it.
@@ -82,6 +84,13 @@ case "$case_name" in
     grep -Eq "^data-parallel +ddp-accumulate +correct +pass +[1-9]" "$dir/out" || fail "no data-parallel case judged on 3 ranks"
     grep -q "every correct recipe passes" "$dir/out" || fail "rank 0's summary"
     [ ! -s "$dir/rank1" ] && [ ! -s "$dir/rank2" ] || fail "serving ranks printed: $(cat "$dir"/rank*)"
+    no_orphans ;;
+  torchrun-launcher)
+    torchrun="$(dirname "$python")/torchrun"
+    [ -n "$python" ] && [ -x "$torchrun" ] || { echo "no torchrun beside '$python': skipped"; exit 77; }
+    expect 0 "^data-parallel +ddp-accumulate +correct +pass +[1-9]" \
+      "$torchrun" --standalone --nproc-per-node 3 --no-python "$gacc" run --filter ddp --cases 60
+    grep -q "every correct recipe passes" "$dir/out" || fail "rank 0's summary"
     no_orphans ;;
   torchrun-port-in-use)
     python3 -c 'import socket, sys, time
