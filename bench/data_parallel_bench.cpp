@@ -48,11 +48,13 @@ nlohmann::json run_data_parallel_bench(std::ostream& out) {
   const torch_recipes::TorchTrainingLoop single;
 
   char line[256];
-  std::snprintf(line, sizeof line, "%-3s %-28s %11s %9s %13s %15s %9s %10s\n", "W", "loop", "collectives", "bytes",
-                "ms per step", "in collectives", "vs once", "job ms");
+  std::snprintf(line, sizeof line, "%-3s %-28s %11s %9s %13s %15s %9s %10s\n", "W", "loop", "collectives",
+                "bytes", "ms per step", "in collectives", "vs once", "job ms");
   out << "data parallelism on c10d/Gloo (loopback), " << kSteps << " optimizer steps of K = " << kMicroBatches
-      << " micro-batches of " << kMicroBatchSize << " examples per rank, mlp_tanh 16-256-8 (Adam); per optimizer "
-      << "step on rank 0 (fastest of 5 jobs)\n" << line;
+      << " micro-batches of " << kMicroBatchSize
+      << " examples per rank, mlp_tanh 16-256-8 (Adam); per optimizer "
+      << "step on rank 0 (fastest of 5 jobs)\n"
+      << line;
   for (int world : {2, 4, 8}) {
     const Scenario sc = mlp_scenario(world);
     Scenario merged = sc;  // the same global batch on one process, one micro-batch per window
@@ -69,16 +71,17 @@ nlohmann::json run_data_parallel_bench(std::ostream& out) {
         distributed::RankPool::JobTiming timing;
         const auto start = std::chrono::steady_clock::now();
         trace = pool.run(loop, sc, &timing);
-        job_seconds = std::min(job_seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+        job_seconds = std::min(
+            job_seconds, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         if (timing.loop_seconds < best.loop_seconds) best = timing;
       }
       const double seconds = best.loop_seconds / kSteps;
       if (once_seconds == 0.0) once_seconds = seconds;
       const double collectives = static_cast<double>(trace.counters.all_reduces) / kSteps;
       const double bytes = static_cast<double>(trace.counters.all_reduce_bytes) / kSteps;
-      std::snprintf(line, sizeof line, "%-3d %-28s %11.0f %9.0f %13.3f %15.3f %9.2f %10.1f\n", world, loop, collectives,
-                    bytes, seconds * 1e3, best.collective_seconds / kSteps * 1e3, seconds / once_seconds,
-                    job_seconds * 1e3);
+      std::snprintf(line, sizeof line, "%-3d %-28s %11.0f %9.0f %13.3f %15.3f %9.2f %10.1f\n", world, loop,
+                    collectives, bytes, seconds * 1e3, best.collective_seconds / kSteps * 1e3,
+                    seconds / once_seconds, job_seconds * 1e3);
       out << line;
       figures.push_back({{"world", world},
                          {"loop", loop},
@@ -90,8 +93,8 @@ nlohmann::json run_data_parallel_bench(std::ostream& out) {
                          {"job_seconds", job_seconds},
                          {"single_process_seconds_per_step", single_seconds}});
     }
-    std::snprintf(line, sizeof line, "%-3d %-28s %11s %9s %13.3f\n", world, "(one process, same batch)", "-", "-",
-                  single_seconds * 1e3);
+    std::snprintf(line, sizeof line, "%-3d %-28s %11s %9s %13.3f\n", world, "(one process, same batch)", "-",
+                  "-", single_seconds * 1e3);
     out << line;
   }
   return figures;

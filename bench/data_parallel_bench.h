@@ -2,9 +2,8 @@
 /// `gacc bench data-parallel`: what synchronizing once per window saves over synchronizing every
 /// micro-batch, on the real engine (c10d/Gloo, one process per rank, loopback TCP).
 
-#include <ostream>
-
 #include <nlohmann/json.hpp>
+#include <ostream>
 
 namespace gacc::bench {
 

@@ -3,7 +3,6 @@
 #include "implementations/distributed/communicator.h"
 
 #include <cstdlib>
-
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 
@@ -17,12 +16,13 @@ Communicator::Communicator(const c10::intrusive_ptr<c10d::Store>& store, const s
   try {
     auto options = c10d::ProcessGroupGloo::Options::create(timeout);
     const char* interface = std::getenv("GLOO_SOCKET_IFNAME");
-    options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
-                               : interface && *interface ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
-                                                         : c10d::ProcessGroupGloo::createDefaultDevice());
+    options->devices.push_back(
+        loopback                  ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
+        : interface && *interface ? c10d::ProcessGroupGloo::createDeviceForInterface(interface)
+                                  : c10d::ProcessGroupGloo::createDefaultDevice());
     options->threads = 1;
-    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank,
-                                                         world, options);
+    group_ = c10::make_intrusive<c10d::ProcessGroupGloo>(
+        c10::make_intrusive<c10d::PrefixStore>(prefix, store), rank, world, options);
   } catch (const std::exception& e) {
     throw EnvironmentError("rank " + std::to_string(rank) + " of " + std::to_string(world) +
                            ": cannot form the Gloo process group: " + e.what());

@@ -3,13 +3,13 @@
 /// reports. Recipes see it as torch_recipes::Collectives, so that Gloo's headers stay in
 /// communicator.cpp.
 
+#include <torch/torch.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
-
-#include <torch/torch.h>
 
 #include "implementations/torch/collectives.h"
 

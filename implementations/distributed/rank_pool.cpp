@@ -1,5 +1,11 @@
 #include "implementations/distributed/rank_pool.h"
 
+#include <c10/util/Logging.h>
+#include <fcntl.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -7,13 +13,6 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-
-#include <fcntl.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
@@ -44,7 +43,9 @@ std::vector<uint8_t> bytes(const std::string& text) { return {text.begin(), text
 std::string text(const std::vector<uint8_t>& value) { return {value.begin(), value.end()}; }
 
 std::string job_key(int64_t job) { return "job/" + std::to_string(job); }
-std::string result_key(int64_t job, int rank) { return "result/" + std::to_string(job) + "/" + std::to_string(rank); }
+std::string result_key(int64_t job, int rank) {
+  return "result/" + std::to_string(job) + "/" + std::to_string(rank);
+}
 std::string progress_key(int64_t job, int rank) {
   return "progress/" + std::to_string(job) + "/" + std::to_string(rank);
 }
@@ -53,10 +54,14 @@ std::string done_key(int rank) { return "done/" + std::to_string(rank); }
 
 const char* fault_name(Fault::Kind kind) {
   switch (kind) {
-    case Fault::Kind::crash: return "crash";
-    case Fault::Kind::hang: return "hang";
-    case Fault::Kind::exit: return "exit";
-    case Fault::Kind::raise: return "throw";
+    case Fault::Kind::crash:
+      return "crash";
+    case Fault::Kind::hang:
+      return "hang";
+    case Fault::Kind::exit:
+      return "exit";
+    case Fault::Kind::raise:
+      return "throw";
   }
   return "crash";
 }
@@ -103,7 +108,8 @@ std::string replica_divergence(const std::vector<Trace>& traces) {
           if (a.params_after[i] != b.params_after[i]) {
             std::ostringstream out;
             out.precision(9);
-            out << at << "parameter " << i << " is " << b.params_after[i] << ", rank 0's " << a.params_after[i];
+            out << at << "parameter " << i << " is " << b.params_after[i] << ", rank 0's "
+                << a.params_after[i];
             return out.str();
           }
         }
@@ -173,7 +179,8 @@ Master parse_master(const std::string& host, const std::string& port) {
   return master;
 }
 
-c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server, std::chrono::milliseconds timeout) {
+c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
+                                              std::chrono::milliseconds timeout) {
   c10d::TCPStoreOptions options;
   options.port = static_cast<std::uint16_t>(master.port);
   options.isServer = server;
@@ -183,7 +190,8 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
   try {
     return c10::make_intrusive<c10d::TCPStore>(master.host, options);
   } catch (const std::exception& e) {
-    throw EnvironmentError(server ? "cannot host the TCPStore on " + where + " (is the port in use?): " + first_line(e.what())
+    throw EnvironmentError(server ? "cannot host the TCPStore on " + where +
+                                        " (is the port in use?): " + first_line(e.what())
                                   : "cannot reach the master's TCPStore at " + where + " within " +
                                         std::to_string(timeout.count()) + " ms: " + first_line(e.what()));
   }
@@ -239,7 +247,8 @@ void RankPool::start() {
     const pid_t pid = fork();
     if (pid < 0) {
       stop(false);
-      throw EnvironmentError(std::string("cannot start rank ") + std::to_string(rank) + ": " + std::strerror(errno));
+      throw EnvironmentError(std::string("cannot start rank ") + std::to_string(rank) + ": " +
+                             std::strerror(errno));
     }
     if (pid == 0) {
       // The child: die with the driver, whatever ends it. Only async-signal-safe calls until exec.
@@ -261,8 +270,9 @@ void RankPool::start() {
       }
       if (Clock::now() > deadline) {
         stop(false);
-        throw EnvironmentError("the rank pool did not start: rank " + std::to_string(rank) + " did not check in within " +
-                               std::to_string(options_.timeout.count()) + " ms");
+        throw EnvironmentError("the rank pool did not start: rank " + std::to_string(rank) +
+                               " did not check in within " + std::to_string(options_.timeout.count()) +
+                               " ms");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -288,8 +298,9 @@ void RankPool::start_torchrun() {
         stop(false);
         throw EnvironmentError("rank " + std::to_string(rank) + " of " + std::to_string(options_.ranks) +
                                " did not check in at " + master.host + ":" + std::to_string(master.port) +
-                               " within " + std::to_string(options_.timeout.count()) + " ms (is `gacc run` running with RANK=" +
-                               std::to_string(rank) + " and the same MASTER_ADDR and MASTER_PORT?)");
+                               " within " + std::to_string(options_.timeout.count()) +
+                               " ms (is `gacc run` running with RANK=" + std::to_string(rank) +
+                               " and the same MASTER_ADDR and MASTER_PORT?)");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
@@ -429,13 +440,15 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario, JobTiming
       std::string message;
       for (int rank : hung) {
         const auto& last = progress[static_cast<size_t>(rank)];
-        message += (message.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) + " hung: no result and no progress for " +
-                   std::to_string(stall_limit.count()) + " ms (" + (last.empty() ? "before its first micro-batch" : "after " + last) + ")";
+        message += (message.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) +
+                   " hung: no result and no progress for " + std::to_string(stall_limit.count()) + " ms (" +
+                   (last.empty() ? "before its first micro-batch" : "after " + last) + ")";
       }
       for (int rank = 0; rank < world; ++rank) {
         const auto& result = results[static_cast<size_t>(rank)];
         if (result && result->contains("error")) {
-          message += "; rank " + std::to_string(rank) + " reports: " + first_line(result->at("error").get<std::string>());
+          message += "; rank " + std::to_string(rank) +
+                     " reports: " + first_line(result->at("error").get<std::string>());
         }
       }
       stop(false);
@@ -501,8 +514,8 @@ void shutdown_shared_pool() {
 
 // --- the rank side ----------------------------------------------------------------------------
 
-void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
-           const LoopFinder& find, bool loopback) {
+void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
+           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback) {
   if (rank < 0 || rank >= ranks) {
     throw std::invalid_argument("rank " + std::to_string(rank) + " of a pool of " + std::to_string(ranks));
   }
@@ -533,7 +546,8 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
       const Scenario scenario = parse_scenario(spec.at("scenario").dump());
       auto& group = groups[world];
       if (!group) {
-        group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout, loopback);
+        group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout,
+                                               loopback);
       }
       group->reset_counts();
       std::optional<Fault> fault;
@@ -541,14 +555,19 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
         fault = parse_fault(spec["fault"].at("kind").get<std::string>() + ":" + std::to_string(rank));
       }
       const auto progress = [&](int step, int micro) {
-        store->set(progress_key(job, rank), bytes("step " + std::to_string(step) + ", micro-batch " + std::to_string(micro)));
+        store->set(progress_key(job, rank),
+                   bytes("step " + std::to_string(step) + ", micro-batch " + std::to_string(micro)));
         if (!fault || step != 0 || micro != 0) return;
         switch (fault->kind) {
-          case Fault::Kind::crash: std::raise(SIGSEGV); break;
+          case Fault::Kind::crash:
+            std::raise(SIGSEGV);
+            break;
           case Fault::Kind::hang:
             while (true) pause();
-          case Fault::Kind::exit: _exit(0);
-          case Fault::Kind::raise: throw std::runtime_error("injected fault on rank " + std::to_string(rank));
+          case Fault::Kind::exit:
+            _exit(0);
+          case Fault::Kind::raise:
+            throw std::runtime_error("injected fault on rank " + std::to_string(rank));
         }
       };
       const auto start = Clock::now();
@@ -563,16 +582,18 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, st
   }
 }
 
-c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts, std::chrono::milliseconds timeout) {
+c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts,
+                                               std::chrono::milliseconds timeout) {
   const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
   const bool agent_hosts = agent && std::string(agent) == "True";
-  return c10::make_intrusive<c10d::PrefixStore>("gacc", connect_store(master, rank0_hosts && !agent_hosts, timeout));
+  return c10::make_intrusive<c10d::PrefixStore>("gacc",
+                                                connect_store(master, rank0_hosts && !agent_hosts, timeout));
 }
 
-void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
-                bool torchrun) {
-  serve(torchrun ? torchrun_store(master, false, timeout) : connect_store(master, false, timeout), rank, ranks, timeout,
-        find, /*loopback=*/!torchrun);
+void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout,
+                const LoopFinder& find, bool torchrun) {
+  serve(torchrun ? torchrun_store(master, false, timeout) : connect_store(master, false, timeout), rank,
+        ranks, timeout, find, /*loopback=*/!torchrun);
 }
 
 }  // namespace gacc::distributed

@@ -14,18 +14,18 @@
 /// The store protocol: the driver sets "job/<n>" (JSON: loop, scenario, optional fault); every rank
 /// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, and "result/<n>/<r>" (JSON: trace or error).
 
+#include <c10/util/intrusive_ptr.h>
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-#include <sys/types.h>
 #include <thread>
 #include <vector>
-
-#include <c10/util/intrusive_ptr.h>
-#include <nlohmann/json.hpp>
 
 #include "core/scenario.h"
 #include "core/trace.h"
@@ -62,10 +62,10 @@ struct Master {
 Master parse_master(const std::string& host, const std::string& port);
 
 struct RankPoolOptions {
-  int ranks = 8;                                 ///< ranks: the largest world a job may use
-  std::chrono::milliseconds timeout{20000};      ///< a collective that waits longer fails
-  std::string executable;                        ///< gacc-rank; empty: found (see find_rank_executable)
-  std::optional<Fault> fault;                    ///< injected once (see Fault)
+  int ranks = 8;                             ///< ranks: the largest world a job may use
+  std::chrono::milliseconds timeout{20000};  ///< a collective that waits longer fails
+  std::string executable;                    ///< gacc-rank; empty: found (see find_rank_executable)
+  std::optional<Fault> fault;                ///< injected once (see Fault)
   /// torchrun: the ranks are processes someone else started (ranks 1..N-1 run serve_rank); this
   /// process hosts the store at `master` and serves rank 0 in a thread of its own. Empty: the pool
   /// starts `ranks` local gacc-rank processes and meets them on a free loopback port.
@@ -125,24 +125,26 @@ void shutdown_shared_pool();
 
 /// The store at `master`: hosted here (`server`; EnvironmentError when the port cannot be bound) or
 /// reached as a client (EnvironmentError when the master does not answer within `timeout`).
-c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server, std::chrono::milliseconds timeout);
+c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
+                                              std::chrono::milliseconds timeout);
 
 /// The rank side: serves jobs from `store` as `rank` of a pool of `ranks` until a shutdown job,
 /// finding each job's loop with `find`. Returns normally on shutdown. `loopback`: the process
 /// groups talk over 127.0.0.1 (a local pool); otherwise over the host's own address (torchrun,
 /// across hosts; GLOO_SOCKET_IFNAME picks the interface).
-void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks, std::chrono::milliseconds timeout,
-           const LoopFinder& find, bool loopback = true);
+void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
+           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback = true);
 
 /// torchrun's store: under torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True) the agent hosts it
 /// at `master` and every rank is a client; otherwise rank 0 hosts it (`rank0_hosts`). gacc's keys
 /// live under "gacc/", apart from torchrun's own.
-c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts, std::chrono::milliseconds timeout);
+c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_hosts,
+                                               std::chrono::milliseconds timeout);
 
 /// A rank process: reach the store at `master`, then serve (see serve) until the driver ends the
 /// pool. A gacc-rank of the local pool (`torchrun` false: loopback), or torchrun's rank 1..N-1
 /// (its store, Gloo over the host's address).
-void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout, const LoopFinder& find,
-                bool torchrun);
+void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout,
+                const LoopFinder& find, bool torchrun);
 
 }  // namespace gacc::distributed

@@ -3,7 +3,8 @@
 // Reported in: karpathy/llm.c PR 551 (the PyTorch reference printed an unreduced DDP loss, which
 // looked like a divergence between implementations).
 //
-// The bug and its fix, as `gacc explain loss-not-reduced-across-ranks` prints them, are the description below.
+// The bug and its fix, as `gacc explain loss-not-reduced-across-ranks` prints them, are the description
+// below.
 
 #include "implementations/pitfalls/pitfall_loop.h"
 #include "implementations/pitfalls/pitfalls.h"

@@ -15,21 +15,22 @@ namespace {
 class PerRankTokenNormalization final : public PitfallOf<torch_recipes::DdpAverageLoop> {
  public:
   PerRankTokenNormalization()
-      : PitfallOf({"per-rank-token-normalization",
-                   "data parallel: each rank normalizes by its own tokens (loss elements) and the ranks are "
-                   "averaged: tokens on short ranks weigh more",
-                   "pytorch/torchtitan PR 2206",
-                   "Each rank counts the tokens (or examples) of its own share of the window and divides its "
-                   "summed loss by that count; DDP then averages the ranks. With variable-length sequences, "
-                   "ignored targets or uneven shares the ranks hold different counts, so the result is a mean "
-                   "of per-rank means: a token on a rank with few tokens weighs more than one on a rank with "
-                   "many, and a rank without a counted token divides by zero. The count must be all-reduced "
-                   "before the first backward of the window.",
-                   "local = sum(count_nonignored(micro) for micro in window)\n"
-                   "tokens = all_reduce(torch.tensor(local))          # every rank's tokens\n"
-                   "for micro in window:\n"
-                   "    loss = ce(logits, targets, reduction='sum') / tokens * world_size   # DDP averages\n"
-                   "    loss.backward()"}) {}
+      : PitfallOf(
+            {"per-rank-token-normalization",
+             "data parallel: each rank normalizes by its own tokens (loss elements) and the ranks are "
+             "averaged: tokens on short ranks weigh more",
+             "pytorch/torchtitan PR 2206",
+             "Each rank counts the tokens (or examples) of its own share of the window and divides its "
+             "summed loss by that count; DDP then averages the ranks. With variable-length sequences, "
+             "ignored targets or uneven shares the ranks hold different counts, so the result is a mean "
+             "of per-rank means: a token on a rank with few tokens weighs more than one on a rank with "
+             "many, and a rank without a counted token divides by zero. The count must be all-reduced "
+             "before the first backward of the window.",
+             "local = sum(count_nonignored(micro) for micro in window)\n"
+             "tokens = all_reduce(torch.tensor(local))          # every rank's tokens\n"
+             "for micro in window:\n"
+             "    loss = ce(logits, targets, reduction='sum') / tokens * world_size   # DDP averages\n"
+             "    loss.backward()"}) {}
 
   bool accepts(const Scenario& scenario) const override { return scenario.loss.reduction != Reduction::sum; }
 

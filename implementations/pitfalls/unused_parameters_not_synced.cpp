@@ -22,28 +22,31 @@ namespace {
 class UnusedParametersNotSynced final : public PitfallOf<torch_recipes::DdpAverageLoop> {
  public:
   UnusedParametersNotSynced()
-      : PitfallOf({"unused-parameters-not-synced",
-                   "data parallel, DDP with find_unused_parameters and no_sync: a parameter unused by the "
-                   "window's last micro-batch is left out of the all-reduce, and its gradient stays local",
-                   "pytorch/pytorch issue 69031, PR 124193; mosaicml/composer issue 9",
-                   "With gradient accumulation DDP all-reduces only on the last micro-batch (no_sync before it). "
-                   "With find_unused_parameters=True it marks the parameters that backward reaches and syncs "
-                   "only those; before PyTorch's fix it forgot the marks of the no_sync micro-batches. A "
-                   "parameter used earlier in the window but not by its last micro-batch — a mixture-of-experts "
-                   "expert no token of that micro-batch was routed to, a layer skipped by stochastic depth — is "
-                   "never all-reduced: each rank steps it with its own partial gradient and the replicas drift "
-                   "apart silently.",
-                   "# PyTorch >= 2.4 (PR 124193) keeps the marks across no_sync; on older versions either\n"
-                   "for micro in window[:-1]:\n"
-                   "    with model.no_sync():\n"
-                   "        loss_of(micro).backward()\n"
-                   "loss_of(window[-1]).backward()\n"
-                   "for p in model.parameters():                 # sync everything once, by hand\n"
-                   "    if p.grad is None: p.grad = torch.zeros_like(p)\n"
-                   "flat = torch.cat([p.grad.flatten() for p in params]); dist.all_reduce(flat); flat /= world\n"
-                   "# or synchronize every micro-batch (no no_sync) when parameters may go unused"}) {}
+      : PitfallOf(
+            {"unused-parameters-not-synced",
+             "data parallel, DDP with find_unused_parameters and no_sync: a parameter unused by the "
+             "window's last micro-batch is left out of the all-reduce, and its gradient stays local",
+             "pytorch/pytorch issue 69031, PR 124193; mosaicml/composer issue 9",
+             "With gradient accumulation DDP all-reduces only on the last micro-batch (no_sync before it). "
+             "With find_unused_parameters=True it marks the parameters that backward reaches and syncs "
+             "only those; before PyTorch's fix it forgot the marks of the no_sync micro-batches. A "
+             "parameter used earlier in the window but not by its last micro-batch — a mixture-of-experts "
+             "expert no token of that micro-batch was routed to, a layer skipped by stochastic depth — is "
+             "never all-reduced: each rank steps it with its own partial gradient and the replicas drift "
+             "apart silently.",
+             "# PyTorch >= 2.4 (PR 124193) keeps the marks across no_sync; on older versions either\n"
+             "for micro in window[:-1]:\n"
+             "    with model.no_sync():\n"
+             "        loss_of(micro).backward()\n"
+             "loss_of(window[-1]).backward()\n"
+             "for p in model.parameters():                 # sync everything once, by hand\n"
+             "    if p.grad is None: p.grad = torch.zeros_like(p)\n"
+             "flat = torch.cat([p.grad.flatten() for p in params]); dist.all_reduce(flat); flat /= world\n"
+             "# or synchronize every micro-batch (no no_sync) when parameters may go unused"}) {}
 
-  bool accepts(const Scenario& scenario) const override { return scenario.model.arch == Architecture::mlp_routed; }
+  bool accepts(const Scenario& scenario) const override {
+    return scenario.model.arch == Architecture::mlp_routed;
+  }
 
  protected:
   // state.buffers on the last micro-batch: one "used" flag per parameter, then the hooks' handles.
@@ -76,7 +79,8 @@ class UnusedParametersNotSynced final : public PitfallOf<torch_recipes::DdpAvera
   void synchronize_gradients(torch_recipes::LoopState& state) const override {
     const auto& params = parameters(state);
     const size_t n = params.size();
-    torch::Tensor used = torch::stack(std::vector<torch::Tensor>(state.buffers.begin(), state.buffers.begin() + static_cast<std::ptrdiff_t>(n)));
+    torch::Tensor used = torch::stack(std::vector<torch::Tensor>(
+        state.buffers.begin(), state.buffers.begin() + static_cast<std::ptrdiff_t>(n)));
     torch::Tensor used_anywhere = used.clone();
     state.collectives->all_reduce_metadata(used_anywhere);
     torch::NoGradGuard no_grad;

@@ -3,18 +3,21 @@
 namespace gacc::torch_recipes {
 
 std::string DdpAccumulateLoop::summary() const {
-  return "c10d/Gloo, W ranks: each micro-batch's summed loss / the window's loss elements summed over the ranks; "
+  return "c10d/Gloo, W ranks: each micro-batch's summed loss / the window's loss elements summed over the "
+         "ranks; "
          "gradients summed over the ranks once per window, then clipping and the step on every replica";
 }
 
 std::string DdpAverageLoop::summary() const {
-  return "c10d/Gloo, W ranks, DDP's convention: loss / (window loss elements / W), gradients averaged over the "
+  return "c10d/Gloo, W ranks, DDP's convention: loss / (window loss elements / W), gradients averaged over "
+         "the "
          "ranks (summed, / W) once per window";
 }
 
 torch::Tensor DdpAverageLoop::micro_batch_loss(LoopState& state, int micro, const torch::Tensor& summed,
                                                int64_t micro_elements) const {
-  return TorchTrainingLoop::micro_batch_loss(state, micro, summed, micro_elements) * state.collectives->world();
+  return TorchTrainingLoop::micro_batch_loss(state, micro, summed, micro_elements) *
+         state.collectives->world();
 }
 
 void DdpAverageLoop::synchronize_gradients(LoopState& state) const {

@@ -1,12 +1,13 @@
 // The rank pool on the real engine: jobs over c10d/Gloo in gacc-rank processes, counted
 // collectives, replicas compared, faults reported and recovered from.
 
+#include "implementations/distributed/rank_pool.h"
+
 #include <catch2/catch.hpp>
 
 #include "core/errors.h"
 #include "fixtures/fixtures.h"
 #include "implementations/distributed/data_parallel.h"
-#include "implementations/distributed/rank_pool.h"
 #include "implementations/registry.h"
 #include "tests/support/scenarios.h"
 
@@ -82,7 +83,8 @@ int experts_reached(const Scenario& sc, int step, int rank, int micro) {
   const auto batch = fixtures::micro_batch(sc, step, rank, micro);
   int reached = 0;
   for (int64_t i = 0; i < batch.size; ++i) {
-    reached |= 1 << fixtures::routed_expert(batch.inputs[static_cast<size_t>(i * batch.input_dim + fixtures::kRoutingFeature)]);
+    reached |= 1 << fixtures::routed_expert(
+                   batch.inputs[static_cast<size_t>(i * batch.input_dim + fixtures::kRoutingFeature)]);
   }
   return reached;
 }
@@ -109,7 +111,8 @@ TEST_CASE("replicas that drift apart are named", "[distributed]") {
   CHECK_THAT(broken.replica_divergence, Contains("rank 1 differs from rank 0 after step 0: parameter"));
 }
 
-TEST_CASE("a loop that throws on a rank fails the job with its message, and the pool recovers", "[distributed]") {
+TEST_CASE("a loop that throws on a rank fails the job with its message, and the pool recovers",
+          "[distributed]") {
   auto options = pool_options(2);
   options.fault = parse_fault("throw:1");
   RankPool pool(options);
