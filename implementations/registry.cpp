@@ -5,6 +5,7 @@
 #include "implementations/distributed/data_parallel.h"
 #include "implementations/pitfalls/pitfalls.h"
 #include "implementations/torch/data_parallel_loops.h"
+#include "implementations/torch/fused_accumulator_loop.h"
 #include "implementations/torch/training_loop.h"
 
 namespace gacc {
@@ -12,6 +13,7 @@ namespace gacc {
 std::vector<std::unique_ptr<Recipe>> all_recipes() {
   std::vector<std::unique_ptr<Recipe>> recipes;
   recipes.push_back(std::make_unique<torch_recipes::TorchTrainingLoop>());
+  recipes.push_back(std::make_unique<torch_recipes::FusedAccumulatorLoop>());
   for (auto make : {pitfalls::forgotten_loss_scaling, pitfalls::zero_grad_every_micro_batch,
                     pitfalls::optimizer_step_every_micro_batch, pitfalls::token_mean_of_means,
                     pitfalls::partial_window_divided_by_k, pitfalls::clipping_per_micro_batch,

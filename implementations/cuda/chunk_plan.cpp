@@ -17,7 +17,8 @@ std::vector<PlannedLaunch> plan_chunks(const std::vector<int64_t>& sizes, const 
   };
   for (size_t t = 0; t < sizes.size(); ++t) {
     const int64_t size = sizes[t];
-    if (size < 0) throw std::invalid_argument("plan_chunks: tensor " + std::to_string(t) + " has a negative size");
+    if (size < 0)
+      throw std::invalid_argument("plan_chunks: tensor " + std::to_string(t) + " has a negative size");
     if (size == 0) continue;
     const int64_t chunks = (size + limits.chunk_elements - 1) / limits.chunk_elements;
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {

@@ -35,7 +35,9 @@ struct PlannedLaunch {
 std::vector<PlannedLaunch> plan_chunks(const std::vector<int64_t>& sizes, const ChunkPlanLimits& limits = {});
 
 /// [begin, end) of chunk `chunk` of a tensor of `size` elements.
-inline int64_t chunk_begin(int64_t chunk, const ChunkPlanLimits& limits) { return chunk * limits.chunk_elements; }
+inline int64_t chunk_begin(int64_t chunk, const ChunkPlanLimits& limits) {
+  return chunk * limits.chunk_elements;
+}
 inline int64_t chunk_end(int64_t chunk, int64_t size, const ChunkPlanLimits& limits) {
   const int64_t end = (chunk + 1) * limits.chunk_elements;
   return end < size ? end : size;

@@ -25,8 +25,9 @@ float upcast_fp16(uint16_t bits) {
     return out;
   }
   // Normal: 1.m x 2^(e-15); subnormal: 0.m x 2^-14. Both exact in fp32.
-  const float magnitude = exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -24)
-                                        : std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
+  const float magnitude =
+      exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -24)
+                    : std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
   return sign ? -magnitude : magnitude;
 }
 
@@ -59,13 +60,14 @@ CpuGradAccumulator::CpuGradAccumulator(std::vector<int64_t> sizes, ChunkPlanLimi
 void CpuGradAccumulator::accumulate(const std::vector<GradientView>& grads, float scale) {
   if (finalized_) throw std::logic_error("GradAccumulator: accumulate after finalize without reset");
   if (grads.size() != sizes_.size()) {
-    throw std::invalid_argument("GradAccumulator: " + std::to_string(grads.size()) + " gradients for a buffer of " +
-                                std::to_string(sizes_.size()));
+    throw std::invalid_argument("GradAccumulator: " + std::to_string(grads.size()) +
+                                " gradients for a buffer of " + std::to_string(sizes_.size()));
   }
   for (size_t t = 0; t < grads.size(); ++t) {
     if (grads[t].numel != sizes_[t]) {
       throw std::invalid_argument("GradAccumulator: gradient " + std::to_string(t) + " has " +
-                                  std::to_string(grads[t].numel) + " elements, its slot " + std::to_string(sizes_[t]));
+                                  std::to_string(grads[t].numel) + " elements, its slot " +
+                                  std::to_string(sizes_[t]));
     }
     if (grads[t].numel > 0 && grads[t].data == nullptr) {
       throw std::invalid_argument("GradAccumulator: gradient " + std::to_string(t) + " is a null pointer");
@@ -77,7 +79,8 @@ void CpuGradAccumulator::accumulate(const std::vector<GradientView>& grads, floa
     for (const auto& block : launch.blocks) {
       const auto t = static_cast<size_t>(launch.tensors[static_cast<size_t>(block.entry)]);
       float* acc = buffer_.data() + offsets_[t];
-      for (int64_t i = chunk_begin(block.chunk, limits_); i < chunk_end(block.chunk, sizes_[t], limits_); ++i) {
+      for (int64_t i = chunk_begin(block.chunk, limits_); i < chunk_end(block.chunk, sizes_[t], limits_);
+           ++i) {
         const float g = element(grads[t], i);
         non_finite = non_finite || !std::isfinite(g);
         acc[i] = std::fma(scale, g, acc[i]);
@@ -89,8 +92,10 @@ void CpuGradAccumulator::accumulate(const std::vector<GradientView>& grads, floa
 
 FinalizeResult CpuGradAccumulator::finalize(float inv_scale, float max_norm) {
   if (finalized_) throw std::logic_error("GradAccumulator: a second finalize without reset");
-  if (!std::isfinite(inv_scale)) throw std::invalid_argument("GradAccumulator: the inverse scale is not finite");
-  if (!(max_norm > 0.0f)) throw std::invalid_argument("GradAccumulator: max_norm must be positive (inf: no clipping)");
+  if (!std::isfinite(inv_scale))
+    throw std::invalid_argument("GradAccumulator: the inverse scale is not finite");
+  if (!(max_norm > 0.0f))
+    throw std::invalid_argument("GradAccumulator: max_norm must be positive (inf: no clipping)");
   finalized_ = true;
   FinalizeResult result;
   double squares = 0.0;
@@ -99,7 +104,8 @@ FinalizeResult CpuGradAccumulator::finalize(float inv_scale, float max_norm) {
       const auto t = static_cast<size_t>(launch.tensors[static_cast<size_t>(block.entry)]);
       float* acc = buffer_.data() + offsets_[t];
       double chunk_squares = 0.0;  // one block's partial sum, then added in plan order
-      for (int64_t i = chunk_begin(block.chunk, limits_); i < chunk_end(block.chunk, sizes_[t], limits_); ++i) {
+      for (int64_t i = chunk_begin(block.chunk, limits_); i < chunk_end(block.chunk, sizes_[t], limits_);
+           ++i) {
         acc[i] *= inv_scale;
         result.found_non_finite = result.found_non_finite || !std::isfinite(acc[i]);
         chunk_squares += static_cast<double>(acc[i]) * static_cast<double>(acc[i]);

@@ -5,6 +5,7 @@
 
 #include <torch/torch.h>
 
+#include <any>
 #include <functional>
 #include <memory>
 #include <string>
@@ -36,6 +37,8 @@ struct LoopState {
   /// Data parallel: this rank's process group; null on one rank.
   Collectives* collectives = nullptr;
   int rank = 0;
+  /// Whatever else a loop keeps across its hooks (an accumulator of its own, say).
+  std::any loop_data;
 };
 
 /// Accumulate gradients over the window's micro-batches, each micro-batch's summed loss divided by

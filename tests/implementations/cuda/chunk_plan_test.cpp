@@ -1,18 +1,20 @@
 // The multi-tensor launch planner: every element covered exactly once, in order, within the
 // limits of one launch's metadata.
 
-#include <catch2/catch.hpp>
+#include "implementations/cuda/chunk_plan.h"
+
 #include <rapidcheck.h>
 #include <rapidcheck/catch.h>
 
-#include "implementations/cuda/chunk_plan.h"
+#include <catch2/catch.hpp>
 
 using namespace gacc::cuda;
 
 namespace {
 
 /// How many times the plan covers each element of each tensor; and whether it respects the limits.
-std::vector<std::vector<int>> coverage(const std::vector<int64_t>& sizes, const std::vector<PlannedLaunch>& plan,
+std::vector<std::vector<int>> coverage(const std::vector<int64_t>& sizes,
+                                       const std::vector<PlannedLaunch>& plan,
                                        const ChunkPlanLimits& limits) {
   std::vector<std::vector<int>> seen;
   for (const int64_t size : sizes) seen.emplace_back(static_cast<size_t>(size), 0);
@@ -82,7 +84,8 @@ TEST_CASE("bad sizes and limits are refused", "[planner]") {
 TEST_CASE("any sizes and limits: every element exactly once, chunks in order", "[planner]") {
   rc::prop("covered once", [] {
     const auto sizes = *rc::gen::container<std::vector<int64_t>>(rc::gen::inRange<int64_t>(0, 40));
-    const ChunkPlanLimits limits{*rc::gen::inRange<int64_t>(1, 9), *rc::gen::inRange(1, 5), *rc::gen::inRange(1, 7)};
+    const ChunkPlanLimits limits{*rc::gen::inRange<int64_t>(1, 9), *rc::gen::inRange(1, 5),
+                                 *rc::gen::inRange(1, 7)};
     const auto plan = plan_chunks(sizes, limits);
     for (const auto& counts : coverage(sizes, plan, limits)) {
       for (const int c : counts) RC_ASSERT(c == 1);

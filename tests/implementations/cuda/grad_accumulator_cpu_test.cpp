@@ -2,15 +2,15 @@
 // fused multiply-add per element, the sticky non-finite flag, finalize against a float64
 // reference, and bad input refused before the buffer is touched.
 
-#include <catch2/catch.hpp>
+#include "implementations/cuda/grad_accumulator_cpu.h"
 
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
 
 #include "core/floating_point.h"
-#include "implementations/cuda/grad_accumulator_cpu.h"
 
 using namespace gacc::cuda;
 using Catch::Matchers::Contains;
@@ -33,9 +33,10 @@ uint16_t fp16_bits(float x) {
   if (std::isinf(a)) return sign | 0x7c00;
   if (a == 0) return sign;
   int e = 0;
-  std::frexp(a, &e);  // a = m 2^e, m in [0.5, 1)
+  std::frexp(a, &e);                                                        // a = m 2^e, m in [0.5, 1)
   if (e - 1 < -14) return sign | static_cast<uint16_t>(std::ldexp(a, 24));  // subnormal: a / 2^-24
-  return sign | static_cast<uint16_t>((e - 1 + 15) << 10) | static_cast<uint16_t>(std::ldexp(a, 11 - e) - 1024);
+  return sign | static_cast<uint16_t>((e - 1 + 15) << 10) |
+         static_cast<uint16_t>(std::ldexp(a, 11 - e) - 1024);
 }
 
 /// Fresh random values (never zeros or constants), some large, some tiny.
@@ -65,13 +66,15 @@ TEST_CASE("bf16 and fp16 upcast exactly, specials included", "[accumulator]") {
 
 TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunking", "[accumulator]") {
   const std::vector<int64_t> sizes = {7, 0, 33, 16, 1};  // an empty gradient, sizes around chunks of 8
-  const ChunkPlanLimits limits{8, 2, 3};                // many launches
+  const ChunkPlanLimits limits{8, 2, 3};                 // many launches
   CpuGradAccumulator acc(sizes, limits);
   std::vector<std::vector<float>> fp32(sizes.size());
   std::vector<std::vector<uint16_t>> low(sizes.size());
   std::vector<float> expected(57, 0.0f);
   for (int round = 0; round < 3; ++round) {
-    const GradientType type = round == 0 ? GradientType::fp32 : round == 1 ? GradientType::bf16 : GradientType::fp16;
+    const GradientType type = round == 0   ? GradientType::fp32
+                              : round == 1 ? GradientType::bf16
+                                           : GradientType::fp16;
     const float scale = round == 2 ? 0.25f : 1.0f / 3.0f;
     std::vector<GradientView> views;
     int64_t offset = 0;
@@ -85,7 +88,8 @@ TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunki
         const float g = type == GradientType::fp32   ? fp32[t][i]
                         : type == GradientType::bf16 ? upcast_bf16(low[t][i])
                                                      : upcast_fp16(low[t][i]);
-        expected[static_cast<size_t>(offset + i)] = std::fma(scale, g, expected[static_cast<size_t>(offset + i)]);
+        expected[static_cast<size_t>(offset + i)] =
+            std::fma(scale, g, expected[static_cast<size_t>(offset + i)]);
       }
       offset += sizes[t];
     }
@@ -101,9 +105,11 @@ TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunki
   CHECK(acc.offset(4) == 56);
 }
 
-TEST_CASE("a non-finite gradient at the first, a middle or the last element sets a sticky flag", "[accumulator]") {
+TEST_CASE("a non-finite gradient at the first, a middle or the last element sets a sticky flag",
+          "[accumulator]") {
   for (const int64_t where : {int64_t{0}, int64_t{20}, int64_t{40}}) {
-    for (const float bad : {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
+    for (const float bad :
+         {std::numeric_limits<float>::infinity(), std::numeric_limits<float>::quiet_NaN()}) {
       CpuGradAccumulator acc({41}, ChunkPlanLimits{16, 4, 4});
       auto values = random_values(41, 3);
       const GradientView clean{values.data(), 41, GradientType::fp32};
