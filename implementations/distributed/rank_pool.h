@@ -12,7 +12,8 @@
 /// message). Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
 ///
 /// The store protocol: the driver sets "job/<n>" (JSON: loop, scenario, optional fault); every rank
-/// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, and "result/<n>/<r>" (JSON: trace or error).
+/// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, "result/<n>/<r>" (JSON: trace or error, and
+/// rank 0's timings), and "done/<r>" when it reads the shutdown job.
 
 #include <c10/util/intrusive_ptr.h>
 #include <sys/types.h>
@@ -102,7 +103,9 @@ class RankPool {
  private:
   void start();
   void start_torchrun();
-  /// Ends every rank: a shutdown job when `graceful`, then SIGKILL to whatever is left; reaps all.
+  /// Ends every rank with a shutdown job. Local pool: waits up to 2 s when `graceful` (not at all
+  /// otherwise), then SIGKILLs whatever is left and reaps all. torchrun: waits for every rank's
+  /// "done" mark (only for its own rank 0, briefly, when not graceful), since it cannot kill them.
   void stop(bool graceful);
   /// The ranks that have died, as messages; empty if all live.
   std::vector<std::string> dead_ranks();
