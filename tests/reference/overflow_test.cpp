@@ -44,6 +44,7 @@ bool fp16_window_overflows(const Scenario& sc, int step, const std::vector<doubl
 properties::GeneratorRange fp16_zoo() {
   auto range = properties::whole_zoo();
   range.precisions = {Precision::fp16};
+  range.max_world = 1;  // overflow is judged per micro-batch: the ranks add nothing here
   return range;
 }
 
@@ -140,7 +141,7 @@ TEST_CASE("the oracle's overflow verdict agrees with an fp16 re-enactment", "[ov
 TEST_CASE("the overflow verdict is mostly known, and both ways", "[overflow]") {
   const auto gen = properties::scenarios(fp16_zoo());
   std::map<Overflow, int> verdicts;
-  for (int i = 0; i < 12; ++i) {
+  for (int i = 0; i < 48; ++i) {
     const Tally tally = sweep(gen(rc::Random(7000 + i), rc::kNominalSize).value());
     CHECK(tally.contradictions == 0);
     for (const auto& [verdict, count] : tally.verdicts) verdicts[verdict] += count;
@@ -150,7 +151,7 @@ TEST_CASE("the overflow verdict is mostly known, and both ways", "[overflow]") {
                << verdicts[Overflow::definite] << " of " << total);
   CHECK(verdicts[Overflow::none] > total / 4);
   CHECK(verdicts[Overflow::definite] > total / 4);
-  // Ambiguity is the bound's looseness; the language model's (drawn three times as often as each
-  // other architecture) is the widest in fp16: about one verdict in eight is ambiguous.
-  CHECK(verdicts[Overflow::ambiguous] * 7 <= total);
+  // Ambiguity is the bound's looseness, widest for the language model in fp16: over these 48
+  // scenarios 6% of the verdicts are ambiguous.
+  CHECK(verdicts[Overflow::ambiguous] * 10 <= total);
 }
