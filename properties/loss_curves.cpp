@@ -1,6 +1,5 @@
 #include "properties/loss_curves.h"
 
-#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -169,6 +168,43 @@ Scenario curve_scenario(const Recipe& recipe) {
   lm16.loss_scale = {65536.0, 2.0, 0.5, 3};
   validate(lm16);
   if (recipe.supports(lm16)) return lm16;
+  // The data-parallel pitfalls: the same training over two ranks, the second with a smaller share
+  // of every window (the language model; the routed MLP, whose experts go unused, for those that
+  // need it).
+  // SGD with momentum: Adam's normalization would hide a gradient off by a factor of W.
+  const auto over_two_ranks = [](Scenario one) {
+    one.world_size = 2;
+    one.optimizer = OptimizerSpec{};
+    one.optimizer.kind = OptimizerKind::sgd;
+    one.optimizer.lr = 0.25;
+    one.optimizer.momentum = 0.9;
+    for (auto& window : one.data.windows) {
+      auto second = window.front();
+      for (auto& m : second) m = (m + 1) / 2;  // an unequal share: per-rank normalization shows
+      window.push_back(second);
+    }
+    one.data.global_batch = 0;
+    for (const auto& rank : one.data.windows.front()) {
+      for (const int64_t m : rank) one.data.global_batch += m;
+    }
+    if (!one.data.sequence_lengths.empty()) {
+      one.data.sequence_lengths.clear();
+      for (int64_t i = 0; i < total_examples(one); ++i) one.data.sequence_lengths.push_back((i * 5 + 3) % 9);
+    }
+    validate(one);
+    return one;
+  };
+  const Scenario lm2 = over_two_ranks(lm);
+  if (recipe.supports(lm2)) return lm2;
+  Scenario routed = sc;
+  routed.model.arch = Architecture::mlp_routed;
+  routed.model.input_dim = 4;
+  routed.model.hidden_dim = 8;
+  routed.model.output_dim = 2;
+  routed.model.init_seed = 3;
+  routed.loss = {LossKind::mse, Reduction::mean};
+  const Scenario routed2 = over_two_ranks(routed);
+  if (recipe.supports(routed2)) return routed2;
   Scenario bn = sc;
   bn.model.arch = Architecture::mlp_batch_norm;
   bn.model.input_dim = 4;
@@ -219,10 +255,13 @@ std::vector<std::string> write_loss_curves(const std::string& directory,
   std::error_code ec;
   std::filesystem::create_directories(directory, ec);
   if (ec) throw EnvironmentError("cannot create " + directory + ": " + ec.message());
-  const Recipe* correct = nullptr;
-  for (const auto* r : recipes) {
-    if (r->kind() == RecipeKind::correct && !correct) correct = r;
-  }
+  // Beside each pitfall, the first correct recipe that runs its scenario (one rank or several).
+  const auto correct_for = [&recipes](const Scenario& sc) -> const Recipe* {
+    for (const auto* r : recipes) {
+      if (r->kind() == RecipeKind::correct && r->supports(sc)) return r;
+    }
+    return nullptr;
+  };
   std::vector<std::string> written;
   std::ostringstream index;
   int panels = 0;
@@ -232,11 +271,12 @@ std::vector<std::string> write_loss_curves(const std::string& directory,
     const Scenario sc = curve_scenario(*r);
     if (!r->supports(sc)) continue;
     std::vector<Curve> curves = {large_batch_curve(sc)};
-    if (correct && correct->supports(sc)) curves.push_back(true_loss_curve(*correct, sc));
+    if (const Recipe* correct = correct_for(sc)) curves.push_back(true_loss_curve(*correct, sc));
     curves.push_back(true_loss_curve(*r, sc));
-    const std::string subtitle = to_string(sc.model.arch) +
-                                 (sc.precision == Precision::fp32 ? "" : " in " + to_string(sc.precision)) +
-                                 ", K = 4 uneven, " + std::to_string(sc.steps) + " steps: " + r->summary();
+    const std::string subtitle =
+        to_string(sc.model.arch) + (sc.precision == Precision::fp32 ? "" : " in " + to_string(sc.precision)) +
+        ", K = 4 uneven" + (sc.world_size > 1 ? " on " + std::to_string(sc.world_size) + " ranks" : "") + ", " +
+        std::to_string(sc.steps) + " steps: " + r->summary();
     const std::string path = (std::filesystem::path(directory) / (r->name() + ".svg")).string();
     write_file_atomically(path, svg_plot(r->name(), subtitle, curves));
     written.push_back(path);

@@ -19,7 +19,8 @@ struct Curve {
 /// The scenario the curves are trained on for `recipe`: the tiny language model over 30 steps of
 /// K = 4 uneven, partly ignored, variable-length micro-batches, with AdamW, warm-up, weight decay
 /// and active clipping — so that every pitfall of the catalog shows; BatchNorm pitfalls get an MLP
-/// with BatchNorm instead.
+/// with BatchNorm instead, data-parallel pitfalls the same training over two ranks (the routed MLP
+/// where they need parameters to go unused).
 Scenario curve_scenario(const Recipe& recipe);
 
 /// The true large-batch loss of the window at the parameters `recipe` had before each step (the

@@ -36,10 +36,14 @@ for p in pitfalls:
         assert c["worst_ratio"] is None or c["worst_ratio"] >= 1, (p["pitfall"], c)
 PY
 "$gacc" pitfalls --cases 10 --plot "$dir/plots" >/dev/null || true  # 10 cases need not catch every pitfall
-for name in index forgotten-loss-scaling token-mean-of-means batch-norm-micro-batch-statistics; do
+for name in index forgotten-loss-scaling token-mean-of-means batch-norm-micro-batch-statistics \
+            gradients-averaged-twice unused-parameters-not-synced; do
   head -c 200 "$dir/plots/$name.svg" | grep -q "<svg" || { echo "no SVG plot $name.svg"; exit 1; }
   grep -q "<polyline" "$dir/plots/$name.svg" || { echo "$name.svg draws no curve"; exit 1; }
 done
+# A data-parallel pitfall is drawn beside the large batch and a correct data-parallel loop.
+[ "$(grep -o "<polyline" "$dir/plots/unused-parameters-not-synced.svg" | wc -l)" -eq 3 ] ||
+  { echo "unused-parameters-not-synced.svg lacks a curve"; exit 1; }
 set +e
 "$gacc" pitfalls --cases 1 --plot /proc/no-such-dir >/dev/null 2>"$dir/err"
 code=$?
