@@ -190,8 +190,10 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
   try {
     return c10::make_intrusive<c10d::TCPStore>(master.host, options);
   } catch (const std::exception& e) {
-    throw EnvironmentError(server ? "cannot host the TCPStore on " + where +
-                                        " (is the port in use?): " + first_line(e.what())
+    throw EnvironmentError(server ? "cannot host the TCPStore on " +
+                                        (master.port == 0 ? master.host + " (on any free port)"
+                                                          : where + " (is the port in use?)") +
+                                        ": " + first_line(e.what())
                                   : "cannot reach the master's TCPStore at " + where + " within " +
                                         std::to_string(timeout.count()) + " ms: " + first_line(e.what()));
   }
@@ -218,16 +220,7 @@ void RankPool::start() {
     return;
   }
   const std::string executable = options_.executable.empty() ? find_rank_executable() : options_.executable;
-  c10d::TCPStoreOptions store_options;
-  store_options.port = 0;  // any free port
-  store_options.isServer = true;
-  store_options.waitWorkers = false;
-  store_options.timeout = options_.timeout;
-  try {
-    store_ = c10::make_intrusive<c10d::TCPStore>("127.0.0.1", store_options);
-  } catch (const std::exception& e) {
-    throw EnvironmentError(std::string("cannot start the rank pool's TCPStore: ") + e.what());
-  }
+  store_ = connect_store({"127.0.0.1", 0}, true, options_.timeout);  // any free loopback port
   next_job_ = 0;  // fresh ranks on a fresh store serve from job 0
   const auto port = static_cast<c10d::TCPStore&>(*store_).getPort();
   for (int rank = 0; rank < options_.ranks; ++rank) {

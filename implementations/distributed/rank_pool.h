@@ -126,7 +126,8 @@ void configure_shared_pool(RankPoolOptions options);
 /// Ends the shared pool now (it restarts on next use).
 void shutdown_shared_pool();
 
-/// The store at `master`: hosted here (`server`; EnvironmentError when the port cannot be bound) or
+/// The store at `master`: hosted here (`server`; port 0 takes any free port; EnvironmentError when
+/// the port cannot be bound) or
 /// reached as a client (EnvironmentError when the master does not answer within `timeout`).
 c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
                                               std::chrono::milliseconds timeout);

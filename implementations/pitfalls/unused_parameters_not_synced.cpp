@@ -84,21 +84,16 @@ class UnusedParametersNotSynced final : public PitfallOf<torch_recipes::DdpAvera
     torch::Tensor used_anywhere = used.clone();
     state.collectives->all_reduce_metadata(used_anywhere);
     torch::NoGradGuard no_grad;
-    std::vector<torch::Tensor> slots;
+    std::vector<torch::Tensor> contributions;  // a locally unused parameter's slot is zero
     for (size_t i = 0; i < n; ++i) {
       const bool local = used[static_cast<int64_t>(i)].item<int64_t>() > 0 && params[i].grad().defined();
-      slots.push_back(local ? params[i].grad().reshape(-1) : torch::zeros({params[i].numel()}));
+      contributions.push_back(local ? params[i].grad() : torch::zeros_like(params[i]));
     }
-    torch::Tensor bucket = torch::cat(slots);
-    state.collectives->all_reduce_gradients(bucket);
-    bucket.div_(state.collectives->world());
-    int64_t offset = 0;
+    const auto sums = sum_over_ranks(state, contributions);
     for (size_t i = 0; i < n; ++i) {
-      const int64_t size = params[i].numel();
       if (used_anywhere[static_cast<int64_t>(i)].item<int64_t>() > 0) {
-        params[i].mutable_grad() = bucket.slice(0, offset, offset + size).view_as(params[i]).clone();
+        params[i].mutable_grad() = sums[i] / state.collectives->world();
       }  // Broken! otherwise the local gradient stays as it is, never synchronized
-      offset += size;
     }
   }
 };

@@ -126,26 +126,33 @@ void TorchTrainingLoop::synchronize_gradients(LoopState& state) const {
   if (state.collectives) all_reduce_as_one(state, parameters(state));
 }
 
+std::vector<torch::Tensor> TorchTrainingLoop::sum_over_ranks(LoopState& state,
+                                                             const std::vector<torch::Tensor>& parts) {
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> flat;
+  for (const auto& part : parts) flat.push_back(part.reshape(-1));
+  torch::Tensor bucket = torch::cat(flat);
+  state.collectives->all_reduce_gradients(bucket);
+  std::vector<torch::Tensor> sums;
+  int64_t offset = 0;
+  for (const auto& part : parts) {
+    sums.push_back(bucket.slice(0, offset, offset + part.numel()).view_as(part));
+    offset += part.numel();
+  }
+  return sums;
+}
+
 void TorchTrainingLoop::all_reduce_as_one(LoopState& state, const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> grads;
   for (const auto& p : params) grads.push_back(p.grad().defined() ? p.grad() : torch::zeros_like(p));
-  torch::Tensor bucket = torch::cat([&] {
-    std::vector<torch::Tensor> flat;
-    for (const auto& g : grads) flat.push_back(g.reshape(-1));
-    return flat;
-  }());
-  state.collectives->all_reduce_gradients(bucket);
-  int64_t offset = 0;
+  const auto sums = sum_over_ranks(state, grads);
   for (size_t i = 0; i < params.size(); ++i) {
-    const int64_t n = params[i].numel();
-    auto summed = bucket.slice(0, offset, offset + n).view_as(params[i]);
     if (params[i].grad().defined()) {
-      params[i].mutable_grad().copy_(summed);
+      params[i].mutable_grad().copy_(sums[i]);
     } else {
-      params[i].mutable_grad() = summed.clone();
+      params[i].mutable_grad() = sums[i].clone();
     }
-    offset += n;
   }
 }
 

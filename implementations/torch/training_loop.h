@@ -117,7 +117,11 @@ class TorchTrainingLoop : public Recipe {
   static const std::vector<torch::Tensor>& parameters(LoopState& state) {
     return state.model->ordered_parameters();
   }
-  /// Sums `tensors` (the gradients, or parts of them) over the ranks as one gradient collective.
+  /// Sums `parts` over the ranks as one gradient collective (flattened into one bucket, as a single
+  /// DDP bucket); returns the sums, shaped as the parts (views into the bucket).
+  static std::vector<torch::Tensor> sum_over_ranks(LoopState& state, const std::vector<torch::Tensor>& parts);
+  /// The gradients of `tensors` (zero where undefined) replaced by their sums over the ranks, as one
+  /// gradient collective.
   static void all_reduce_as_one(LoopState& state, const std::vector<torch::Tensor>& tensors);
 };
 
