@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iostream>
 #include <optional>
+#include <stdexcept>
 
 #include <unistd.h>
 
@@ -13,6 +14,9 @@
 #include "core/files.h"
 #include "reference/oracle.h"
 #include "implementations/distributed/rank_pool.h"
+#include "implementations/external/case_file.h"
+#include "implementations/external/external_recipe.h"
+#include "implementations/external/shell_command.h"
 #include "implementations/registry.h"
 #include "properties/generators.h"
 #include "properties/loss_curves.h"
@@ -349,10 +353,14 @@ nlohmann::json expectation_json(const reference::WindowExpectation& e) {
 
 }  // namespace
 
+Scenario scenario_argument(const std::string& text_or_path) {
+  const auto first = text_or_path.find_first_not_of(" \t\r\n");
+  const bool inline_json = first != std::string::npos && text_or_path[first] == '{';
+  return parse_scenario(inline_json ? text_or_path : read_file(text_or_path));
+}
+
 int repro_command(const ReproArguments& args) {
-  const auto first = args.scenario.find_first_not_of(" \t\r\n");
-  const bool inline_json = first != std::string::npos && args.scenario[first] == '{';
-  const Scenario scenario = parse_scenario(inline_json ? args.scenario : read_file(args.scenario));
+  const Scenario scenario = scenario_argument(args.scenario);
   const Catalog catalog;
   std::vector<const Recipe*> recipes;
   for (const auto* r : catalog.recipes()) {
@@ -383,6 +391,102 @@ int repro_command(const ReproArguments& args) {
   // One scenario need not show every pitfall (K = 1 shows none): only a failing correct recipe
   // makes a rerun fail.
   return static_cast<int>(report.correct_failing().empty() ? ExitCode::ok : ExitCode::property_failed);
+}
+
+namespace {
+
+/// `gacc case verify`: a result file, as the one trace of a recipe (for its case's scenario only).
+class RecordedResult : public Recipe {
+ public:
+  RecordedResult(std::string path, Scenario scenario, Trace trace)
+      : path_(std::move(path)), scenario_text_(to_json_text(scenario)), trace_(std::move(trace)) {}
+  std::string name() const override { return "result"; }
+  RecipeKind kind() const override { return RecipeKind::correct; }
+  std::string summary() const override { return "the result file " + path_; }
+  bool supports(const Scenario& scenario) const override { return to_json_text(scenario) == scenario_text_; }
+  Trace run(const Scenario& scenario) const override {
+    if (!supports(scenario)) throw std::logic_error("a result file holds the trace of its own case only");
+    return trace_;
+  }
+
+ private:
+  std::string path_, scenario_text_;
+  Trace trace_;
+};
+
+}  // namespace
+
+int case_export_command(const CaseExportArguments& args) {
+  Scenario scenario;
+  if (!args.scenario.empty()) {
+    scenario = scenario_argument(args.scenario);
+  } else {
+    auto range = properties::whole_zoo();
+    range.max_world = 1;
+    scenario = properties::scenarios(range)(rc::Random(properties::case_seed(args.seed, 0)), rc::kNominalSize).value();
+  }
+  external::write_case(args.out, scenario);
+  std::cout << "case: " << args.out << "\nscenario: " << to_json_text(scenario) << "\n";
+  return 0;
+}
+
+int case_verify_command(const CaseVerifyArguments& args) {
+  const Scenario scenario = external::read_case(args.case_path);
+  const RecordedResult result(args.result_path, scenario, external::read_result(args.result_path, scenario));
+  const auto owned = properties::all_properties();
+  std::vector<const properties::Property*> judging;
+  std::vector<std::string> left_out;
+  for (const auto& p : owned) {
+    if (p->reruns()) {
+      left_out.push_back(p->name());
+    } else {
+      judging.push_back(p.get());
+    }
+  }
+  const auto report = properties::run_scenario(judging, {&result}, scenario);
+  std::cout << "case: " << args.case_path << "\nresult: " << args.result_path << "\nscenario: "
+            << to_json_text(scenario) << "\n\n";
+  properties::print_table(std::cout, report, args.verbose);
+  if (!left_out.empty()) {
+    std::cout << "not judged from one result (they rerun the stack; gacc check-external does):";
+    for (const auto& name : left_out) std::cout << " " << name;
+    std::cout << "\n";
+  }
+  write_reports(report, args.json_path, "");
+  return static_cast<int>(report.exit_code());
+}
+
+int check_external_command(const CheckExternalArguments& args) {
+  external::ExternalOptions options;
+  options.command = args.command;
+  options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeout_seconds * 1000.0));
+  options.keep_directory = args.keep_directory;
+  options.max_world = args.ranks;
+  const external::ExternalRecipe recipe(options);
+  const auto owned = properties::all_properties();
+  std::vector<const properties::Property*> judging;
+  for (const auto& p : owned) judging.push_back(p.get());
+  auto range = properties::whole_zoo();
+  range.max_world = args.ranks;
+  properties::RunOptions run;
+  run.cases = args.cases;
+  run.seed = args.seed;
+  run.max_shrink_evaluations = args.shrinks;
+  run.progress = terminal_progress();
+  std::cout << "checking: " << args.command << "\n" << args.cases << " generated scenarios (seed " << args.seed
+            << ", world sizes up to " << args.ranks << ")\n\n";
+  auto report = properties::run_properties(judging, {&recipe}, properties::scenarios(range), run);
+  report.reproducer = [&recipe](const properties::Counterexample& c) {
+    return "gacc case export --scenario " + external::shell_quoted(to_json_text(c.scenario)) +
+           " --out case.pt && " + recipe.command_for("case.pt", "result.pt") +
+           " && gacc case verify case.pt result.pt";
+  };
+  properties::print_table(std::cout, report, args.verbose);
+  std::cout << "the command ran " << recipe.runs() << " times";
+  if (!args.keep_directory.empty()) std::cout << "; cases, results and logs are in " << recipe.directory();
+  std::cout << "\n";
+  write_reports(report, args.json_path, args.junit_path);
+  return static_cast<int>(report.exit_code());
 }
 
 }  // namespace gacc::cli

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <string>
 
+#include "core/scenario.h"
+
 namespace gacc::cli {
 
 /// How the data-parallel recipes run (every command that runs recipes takes these).
@@ -61,5 +63,48 @@ struct ReproArguments {
 
 /// `gacc repro`: one scenario, every property, verbosely.
 int repro_command(const ReproArguments& args);
+
+}  // namespace gacc::cli
+
+namespace gacc::cli {
+
+/// Scenario JSON given on the command line: the text itself (starting with `{`) or a file's path.
+Scenario scenario_argument(const std::string& text_or_path);
+
+struct CaseExportArguments {
+  std::string scenario;  ///< Scenario JSON text or file; empty: the first scenario of `seed`
+  uint64_t seed = 1;
+  std::string out;
+};
+
+/// `gacc case export`: writes one scenario's case file.
+int case_export_command(const CaseExportArguments& args);
+
+struct CaseVerifyArguments {
+  std::string case_path;
+  std::string result_path;
+  std::string json_path;
+  bool verbose = false;
+};
+
+/// `gacc case verify CASE RESULT`: judges a result against its case with every property that needs
+/// only the one trace.
+int case_verify_command(const CaseVerifyArguments& args);
+
+struct CheckExternalArguments {
+  std::string command;  ///< with {case} and {result}
+  int cases = 20;
+  uint64_t seed = 1;
+  double timeout_seconds = 120.0;
+  int ranks = 1;     ///< the largest world size generated
+  int shrinks = 40;  ///< command runs allowed to shrink one failure
+  std::string keep_directory;
+  std::string json_path;
+  std::string junit_path;
+  bool verbose = false;
+};
+
+/// `gacc check-external --cmd ...`: the property loop against another program.
+int check_external_command(const CheckExternalArguments& args);
 
 }  // namespace gacc::cli

@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "core/errors.h"
+#include "core/interrupt.h"
 
 namespace {
 
@@ -109,6 +110,45 @@ int main(int argc, char** argv) {
                     "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON");
   add_data_parallel_options(repro, data_parallel_args);
 
+  gacc::cli::CaseExportArguments export_args;
+  gacc::cli::CaseVerifyArguments verify_args;
+  std::string export_seed;
+  auto* case_files = app.add_subcommand("case", "case files for external stacks: export one, verify a result");
+  case_files->require_subcommand(1);
+  auto* case_export = case_files->add_subcommand("export", "write the case file of one scenario");
+  case_export->add_option("--scenario", export_args.scenario,
+                          "Scenario JSON, or a file holding it (default: the first scenario of --seed)");
+  case_export->add_option("--seed", export_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
+  case_export->add_option("--out", export_args.out, "the case file to write")->required();
+  auto* case_verify = case_files->add_subcommand("verify", "judge a stack's result file against its case");
+  case_verify->add_option("case", verify_args.case_path, "the case file")->required();
+  case_verify->add_option("result", verify_args.result_path, "the stack's result file")->required();
+  case_verify->add_option("--json", verify_args.json_path, "write the JSON report to this file");
+  case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures");
+
+  gacc::cli::CheckExternalArguments external_args;
+  std::string external_seed;
+  auto* check_external = app.add_subcommand(
+      "check-external", "the property loop against another program that reads cases and writes results");
+  check_external->add_option("--cmd", external_args.command, "the command line, with {case} and {result}")->required();
+  check_external->add_option("--cases", external_args.cases, "generated scenarios (default 20)")
+      ->check(CLI::Range(1, 10000000));
+  check_external->add_option("--seed", external_seed, "seed of the scenario generator (default 1)")
+      ->check(seed_validator());
+  check_external->add_option("--timeout", external_args.timeout_seconds,
+                             "seconds one run of the command may take (default 120)")
+      ->check(CLI::Range(0.1, 86400.0));
+  check_external->add_option("--ranks", external_args.ranks,
+                             "the largest world size generated; above 1 the command trains the ranks (default 1)")
+      ->check(CLI::Range(1, 64));
+  check_external->add_option("--shrinks", external_args.shrinks,
+                             "command runs allowed to shrink one failure (default 40; 0: no shrinking)")
+      ->check(CLI::Range(0, 100000));
+  check_external->add_option("--keep", external_args.keep_directory, "keep every case, result and log in this directory");
+  check_external->add_option("--json", external_args.json_path, "write the JSON report to this file");
+  check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file");
+  check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures");
+
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
     bool known = false;
@@ -132,6 +172,12 @@ int main(int argc, char** argv) {
 
   if (!seed_text.empty()) run_args.seed = *parse_seed(seed_text);
   if (!pitfall_seed.empty()) pitfall_args.seed = *parse_seed(pitfall_seed);
+  if (!export_seed.empty()) export_args.seed = *parse_seed(export_seed);
+  if (!external_seed.empty()) external_args.seed = *parse_seed(external_seed);
+  if (!export_args.scenario.empty() && !export_seed.empty()) {
+    return usage_error(*case_export, "--scenario and --seed exclude each other");
+  }
+  gacc::install_interrupt_handlers();
 
   // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
   torch::set_num_threads(1);
@@ -147,6 +193,9 @@ int main(int argc, char** argv) {
     if (*repro) return gacc::cli::repro_command(repro_args);
     if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
     if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
+    if (*case_export) return gacc::cli::case_export_command(export_args);
+    if (*case_verify) return gacc::cli::case_verify_command(verify_args);
+    if (*check_external) return gacc::cli::check_external_command(external_args);
     if (*explain) return gacc::cli::explain_command(explain_pitfall, explain_cases, explain_seed.empty() ? 1 : *parse_seed(explain_seed));
   } catch (const gacc::Error& e) {
     std::cerr << "gacc: " << e.what() << "\n";

@@ -45,6 +45,9 @@ class Property {
   virtual bool applies_to(const Scenario& scenario) const = 0;
   /// Judges a recipe's trace of `context.oracle.scenario()`.
   virtual CaseVerdict check(const CaseContext& context) const = 0;
+  /// Whether check() reruns the recipe (context.rerun): such a property cannot judge a trace alone
+  /// (`gacc case verify` leaves it out).
+  virtual bool reruns() const { return false; }
 };
 
 /// A property assembled from its parts: how each property file builds its Property.
@@ -52,20 +55,23 @@ class PropertyOf final : public Property {
  public:
   using Applies = std::function<bool(const Scenario&)>;
   using Check = std::function<CaseVerdict(const CaseContext&)>;
-  PropertyOf(std::string name, std::string claim, Applies applies, Check check)
+  PropertyOf(std::string name, std::string claim, Applies applies, Check check, bool reruns = false)
       : name_(std::move(name)),
         claim_(std::move(claim)),
         applies_(std::move(applies)),
-        check_(std::move(check)) {}
+        check_(std::move(check)),
+        reruns_(reruns) {}
   std::string name() const override { return name_; }
   std::string claim() const override { return claim_; }
   bool applies_to(const Scenario& scenario) const override { return applies_(scenario); }
   CaseVerdict check(const CaseContext& context) const override { return check_(context); }
+  bool reruns() const override { return reruns_; }
 
  private:
   std::string name_, claim_;
   Applies applies_;
   Check check_;
+  bool reruns_;
 };
 
 /// Every property, in report order (an explicit list).

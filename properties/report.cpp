@@ -83,7 +83,7 @@ nlohmann::json to_json(const RunReport& report) {
                         {"detail", c.detail},
                         {"shrinks", c.shrinks},
                         {"case_index", c.case_index},
-                        {"reproduce", reproduce_line(c, report.seed)}};
+                        {"reproduce", report.reproduce(c)}};
     }
     results.push_back({{"property", row.property},
                        {"recipe", row.recipe},
@@ -144,7 +144,7 @@ std::string to_junit(const RunReport& report) {
                                         ? "correct recipe failed: " + row.worst_detail
                                         : "pitfall escaped every property";
         xml << "      <failure message=\"" << xml_escape(message) << "\">";
-        if (row.counterexample) xml << xml_escape(reproduce_line(*row.counterexample, report.seed));
+        if (row.counterexample) xml << xml_escape(report.reproduce(*row.counterexample));
         xml << "</failure>\n";
       } else if (row.verdict == Verdict::skip) {
         xml << "      <skipped message=\"applied to no generated case\"/>\n";
@@ -188,7 +188,7 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
       const auto& c = *row.counterexample;
       out << "  counterexample (" << c.shrinks << " shrinks, ratio " << format_ratio(c.ratio)
           << "): " << c.detail << "\n";
-      out << "  " << reproduce_line(c, report.seed) << "\n";
+      out << "  " << report.reproduce(c) << "\n";
     }
   }
   const auto failing = report.correct_failing();

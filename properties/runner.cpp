@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "core/errors.h"
+#include "core/interrupt.h"
 #include "fixtures/random.h"
 
 namespace gacc::properties {
@@ -17,10 +18,13 @@ struct RecipeOutcome {
 };
 
 RecipeOutcome run_recipe(const Recipe& recipe, const Scenario& scenario) {
+  check_interrupted();
   try {
     return {recipe.run(scenario), {}};
-  } catch (const EnvironmentError&) {
-    throw;  // a dead or hung rank, a missing executable: the run cannot go on (exit 4)
+  } catch (const Error&) {
+    // Not the recipe's numbers but the run: a dead or hung rank, a failing external command (exit
+    // 4), an external result that does not read (exit 3), an interrupt. The run cannot go on.
+    throw;
   } catch (const std::exception& e) {
     return {std::nullopt, e.what()};
   }
@@ -34,8 +38,8 @@ CaseVerdict judge(const Property& property, const Recipe& recipe, const referenc
   const CaseContext context{oracle, *outcome.trace, [&recipe](const Scenario& s) { return recipe.run(s); }};
   try {
     return property.check(context);
-  } catch (const EnvironmentError&) {
-    throw;
+  } catch (const Error&) {
+    throw;  // as in run_recipe
   } catch (const std::exception& e) {
     // A trace the property cannot even compare (a shape the structure checks did not foresee) is
     // a failure of the recipe's output, reported, not a crash of the whole run.
@@ -288,6 +292,10 @@ RunReport run_scenario(const std::vector<const Property*>& properties,
     report.case_ratios[recipe].emplace_back(0, ratio);
   }
   return finish(cells, std::move(report), 0);
+}
+
+std::string RunReport::reproduce(const Counterexample& counterexample) const {
+  return reproducer ? reproducer(counterexample) : reproduce_line(counterexample, seed);
 }
 
 std::string reproduce_line(const Counterexample& c, uint64_t run_seed) {

@@ -80,6 +80,10 @@ struct RunReport {
   std::vector<std::string> pitfalls_not_judged() const;
   /// Whether some property judged `recipe` on at least one case.
   bool judged(const std::string& recipe) const;
+  /// How a counterexample is rerun, when not by `gacc repro` (check-external sets it).
+  std::function<std::string(const Counterexample&)> reproducer;
+  /// The lines that rerun a counterexample: `reproducer`'s, or reproduce_line's.
+  std::string reproduce(const Counterexample& counterexample) const;
   /// 0 when every correct recipe passes and every pitfall is caught, else 1.
   ExitCode exit_code() const;
 };

@@ -38,8 +38,8 @@ CaseVerdict check(const CaseContext& context) {
   Trace whole;
   try {
     whole = context.rerun(unsplit(oracle.scenario()));
-  } catch (const EnvironmentError&) {
-    throw;  // not the recipe's failure: the run cannot go on
+  } catch (const Error&) {
+    throw;  // not the recipe's numbers: the run cannot go on (see run_recipe)
   } catch (const std::exception& e) {
     judgement.structural(std::string("the recipe failed with K = 1: ") + e.what());
     return judgement.verdict();
@@ -60,7 +60,7 @@ std::unique_ptr<Property> split_invariance() {
       "split-invariance",
       "Running the same recipe with each window as one micro-batch (K = 1) changes its gradients, "
       "parameters, optimizer state and buffers only within the derived tolerances of the two runs.",
-      applies, check);
+      applies, check, /*reruns=*/true);
 }
 
 }  // namespace gacc::properties

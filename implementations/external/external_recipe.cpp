@@ -1,0 +1,98 @@
+#include "implementations/external/external_recipe.h"
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <system_error>
+
+#include "core/errors.h"
+#include "implementations/external/case_file.h"
+#include "implementations/external/shell_command.h"
+
+namespace gacc::external {
+namespace {
+
+constexpr const char* kCasePlaceholder = "{case}";
+constexpr const char* kResultPlaceholder = "{result}";
+
+std::string replaced(std::string text, const std::string& placeholder, const std::string& value) {
+  for (size_t at = text.find(placeholder); at != std::string::npos; at = text.find(placeholder, at + value.size())) {
+    text.replace(at, placeholder.size(), value);
+  }
+  return text;
+}
+
+std::string seconds_text(std::chrono::milliseconds timeout) {
+  const double seconds = static_cast<double>(timeout.count()) / 1000.0;
+  std::string text = std::to_string(seconds);
+  text.erase(text.find_last_not_of('0') + 1);
+  if (!text.empty() && text.back() == '.') text.pop_back();
+  return text + " s";
+}
+
+}  // namespace
+
+ExternalRecipe::ExternalRecipe(ExternalOptions options) : options_(std::move(options)) {
+  if (options_.command.find(kCasePlaceholder) == std::string::npos ||
+      options_.command.find(kResultPlaceholder) == std::string::npos) {
+    throw UsageError("--cmd \"" + options_.command + "\" must contain {case} and {result}, where the case file's "
+                     "and the result file's paths go");
+  }
+  std::error_code error;
+  if (options_.keep_directory.empty()) {
+    std::string pattern = (std::filesystem::temp_directory_path(error) / "gacc-external.XXXXXX").string();
+    if (!mkdtemp(pattern.data())) {
+      throw EnvironmentError("cannot make a temporary directory " + pattern + ": " + std::strerror(errno));
+    }
+    directory_ = pattern;
+    temporary_ = true;
+  } else {
+    directory_ = options_.keep_directory;
+    std::filesystem::create_directories(directory_, error);
+    if (error || !std::filesystem::is_directory(directory_)) {
+      throw EnvironmentError("cannot make the directory " + directory_ + ": " +
+                             (error ? error.message() : std::string("not a directory")));
+    }
+  }
+}
+
+ExternalRecipe::~ExternalRecipe() {
+  if (!temporary_) return;
+  std::error_code ignored;
+  std::filesystem::remove_all(directory_, ignored);
+}
+
+std::string ExternalRecipe::summary() const { return "the external command: " + options_.command; }
+
+bool ExternalRecipe::supports(const Scenario& scenario) const { return scenario.world_size <= options_.max_world; }
+
+std::string ExternalRecipe::command_for(const std::string& case_path, const std::string& result_path) const {
+  return replaced(replaced(options_.command, kCasePlaceholder, shell_quoted(case_path)), kResultPlaceholder,
+                  shell_quoted(result_path));
+}
+
+Trace ExternalRecipe::run(const Scenario& scenario) const {
+  const int run = runs_.fetch_add(1);
+  const std::string stem = directory_ + "/" + std::to_string(run);
+  const std::string case_path = stem + "-case.pt", result_path = stem + "-result.pt", log_path = stem + "-log.txt";
+  write_case(case_path, scenario);
+  std::error_code ignored;
+  std::filesystem::remove(result_path, ignored);
+  const std::string command = command_for(case_path, result_path);
+  const auto outcome = run_shell_command(command, options_.timeout, log_path);
+
+  const auto failure = [&](const std::string& what) {
+    std::string message = "the external command " + what + ": " + command;
+    if (!outcome.log_tail.empty()) message += "\n--- the end of its output ---\n" + outcome.log_tail;
+    message += "\n--- the scenario ---\n" + to_json_text(scenario);
+    return EnvironmentError(message);
+  };
+  if (outcome.timed_out) throw failure("ran past --timeout " + seconds_text(options_.timeout) + " (its process group was ended)");
+  if (outcome.signal != 0) throw failure(std::string("was killed by signal ") + strsignal(outcome.signal));
+  if (outcome.exit_status != 0) throw failure("exited with status " + std::to_string(outcome.exit_status));
+  if (!std::filesystem::exists(result_path)) throw failure("exited with status 0 but wrote no result");
+  return read_result(result_path, scenario);
+}
+
+}  // namespace gacc::external

@@ -1,0 +1,58 @@
+#pragma once
+/// `ExternalRecipe`: another program as a recipe. Each run writes the scenario's case file, runs
+/// the user's command line with `{case}` and `{result}` replaced by the files' paths, and reads the
+/// result back as a Trace — so the whole property loop (generate, judge, shrink) runs against any
+/// training stack that reads and writes case files (README, "External stacks: case files").
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "core/recipe.h"
+
+namespace gacc::external {
+
+struct ExternalOptions {
+  /// The command line, with `{case}` and `{result}` where the files' paths go (shell-quoted).
+  std::string command;
+  /// How long one run of the command may take before its process group is ended (exit 4).
+  std::chrono::milliseconds timeout{120000};
+  /// Keep every case, result and log here (created if missing); empty: a temporary directory,
+  /// removed with the recipe.
+  std::string keep_directory;
+  /// The largest world size the command trains (W ranks of its own; scenarios beyond are skipped).
+  int max_world = 1;
+};
+
+class ExternalRecipe : public Recipe {
+ public:
+  /// Checks the command line (UsageError without `{case}` and `{result}`) and makes the directory.
+  explicit ExternalRecipe(ExternalOptions options);
+  ~ExternalRecipe() override;
+  ExternalRecipe(const ExternalRecipe&) = delete;
+  ExternalRecipe& operator=(const ExternalRecipe&) = delete;
+
+  std::string name() const override { return "external"; }
+  RecipeKind kind() const override { return RecipeKind::correct; }
+  std::string summary() const override;
+  bool supports(const Scenario& scenario) const override;
+  /// Writes the case, runs the command, reads the result. A command that exits non-zero, outlives
+  /// the timeout or writes no result throws EnvironmentError with its output's tail; a result that
+  /// does not read throws InputError naming the key.
+  Trace run(const Scenario& scenario) const override;
+
+  /// The command line for a case and result path (each shell-quoted).
+  std::string command_for(const std::string& case_path, const std::string& result_path) const;
+  /// The directory holding the cases, results and logs.
+  const std::string& directory() const { return directory_; }
+  /// Runs so far.
+  int runs() const { return runs_.load(); }
+
+ private:
+  ExternalOptions options_;
+  std::string directory_;
+  bool temporary_ = false;
+  mutable std::atomic<int> runs_{0};
+};
+
+}  // namespace gacc::external
