@@ -17,6 +17,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "core/errors.h"
+#include "core/interrupt.h"
 #include "implementations/distributed/communicator.h"
 #include "implementations/distributed/data_parallel.h"
 #include "implementations/torch/training_loop.h"
@@ -256,6 +257,10 @@ void RankPool::start() {
   const auto deadline = Clock::now() + options_.timeout;
   for (int rank = 0; rank < options_.ranks; ++rank) {
     while (!store_->check({ready_key(rank)})) {
+      if (interrupt_signal() != 0) {
+        stop(false);
+        check_interrupted();
+      }
       const auto dead = dead_ranks();
       if (!dead.empty()) {
         stop(false);
@@ -424,6 +429,10 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario, JobTiming
       if (Clock::now() - moved[r] > stall_limit) hung.push_back(rank);
     }
     if (answered == world) break;
+    if (interrupt_signal() != 0) {  // before the dead ranks: Ctrl-C on a terminal reaches them too
+      stop(false);
+      check_interrupted();
+    }
     const auto dead = dead_ranks();
     if (!dead.empty()) {
       stop(false);
