@@ -602,7 +602,8 @@ Scenario parse_scenario(std::string_view text) {
   nlohmann::json json;
   try {
     json = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // parse_error, and out_of_range for a number beyond double's range (1e999): found by fuzzing.
     throw InputError(std::string("scenario: malformed JSON: ") + e.what());
   }
   return scenario_from_json(json);

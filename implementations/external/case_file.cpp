@@ -1,15 +1,20 @@
 #include "implementations/external/case_file.h"
 
+#include <caffe2/serialize/inline_container.h>
+#include <caffe2/serialize/read_adapter_interface.h>
+#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cstring>
 #include <set>
 #include <sstream>
 
 #include "core/errors.h"
 #include "core/files.h"
 #include "fixtures/fixtures.h"
-#include "implementations/torch/zoo_model.h"
+#include "implementations/torch/tensor_conversions.h"
 
 namespace gacc::external {
 namespace {
@@ -45,9 +50,7 @@ c10::impl::GenericDict tensors_by_name(const std::vector<Spec>& specs, const std
     if (values.size() < static_cast<size_t>(spec.offset + spec.numel)) {
       throw std::invalid_argument("tensors_by_name: " + std::to_string(values.size()) + " values for " + spec.name);
     }
-    const auto begin = values.begin() + spec.offset;
-    const std::vector<double> part(begin, begin + spec.numel);
-    dict.insert(spec.name, torch::tensor(part, torch::kFloat64).to(torch::kFloat32).reshape(spec.shape));
+    dict.insert(spec.name, torch_recipes::tensor_from(values.data() + spec.offset, spec.shape, torch::kFloat32));
   }
   return dict;
 }
@@ -202,13 +205,45 @@ class Node {
 const std::set<torch::ScalarType> kRealTypes = {torch::kFloat32, torch::kFloat64};
 const char* const kRealText = "float32 or float64";
 
+/// The bytes of a file, for LibTorch's zip reader, which must never read past their end.
+///
+/// torch::pickle_load reads through a reader that trusts the archive's directory: an offset
+/// pointing past the end makes it read beyond the buffer (found by fuzzing: a heap-buffer-overflow
+/// under AddressSanitizer). This reader clamps every read to the bytes there are; the zip reader
+/// then reports a short read as an error.
+class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BoundedReader(const std::vector<char>& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = std::min<size_t>(n, bytes_.size() - static_cast<size_t>(pos));
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::vector<char>& bytes_;
+};
+
+/// What torch::pickle_load does with a zip archive (torch.save's format since PyTorch 1.6), through
+/// the bounded reader.
+c10::IValue load_archive(const std::vector<char>& bytes) {
+  caffe2::serialize::PyTorchStreamReader archive(std::make_shared<BoundedReader>(bytes));
+  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, archive);
+}
+
 /// The root of a file, its format tag and version checked.
 Node open_file(const std::vector<char>& bytes, const std::string& origin, const std::string& root,
                const std::string& format) {
   if (bytes.empty()) throw InputError(origin + ": the file is empty");
+  static constexpr char kZipMagic[] = {'P', 'K', 3, 4};
+  if (bytes.size() < sizeof kZipMagic || !std::equal(kZipMagic, kZipMagic + sizeof kZipMagic, bytes.begin())) {
+    throw InputError(origin + ": not a file torch.save or torch::pickle_save wrote (not a zip archive)");
+  }
   c10::IValue value;
   try {
-    value = torch::pickle_load(bytes);
+    value = load_archive(bytes);
   } catch (const std::exception& e) {
     std::string what = e.what();
     if (const auto cut = what.find('\n'); cut != std::string::npos) what.resize(cut);

@@ -6,15 +6,6 @@
 namespace gacc::torch_recipes {
 namespace {
 
-torch::Tensor tensor_from(const double* values, std::vector<int64_t> shape, torch::Dtype dtype) {
-  int64_t numel = 1;
-  for (auto d : shape) numel *= d;
-  return torch::from_blob(const_cast<double*>(values), {numel}, torch::kFloat64)
-      .to(dtype)
-      .reshape(shape)
-      .clone();
-}
-
 torch::Tensor find(const torch::OrderedDict<std::string, torch::Tensor>& named, const std::string& name) {
   const auto* found = named.find(name);
   if (!found) throw std::logic_error("ZooModel: no tensor named " + name);
@@ -156,30 +147,6 @@ torch::Tensor ZooModelImpl::language_model_forward(const torch::Tensor& tokens) 
   const torch::Tensor attended = torch::matmul(torch::softmax(scores, -1), v);
   const torch::Tensor h = x + output_->forward(attended);
   return head_->forward(layer_norm_->forward(h));
-}
-
-BatchTensors to_tensors(const fixtures::Batch& batch, torch::Dtype dtype) {
-  BatchTensors out;
-  out.loss_elements = batch.counted_targets();
-  if (!batch.lengths.empty() || !batch.tokens.empty()) {
-    const auto options = torch::TensorOptions().dtype(torch::kInt64);
-    out.inputs = torch::tensor(batch.tokens, options).reshape({batch.size, batch.max_length});
-    out.targets = torch::tensor(batch.token_targets, options).reshape({batch.size, batch.max_length});
-    return out;
-  }
-  out.inputs = tensor_from(batch.inputs.data(), {batch.size, batch.input_dim}, dtype);
-  out.targets = tensor_from(batch.targets.data(), {batch.size, batch.output_dim}, dtype);
-  return out;
-}
-
-std::vector<double> flatten(const std::vector<torch::Tensor>& tensors) {
-  std::vector<double> out;
-  for (const auto& t : tensors) {
-    const auto flat = t.detach().to(torch::kFloat64).contiguous().reshape({-1});
-    const double* data = flat.data_ptr<double>();
-    out.insert(out.end(), data, data + flat.numel());
-  }
-  return out;
 }
 
 std::vector<double> flatten_gradients(const std::vector<torch::Tensor>& params) {

@@ -11,6 +11,7 @@
 #include "core/scenario.h"
 #include "core/trace.h"
 #include "fixtures/fixtures.h"
+#include "implementations/torch/tensor_conversions.h"
 
 namespace gacc::torch_recipes {
 
@@ -47,17 +48,6 @@ class ZooModelImpl : public torch::nn::Module {
   std::vector<torch::Tensor> parameters_, buffers_;
 };
 TORCH_MODULE(ZooModel);
-
-/// The tensors of a fixtures batch, in `dtype` for real values.
-struct BatchTensors {
-  torch::Tensor inputs;       ///< regressors: [batch, input_dim]; causal_lm: tokens [batch, length]
-  torch::Tensor targets;      ///< regressors: [batch, output_dim]; causal_lm: [batch, length], -100 ignored
-  int64_t loss_elements = 0;  ///< MSE elements, or counted target tokens
-};
-BatchTensors to_tensors(const fixtures::Batch& batch, torch::Dtype dtype);
-
-/// Tensors flattened into one vector of doubles (exactly: every float converts), in order.
-std::vector<double> flatten(const std::vector<torch::Tensor>& tensors);
 
 /// The gradients of `params` (zeros where a gradient is undefined), flattened.
 std::vector<double> flatten_gradients(const std::vector<torch::Tensor>& params);
