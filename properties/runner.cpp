@@ -26,7 +26,11 @@ RecipeOutcome run_recipe(const Recipe& recipe, const Scenario& scenario) {
     // 4), an external result that does not read (exit 3), an interrupt. The run cannot go on.
     throw;
   } catch (const std::exception& e) {
-    return {std::nullopt, e.what()};
+    // LibTorch appends a C++ backtrace (addresses that change run to run) to its messages: the
+    // report keeps the message, so that the same seed gives the same report.
+    std::string message = e.what();
+    if (const auto at = message.find("\nException raised from "); at != std::string::npos) message.resize(at);
+    return {std::nullopt, message};
   }
 }
 

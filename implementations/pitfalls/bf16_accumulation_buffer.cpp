@@ -33,6 +33,7 @@ class Bf16AccumulationBuffer final : public PitfallLoop {
       state.buffers.clear();
       for (const auto& p : params) state.buffers.push_back(torch::zeros_like(p, torch::kBFloat16));
     }
+    materialize_gradients(params);
     for (size_t i = 0; i < params.size(); ++i) {
       // Broken! bf16 + bf16, rounded to bf16
       state.buffers[i] = state.buffers[i] + params[i].grad().to(torch::kBFloat16);

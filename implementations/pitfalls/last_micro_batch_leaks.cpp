@@ -35,6 +35,7 @@ class LastMicroBatchLeaks final : public PitfallLoop {
       for (const auto& p : params) state.buffers.push_back(torch::zeros_like(p));
     }
     if (micro + 1 == state.micro_count) return;  // Broken! the boundary micro-batch is folded late
+    materialize_gradients(params);
     for (size_t i = 0; i < params.size(); ++i) {
       state.buffers[i].add_(params[i].grad());
       params[i].grad().zero_();
@@ -45,6 +46,7 @@ class LastMicroBatchLeaks final : public PitfallLoop {
     std::vector<torch::Tensor> boundary;
     {
       torch::NoGradGuard no_grad;
+      materialize_gradients(params);
       for (size_t i = 0; i < params.size(); ++i) {
         boundary.push_back(params[i].grad().clone());
         params[i].grad().copy_(state.buffers[i]);  // the step sees the accumulator alone

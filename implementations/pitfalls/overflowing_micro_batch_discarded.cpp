@@ -40,6 +40,7 @@ class OverflowingMicroBatchDiscarded final : public PitfallLoop {
  protected:
   void after_backward(torch_recipes::LoopState& state, int) const override {
     torch::NoGradGuard no_grad;
+    materialize_gradients(parameters(state));
     bool finite = true;
     for (const auto& p : parameters(state)) finite = finite && torch::isfinite(p.grad()).all().item<bool>();
     if (finite) return;

@@ -183,9 +183,7 @@ void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) c
   // to) has no gradient, and torch.optim would leave it alone. Its large-batch gradient is zero, and
   // the oracle steps it with that zero (weight decay, momentum, Adam's moments and step count), as a
   // data-parallel loop does after its all-reduce: hand the optimizer the zero.
-  for (const auto& p : params) {
-    if (!p.grad().defined()) p.mutable_grad() = torch::zeros_like(p);
-  }
+  materialize_gradients(params);
   StepRecord record;
   record.grad = flatten_gradients(params);
   record.pre_clip_norm = pre_clip_norm;
@@ -203,6 +201,12 @@ void TorchTrainingLoop::optimizer_step(LoopState& state, double pre_clip_norm) c
   record.optimizer_state = read_optimizer_state(state.scenario, state.optimizer, params);
   record.buffers_after = flatten(state.model->ordered_buffers());
   state.trace.steps.push_back(std::move(record));
+}
+
+void TorchTrainingLoop::materialize_gradients(const std::vector<torch::Tensor>& params) {
+  for (const auto& p : params) {
+    if (!p.grad().defined()) const_cast<torch::Tensor&>(p).mutable_grad() = torch::zeros_like(p);
+  }
 }
 
 void TorchTrainingLoop::schedule_step(LoopState& state) const {

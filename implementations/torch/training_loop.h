@@ -113,6 +113,9 @@ class TorchTrainingLoop : public Recipe {
   void schedule_step(LoopState& state) const;
   /// optimizer.zero_grad(), counted.
   void zero_grad(LoopState& state) const;
+  /// Gives every parameter without a gradient (one no micro-batch reached so far: an mlp_routed
+  /// expert) a zero gradient, so that code reading .grad() sees a tensor.
+  static void materialize_gradients(const std::vector<torch::Tensor>& params);
   /// The parameters, in canonical order.
   static const std::vector<torch::Tensor>& parameters(LoopState& state) {
     return state.model->ordered_parameters();

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # reports.sh GACC PYTHON: `gacc run --json --junit` writes both reports, complete and parseable,
-# with the documented shapes; an unwritable report path is exit 4.
+# with the documented shapes, byte for byte the same from the same seed; an unwritable report path
+# is exit 4.
 set -eu
 gacc=$1
 python=$2
@@ -23,6 +24,10 @@ root = ET.parse(sys.argv[2]).getroot()
 assert root.tag == "testsuites" and root.get("failures") == "0", ET.tostring(root)[:200]
 assert len(root.findall("testsuite/testcase")) == len(report["results"])
 PY
+# Determinism: the same seed gives a byte-identical report, whatever the thread counts the
+# environment asks for (gacc's arithmetic runs on one intra-op thread per process, ranks included).
+OMP_NUM_THREADS=4 MKL_NUM_THREADS=4 "$gacc" run --cases 100 --seed 3 --json "$dir/again.json" >/dev/null
+cmp -s "$dir/report.json" "$dir/again.json" || { echo "two runs of seed 3 wrote different reports"; diff "$dir/report.json" "$dir/again.json" | head; exit 1; }
 "$gacc" pitfalls --cases 80 --seed 3 --json "$dir/pitfalls.json" >/dev/null
 "$python" - "$dir/pitfalls.json" <<'PY'
 import json, sys
