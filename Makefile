@@ -1,7 +1,7 @@
 # gacc: two commands on a fresh Debian machine (as root):
 #   make run    set up what is missing, build, run `gacc run`
 #   make test   set up what is missing, build, run every test
-# Developer targets: make setup | configure | build | clean
+# Developer targets: make setup | configure | build | sanitize | clean
 
 BUILD_DIR   ?= build
 BUILD_TYPE  ?= Release
@@ -11,7 +11,10 @@ TORCH_PYTHON = $(if $(GACC_TORCH_PYTHON),$(GACC_TORCH_PYTHON),$(CURDIR)/.venv/bi
 RUN_ARGS    ?=
 CTEST_ARGS  ?=
 
-.PHONY: run test setup configure build clean
+SANITIZE_DIR ?= build-sanitize
+SANITIZE_ASAN_OPTIONS ?= detect_leaks=1
+
+.PHONY: run test setup configure build sanitize clean
 
 run: build
 	$(BUILD_DIR)/gacc run $(RUN_ARGS)
@@ -31,5 +34,16 @@ configure: setup
 build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
+# The whole test suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build tree
+# (README, "Hardening").
+sanitize: setup
+	@if [ ! -f $(SANITIZE_DIR)/build.ninja ]; then \
+	  cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGACC_SANITIZE=ON \
+	    -DGACC_TORCH_PYTHON=$(TORCH_PYTHON); \
+	fi
+	cmake --build $(SANITIZE_DIR) -j $(JOBS)
+	cd $(SANITIZE_DIR) && ASAN_OPTIONS=$(SANITIZE_ASAN_OPTIONS) UBSAN_OPTIONS=print_stacktrace=1 \
+	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
 clean:
-	rm -rf $(BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
