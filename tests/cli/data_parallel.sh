@@ -29,7 +29,8 @@ case "$case_name" in
     no_orphans ;;
   fault-hang)
     start=$(date +%s)
-    expect 4 "rank 1 hung: no result and no progress for 3000 ms \(after step 0, micro-batch 0\); rank 0 reports: .*Timed out" \
+    # Whether rank 0's own timeout report is in by then is a race on a loaded machine: not required.
+    expect 4 "rank 1 hung: no result and no progress for 3000 ms \(after step 0, micro-batch 0\)" \
       "$gacc" "${run_dp[@]}" --timeout 2 --inject-fault hang:1
     elapsed=$(($(date +%s) - start))
     # The hung rank is named once the timeout (2 s) and its grace second have passed: not a
