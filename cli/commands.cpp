@@ -423,7 +423,8 @@ int case_export_command(const CaseExportArguments& args) {
   } else {
     auto range = properties::whole_zoo();
     range.max_world = 1;
-    scenario = properties::scenarios(range)(rc::Random(properties::case_seed(args.seed, 0)), rc::kNominalSize).value();
+    // The first case `gacc check-external --seed S` draws (with its default --ranks 1).
+    scenario = properties::generated_case(properties::scenarios(range), args.seed, 0).value();
   }
   external::write_case(args.out, scenario);
   std::cout << "case: " << args.out << "\nscenario: " << to_json_text(scenario) << "\n";
@@ -433,14 +434,14 @@ int case_export_command(const CaseExportArguments& args) {
 int case_verify_command(const CaseVerifyArguments& args) {
   const Scenario scenario = external::read_case(args.case_path);
   const RecordedResult result(args.result_path, scenario, external::read_result(args.result_path, scenario));
-  const auto owned = properties::all_properties();
+  const Catalog catalog;
   std::vector<const properties::Property*> judging;
   std::vector<std::string> left_out;
-  for (const auto& p : owned) {
+  for (const auto* p : catalog.properties()) {
     if (p->reruns()) {
       left_out.push_back(p->name());
     } else {
-      judging.push_back(p.get());
+      judging.push_back(p);
     }
   }
   const auto report = properties::run_scenario(judging, {&result}, scenario);
@@ -463,9 +464,7 @@ int check_external_command(const CheckExternalArguments& args) {
   options.keep_directory = args.keep_directory;
   options.max_world = args.ranks;
   const external::ExternalRecipe recipe(options);
-  const auto owned = properties::all_properties();
-  std::vector<const properties::Property*> judging;
-  for (const auto& p : owned) judging.push_back(p.get());
+  const Catalog catalog;
   auto range = properties::whole_zoo();
   range.max_world = args.ranks;
   properties::RunOptions run;
@@ -475,7 +474,7 @@ int check_external_command(const CheckExternalArguments& args) {
   run.progress = terminal_progress();
   std::cout << "checking: " << args.command << "\n" << args.cases << " generated scenarios (seed " << args.seed
             << ", world sizes up to " << args.ranks << ")\n\n";
-  auto report = properties::run_properties(judging, {&recipe}, properties::scenarios(range), run);
+  auto report = properties::run_properties(catalog.properties(), {&recipe}, properties::scenarios(range), run);
   report.reproducer = [&recipe](const properties::Counterexample& c) {
     return "gacc case export --scenario " + external::shell_quoted(to_json_text(c.scenario)) +
            " --out case.pt && " + recipe.command_for("case.pt", "result.pt") +

@@ -267,6 +267,10 @@ uint64_t case_seed(uint64_t seed, int index) {
   return fixtures::mix64(seed ^ fixtures::mix64(static_cast<uint64_t>(index) + 1));
 }
 
+rc::Shrinkable<Scenario> generated_case(const rc::Gen<Scenario>& generator, uint64_t seed, int index) {
+  return generator(rc::Random(case_seed(seed, index)), rc::kNominalSize);
+}
+
 RunReport run_properties(const std::vector<const Property*>& properties,
                          const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
                          const RunOptions& options) {
@@ -276,9 +280,8 @@ RunReport run_properties(const std::vector<const Property*>& properties,
   report.seed = options.seed;
   report.cases = options.cases;
   for (int i = 0; i < options.cases; ++i) {
-    const uint64_t seed = case_seed(options.seed, i);
     for (const auto& [recipe, ratio] :
-         judge_case(cells, generator(rc::Random(seed), rc::kNominalSize), i, seed)) {
+         judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i))) {
       report.case_ratios[recipe].emplace_back(i, ratio);
     }
     if (options.progress) options.progress(i + 1, options.cases);

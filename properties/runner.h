@@ -91,6 +91,9 @@ struct RunReport {
 /// Seed of generated case `index` under run seed `seed`.
 uint64_t case_seed(uint64_t seed, int index);
 
+/// Generated case `index` of run seed `seed`, as run_properties draws it (with its shrink tree).
+rc::Shrinkable<Scenario> generated_case(const rc::Gen<Scenario>& generator, uint64_t seed, int index);
+
 /// Runs every property against every recipe on `options.cases` scenarios from `generator`.
 RunReport run_properties(const std::vector<const Property*>& properties,
                          const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,

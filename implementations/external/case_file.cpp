@@ -55,17 +55,14 @@ c10::impl::GenericDict tensors_by_name(const std::vector<Spec>& specs, const std
   return dict;
 }
 
-std::vector<std::string> parameter_names(const ModelLayout& layout) {
-  std::vector<std::string> out;
-  for (const auto& p : layout.parameters) out.push_back(p.name);
-  return out;
-}
-
-std::vector<std::string> buffer_names(const ModelLayout& layout) {
-  std::vector<std::string> out;
-  for (const auto& b : layout.buffers) out.push_back(b.name);
-  return out;
-}
+/// The names of a model's parameters and buffers, in canonical order.
+struct LayoutNames {
+  std::vector<std::string> parameters, buffers;
+  explicit LayoutNames(const ModelLayout& layout) {
+    for (const auto& p : layout.parameters) parameters.push_back(p.name);
+    for (const auto& b : layout.buffers) buffers.push_back(b.name);
+  }
+};
 
 /// The micro-batch as the file holds it: float32 regressor data, int64 tokens.
 torch_recipes::BatchTensors micro_batch_tensors(const Scenario& scenario, int step, int rank, int micro) {
@@ -331,9 +328,9 @@ std::vector<double> flat_values(const Node& node, const std::vector<Spec>& specs
   return out;
 }
 
-StepRecord read_step(const Node& node, const ModelLayout& layout) {
-  const auto params = parameter_names(layout);
-  const auto buffers = buffer_names(layout);
+StepRecord read_step(const Node& node, const ModelLayout& layout, const LayoutNames& names) {
+  const auto& params = names.parameters;
+  const auto& buffers = names.buffers;
   std::set<std::string> keys = {"grad", "pre_clip_norm", "loss", "lr", "loss_scale", "skipped", "params_after",
                                 "optimizer_state"};
   if (!buffers.empty()) keys.insert("buffers_after");
@@ -390,14 +387,15 @@ void write_bytes(const std::string& path, const std::vector<char>& bytes) {
 std::vector<char> encode_case(const Scenario& scenario) {
   validate(scenario);
   const auto layout = fixtures::model_layout(scenario.model);
+  const LayoutNames names(layout);
   auto root = new_dict();
   root.insert("format", std::string(kCaseFormat));
   root.insert("version", kFormatVersion);
   root.insert("scenario", to_json_text(scenario));
-  root.insert("parameter_names", names_of(parameter_names(layout)));
+  root.insert("parameter_names", names_of(names.parameters));
   root.insert("parameters",
               tensors_by_name(layout.parameters, fixtures::initial_weights(scenario.model, scenario.precision)));
-  root.insert("buffer_names", names_of(buffer_names(layout)));
+  root.insert("buffer_names", names_of(names.buffers));
   root.insert("buffers", tensors_by_name(layout.buffers, fixtures::initial_buffers(scenario.model)));
   auto steps = new_list();
   for (int s = 0; s < scenario.steps; ++s) {
@@ -431,11 +429,12 @@ Scenario decode_case(const std::vector<char>& bytes, const std::string& origin) 
     throw InputError("case.scenario: " + std::string(e.what()));
   }
   const auto layout = fixtures::model_layout(scenario.model);
-  read_names(root.at("parameter_names"), parameter_names(layout));
-  read_named_tensors(root.at("parameters"), layout.parameters, parameter_names(layout),
+  const LayoutNames names(layout);
+  read_names(root.at("parameter_names"), names.parameters);
+  read_named_tensors(root.at("parameters"), layout.parameters, names.parameters,
                      fixtures::initial_weights(scenario.model, scenario.precision), "the scenario's initial weights");
-  read_names(root.at("buffer_names"), buffer_names(layout));
-  read_named_tensors(root.at("buffers"), layout.buffers, buffer_names(layout), fixtures::initial_buffers(scenario.model),
+  read_names(root.at("buffer_names"), names.buffers);
+  read_named_tensors(root.at("buffers"), layout.buffers, names.buffers, fixtures::initial_buffers(scenario.model),
                      "the scenario's initial buffers");
   const Node steps = root.at("batches").list_of(static_cast<size_t>(scenario.steps), "one per optimizer step");
   for (int s = 0; s < scenario.steps; ++s) {
@@ -457,8 +456,11 @@ Trace decode_result(const std::vector<char>& bytes, const Scenario& scenario, co
   root.only({"format", "version", "steps", "counters"});
   const auto layout = fixtures::model_layout(scenario.model);
   const Node steps = root.at("steps").list_of(static_cast<size_t>(scenario.steps), "one per optimizer step of the case");
+  const LayoutNames names(layout);
   Trace trace;
-  for (int s = 0; s < scenario.steps; ++s) trace.steps.push_back(read_step(steps.at(static_cast<size_t>(s)), layout));
+  for (int s = 0; s < scenario.steps; ++s) {
+    trace.steps.push_back(read_step(steps.at(static_cast<size_t>(s)), layout, names));
+  }
   trace.counters = read_counters(root.at("counters"));
   return trace;
 }
