@@ -73,6 +73,26 @@ std::vector<char> pickled(const c10::impl::GenericDict& dict) { return torch::pi
 
 // ---- reading -------------------------------------------------------------------------------
 
+/// Whether every element of the non-empty tensor `t` lies in its storage. The unpickler builds a
+/// tensor from the sizes, strides and offset the file states without checking them against the
+/// storage it read (found by fuzzing: a storage of 0 bytes under a [3, 2] tensor made the first read
+/// dereference a null pointer, or `item()` throw past the reader).
+bool elements_in_storage(const torch::Tensor& t) {
+  if (!t.storage().data() || t.storage_offset() < 0) return false;
+  // The byte just past the furthest element; any overflow on the way is past the end too.
+  int64_t last = t.storage_offset();
+  for (int64_t d = 0; d < t.dim(); ++d) {
+    int64_t reach = 0;
+    if (t.stride(d) < 0 || __builtin_mul_overflow(t.size(d) - 1, t.stride(d), &reach) ||
+        __builtin_add_overflow(last, reach, &last)) {
+      return false;
+    }
+  }
+  int64_t end = 0;
+  if (__builtin_add_overflow(last, 1, &end) || __builtin_mul_overflow(end, t.element_size(), &end)) return false;
+  return static_cast<uint64_t>(end) <= t.storage().nbytes();
+}
+
 /// A value of a file with the path that names it in messages ("result.steps[1].grad").
 class Node {
  public:
@@ -143,23 +163,23 @@ class Node {
   double number() const {
     if (value_.isDouble()) return value_.toDouble();
     if (value_.isInt()) return static_cast<double>(value_.toInt());
-    if (value_.isTensor() && value_.toTensor().numel() == 1 && value_.toTensor().is_floating_point()) {
-      return value_.toTensor().to(torch::kFloat64).item<double>();
+    if (value_.isTensor() && raw_tensor().numel() == 1 && raw_tensor().is_floating_point()) {
+      return raw_tensor().to(torch::kFloat64).item<double>();
     }
     fail("is " + kind() + ", expected a number");
   }
   int64_t integer() const {
     if (value_.isInt()) return value_.toInt();
-    if (value_.isTensor() && value_.toTensor().numel() == 1 &&
-        !value_.toTensor().is_floating_point() && value_.toTensor().scalar_type() != torch::kBool) {
-      return value_.toTensor().to(torch::kInt64).item<int64_t>();
+    if (value_.isTensor() && raw_tensor().numel() == 1 && !raw_tensor().is_floating_point() &&
+        !raw_tensor().is_complex() && raw_tensor().scalar_type() != torch::kBool) {
+      return raw_tensor().to(torch::kInt64).item<int64_t>();
     }
     fail("is " + kind() + ", expected an integer");
   }
   bool boolean() const {
     if (value_.isBool()) return value_.toBool();
-    if (value_.isTensor() && value_.toTensor().numel() == 1 && value_.toTensor().scalar_type() == torch::kBool) {
-      return value_.toTensor().item<bool>();
+    if (value_.isTensor() && raw_tensor().numel() == 1 && raw_tensor().scalar_type() == torch::kBool) {
+      return raw_tensor().item<bool>();
     }
     fail("is " + kind() + ", expected true or false");
   }
@@ -173,11 +193,16 @@ class Node {
     if (t.sizes() != c10::IntArrayRef(shape)) fail("shape " + shape_text(t.sizes()) + ", expected " + shape_text(shape));
     return t;
   }
+  /// The tensor, once it is known to be a dense CPU tensor whose elements all lie in its storage.
   torch::Tensor raw_tensor() const {
     if (!value_.isTensor()) fail("is " + kind() + ", expected a tensor");
     const torch::Tensor t = value_.toTensor();
     if (t.layout() != torch::kStrided || t.is_quantized() || !t.device().is_cpu()) {
       fail("is not a dense CPU tensor");
+    }
+    if (t.numel() > 0 && !elements_in_storage(t)) {
+      fail("shape " + shape_text(t.sizes()) + " reaches past the end of its storage of " +
+           std::to_string(t.storage().nbytes()) + " bytes (a damaged file)");
     }
     return t;
   }

@@ -166,6 +166,35 @@ TEST_CASE("a bad case or result file is refused with the key's path", "[cpu]") {
                }))),
                Catch::Contains("result.counters.zero_grads: is a number, expected an integer"));
   }
+  SECTION("a tensor whose shape reaches past the end of its storage (found by fuzzing)") {
+    // The file states a tensor's shape and its storage separately; nothing in LibTorch's reader
+    // checks one against the other, so a damaged file reads back as such a tensor.
+    const auto reaching_past = [](int64_t stored) {
+      auto t = torch::zeros({stored});
+      t.unsafeGetTensorImpl()->set_sizes_contiguous({1, 2});
+      return t;
+    };
+    CHECK_THAT(message_of(read_result(rewritten(result_bytes, [&](auto& d) {
+                 auto step = entry(d, "steps").toList().get(0).toGenericDict();
+                 step.at(c10::IValue(std::string("grad"))).toGenericDict().insert_or_assign("linear.weight", reaching_past(1));
+               }))),
+               Catch::Contains("result.steps[0].grad[\"linear.weight\"]: shape [1, 2] reaches past the end of its "
+                               "storage of 4 bytes"));
+    const auto unallocated = [] {
+      auto t = torch::zeros({0});
+      t.unsafeGetTensorImpl()->set_sizes_contiguous({});
+      return t;
+    };
+    CHECK_THAT(message_of(read_result(rewritten(result_bytes, [&](auto& d) {
+                 entry(d, "steps").toList().get(1).toGenericDict().insert_or_assign("loss", unallocated());
+               }))),
+               Catch::Contains("result.steps[1].loss: shape [] reaches past the end of its storage of 0 bytes"));
+    CHECK_THAT(message_of(read_case(rewritten(case_bytes, [&](auto& d) {
+                 auto micro = entry(d, "batches").toList().get(0).toList().get(0).toList().get(0).toGenericDict();
+                 micro.insert_or_assign("inputs", reaching_past(0));
+               }))),
+               Catch::Contains("case.batches[0][0][0].inputs: shape [1, 2] reaches past the end of its storage of 0 bytes"));
+  }
   SECTION("a case whose data does not match its scenario") {
     CHECK_THAT(message_of(read_case(rewritten(case_bytes, [](auto& d) {
                  entry(d, "parameters").toGenericDict().insert_or_assign("linear.bias", torch::full({1}, 0.5));
