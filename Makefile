@@ -1,7 +1,7 @@
 # gacc: two commands on a fresh Debian machine (as root):
 #   make run    set up what is missing, build, run `gacc run`
 #   make test   set up what is missing, build, run every test
-# Developer targets: make setup | configure | build | sanitize | clean
+# Developer targets: make setup | configure | build | sanitize | fuzz | clean
 
 BUILD_DIR   ?= build
 BUILD_TYPE  ?= Release
@@ -16,7 +16,7 @@ SANITIZE_DIR ?= build-sanitize
 # death, not AddressSanitizer's report and exit status.
 SANITIZE_ASAN_OPTIONS ?= detect_leaks=1:handle_segv=0
 
-.PHONY: run test setup configure build sanitize clean
+.PHONY: run test setup configure build sanitize fuzz clean
 
 run: build
 	$(BUILD_DIR)/gacc run $(RUN_ARGS)
@@ -46,6 +46,17 @@ sanitize: setup
 	cmake --build $(SANITIZE_DIR) -j $(JOBS)
 	cd $(SANITIZE_DIR) && ASAN_OPTIONS=$(SANITIZE_ASAN_OPTIONS) UBSAN_OPTIONS=print_stacktrace=1 \
 	  ctest --output-on-failure -j $(JOBS) $(CTEST_ARGS)
+
+# Every fuzz target for FUZZ_SECONDS with a fresh random seed (make test runs each for 20 s with a
+# fixed seed); a finding prints its input, to be fixed and added to fuzz/corpus/.
+FUZZ_SECONDS ?= 600
+fuzz: build
+	GACC_FUZZ_SEED=0 tests/fuzz/run_fuzzer.sh $(BUILD_DIR)/fuzz-build/fuzz/gacc_fuzz_scenario_json \
+	  fuzz/corpus/scenario_json $(FUZZ_SECONDS)
+	GACC_FUZZ_SEED=0 tests/fuzz/run_fuzzer.sh $(BUILD_DIR)/fuzz-build/fuzz/gacc_fuzz_case_file \
+	  fuzz/corpus/case_file $(FUZZ_SECONDS) -detect_leaks=0
+	GACC_FUZZ_SEED=0 tests/fuzz/run_fuzzer.sh $(BUILD_DIR)/fuzz-build/fuzz/gacc_fuzz_result_file \
+	  fuzz/corpus/result_file $(FUZZ_SECONDS) -detect_leaks=0
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)
