@@ -10,6 +10,7 @@
 
 #include "cli/commands.h"
 #include "core/errors.h"
+#include "core/files.h"
 #include "core/interrupt.h"
 
 namespace {
@@ -35,6 +36,13 @@ CLI::Validator seed_validator() {
         return {};
       },
       "SEED");
+}
+
+/// A path gacc writes: an empty one would silently write nothing.
+CLI::Validator path_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string { return text.empty() ? "must name a path, got an empty one" : ""; },
+      "PATH");
 }
 
 /// --ranks, --timeout and the hidden --inject-fault, for a command that runs recipes.
@@ -68,8 +76,8 @@ int main(int argc, char** argv) {
   std::string seed_text;
   run->add_option("--seed", seed_text, "seed of the scenario generator, 0 to 2^64-1 (default 1)")
       ->check(seed_validator());
-  run->add_option("--json", run_args.json_path, "write the JSON report to this file");
-  run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file");
+  run->add_option("--json", run_args.json_path, "write the JSON report to this file")->check(path_validator());
+  run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file")->check(path_validator());
   run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
   gacc::cli::DataParallelArguments data_parallel_args;
   add_data_parallel_options(run, data_parallel_args);
@@ -83,9 +91,10 @@ int main(int argc, char** argv) {
   auto* pitfalls = app.add_subcommand("pitfalls", "the demonstrator: each pitfall, what catches it, by how much");
   pitfalls->add_option("--cases", pitfall_args.cases, "generated scenarios (default 200)")->check(CLI::Range(1, 10000000));
   pitfalls->add_option("--seed", pitfall_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
-  pitfalls->add_option("--json", pitfall_args.json_path, "write the per-pitfall figures to this file");
+  pitfalls->add_option("--json", pitfall_args.json_path, "write the per-pitfall figures to this file")->check(path_validator());
   pitfalls->add_option("--plot", pitfall_args.plot_directory,
-                       "write SVG loss curves (large batch, correct loop, each pitfall) into this directory");
+                       "write SVG loss curves (large batch, correct loop, each pitfall) into this directory")
+      ->check(path_validator());
   add_data_parallel_options(pitfalls, data_parallel_args);
 
   std::string explain_pitfall, explain_seed;
@@ -100,14 +109,15 @@ int main(int argc, char** argv) {
   auto* bench = app.add_subcommand(
       "bench", "performance: oracle (the oracle's cost on the tiny LM), data-parallel (collectives and time per step)");
   bench->add_option("what", bench_what, "which benchmark: oracle or data-parallel")->required();
-  bench->add_option("--json", bench_json, "write the figures to this file");
+  bench->add_option("--json", bench_json, "write the figures to this file")->check(path_validator());
 
   gacc::cli::ReproArguments repro_args;
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe, verbosely");
   repro->add_option("scenario", repro_args.scenario, "Scenario JSON, or a file holding it")->required();
   repro->add_option("--recipe", repro_args.recipe, "only this recipe");
   repro->add_option("--trace", repro_args.trace_path,
-                    "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON");
+                    "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON")
+      ->check(path_validator());
   add_data_parallel_options(repro, data_parallel_args);
 
   gacc::cli::CaseExportArguments export_args;
@@ -119,11 +129,11 @@ int main(int argc, char** argv) {
   case_export->add_option("--scenario", export_args.scenario,
                           "Scenario JSON, or a file holding it (default: the first scenario of --seed)");
   case_export->add_option("--seed", export_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
-  case_export->add_option("--out", export_args.out, "the case file to write")->required();
+  case_export->add_option("--out", export_args.out, "the case file to write")->required()->check(path_validator());
   auto* case_verify = case_files->add_subcommand("verify", "judge a stack's result file against its case");
   case_verify->add_option("case", verify_args.case_path, "the case file")->required();
   case_verify->add_option("result", verify_args.result_path, "the stack's result file")->required();
-  case_verify->add_option("--json", verify_args.json_path, "write the JSON report to this file");
+  case_verify->add_option("--json", verify_args.json_path, "write the JSON report to this file")->check(path_validator());
   case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures");
 
   gacc::cli::CheckExternalArguments external_args;
@@ -144,9 +154,9 @@ int main(int argc, char** argv) {
   check_external->add_option("--shrinks", external_args.shrinks,
                              "command runs allowed to shrink one failure (default 40; 0: no shrinking)")
       ->check(CLI::Range(0, 100000));
-  check_external->add_option("--keep", external_args.keep_directory, "keep every case, result and log in this directory");
-  check_external->add_option("--json", external_args.json_path, "write the JSON report to this file");
-  check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file");
+  check_external->add_option("--keep", external_args.keep_directory, "keep every case, result and log in this directory")->check(path_validator());
+  check_external->add_option("--json", external_args.json_path, "write the JSON report to this file")->check(path_validator());
+  check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file")->check(path_validator());
   check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures");
 
   if (argc > 1 && argv[1][0] != '-') {
@@ -187,6 +197,16 @@ int main(int argc, char** argv) {
       if (gacc::cli::configure_data_parallel(data_parallel_args)) {
         return gacc::cli::serve_torchrun_rank(data_parallel_args);
       }
+    }
+    // Every path the command writes, checked before its work: a report that cannot be written is
+    // better known now than after an hour of cases.
+    for (const std::string* file : {&run_args.json_path, &run_args.junit_path, &pitfall_args.json_path, &bench_json,
+                                    &repro_args.trace_path, &export_args.out, &verify_args.json_path,
+                                    &external_args.json_path, &external_args.junit_path}) {
+      if (!file->empty()) gacc::check_file_writable(*file);
+    }
+    for (const std::string* directory : {&pitfall_args.plot_directory, &external_args.keep_directory}) {
+      if (!directory->empty()) gacc::check_directory_writable(*directory);
     }
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);

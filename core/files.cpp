@@ -44,6 +44,44 @@ void write_file_atomically(const std::string& path, const std::string& content) 
   }
 }
 
+namespace {
+
+/// Whether a file can be created in `directory`: creates one, then removes it. Empty, or why not.
+std::string probe_directory(const std::string& directory) {
+  std::string probe = (std::filesystem::path(directory) / ".gacc-write-probe.XXXXXX").string();
+  const int fd = mkstemp(probe.data());
+  if (fd < 0) return std::strerror(errno);
+  ::close(fd);
+  std::remove(probe.c_str());
+  return {};
+}
+
+}  // namespace
+
+void check_file_writable(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw EnvironmentError("cannot write " + path + ": it is a directory");
+  // write_file_atomically's own temporary, made and removed: exactly what the end of the run needs.
+  std::string temporary = path + ".tmp.XXXXXX";
+  const int fd = mkstemp(temporary.data());
+  if (fd < 0) throw EnvironmentError("cannot write " + path + ": " + std::strerror(errno));
+  ::close(fd);
+  std::remove(temporary.c_str());
+}
+
+void check_directory_writable(const std::string& path) {
+  std::error_code ec;
+  std::filesystem::path existing = std::filesystem::absolute(path, ec);
+  if (ec) throw EnvironmentError("cannot create the directory " + path + ": " + ec.message());
+  while (!std::filesystem::exists(existing, ec) && existing.has_relative_path()) existing = existing.parent_path();
+  if (!std::filesystem::is_directory(existing, ec)) {
+    throw EnvironmentError("cannot create the directory " + path + ": " + existing.string() + " is not a directory");
+  }
+  if (const std::string why = probe_directory(existing.string()); !why.empty()) {
+    throw EnvironmentError("cannot create the directory " + path + ": " + existing.string() + ": " + why);
+  }
+}
+
 std::string read_file(const std::string& path) {
   std::error_code ec;
   if (std::filesystem::is_directory(path, ec)) throw InputError("cannot read " + path + ": it is a directory");
