@@ -37,6 +37,14 @@ class InputError : public Error {
   explicit InputError(const std::string& message) : Error(ExitCode::bad_input, message) {}
 };
 
+/// A valid scenario on which equivalence cannot be judged: its large-batch trajectory leaves the
+/// range the judged format can hold (it diverges), so a correct stack's overflow is no accumulation
+/// bug. Bad input when a person gave the scenario (exit 3); a generated one is counted and skipped.
+class InvalidCase : public InputError {
+ public:
+  explicit InvalidCase(const std::string& message) : InputError(message) {}
+};
+
 /// The environment failed us: a dependency, a process, a timeout (exit 4).
 class EnvironmentError : public Error {
  public:

@@ -105,7 +105,8 @@ nlohmann::json to_json(const RunReport& report) {
             {"skip", report.count(Verdict::skip)},
             {"correct_failing", report.correct_failing()},
             {"pitfalls_escaping", report.pitfalls_escaping()},
-            {"pitfalls_not_judged", report.pitfalls_not_judged()}}}};
+            {"pitfalls_not_judged", report.pitfalls_not_judged()},
+            {"invalid_cases", report.invalid_cases}}}};
 }
 
 std::string to_junit(const RunReport& report) {
@@ -196,6 +197,10 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail) << " fail, "
       << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip)
       << " skip; seed " << report.seed << ", " << report.cases << " cases\n";
+  if (report.invalid_cases > 0) {
+    out << report.invalid_cases << " generated case" << (report.invalid_cases == 1 ? "" : "s")
+        << " not judged, the large-batch trajectory diverging (first: " << report.first_invalid << ")\n";
+  }
   const auto not_judged = report.pitfalls_not_judged();
   const int judged = report.count(Verdict::pass) + report.count(Verdict::fail) + report.count(Verdict::expected_fail);
   if (judged == 0) {

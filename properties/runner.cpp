@@ -103,8 +103,13 @@ Counterexample shrink(const Cell& cell, int max_evaluations) {
       const Scenario scenario = (*candidate).value();
       if (!judgeable(cell, scenario)) continue;
       ++evaluations;
-      const reference::Oracle oracle(scenario);
-      const auto verdict = judge(*cell.property, *cell.recipe, oracle, run_recipe(*cell.recipe, scenario));
+      std::optional<reference::Oracle> oracle;
+      try {
+        oracle.emplace(scenario);
+      } catch (const InvalidCase&) {
+        continue;  // a diverging scenario shows nothing about accumulation
+      }
+      const auto verdict = judge(*cell.property, *cell.recipe, *oracle, run_recipe(*cell.recipe, scenario));
       if (shows(verdict, cell.recipe->kind())) {
         current = *candidate;
         best.scenario = scenario;
@@ -145,10 +150,11 @@ std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
 }
 
 /// Judges every applicable cell on one scenario: one oracle, one run per recipe. Returns, per
-/// recipe judged, the largest ratio any property found.
+/// recipe judged, the largest ratio any property found. A generated scenario on which equivalence
+/// cannot be judged (InvalidCase) is counted in `report` and skipped; a given one throws.
 std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
                                                        const rc::Shrinkable<Scenario>& shrinkable, int index,
-                                                       uint64_t seed) {
+                                                       uint64_t seed, RunReport& report, bool generated) {
   const Scenario scenario = shrinkable.value();
   std::vector<Cell*> applicable;
   for (auto& cell : cells) {
@@ -156,7 +162,15 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
   }
   std::vector<std::pair<std::string, double>> best;
   if (applicable.empty()) return best;
-  const reference::Oracle oracle(scenario);
+  std::optional<reference::Oracle> valid_oracle;
+  try {
+    valid_oracle.emplace(scenario);
+  } catch (const InvalidCase& e) {
+    if (!generated) throw;
+    if (report.invalid_cases++ == 0) report.first_invalid = "case " + std::to_string(index) + ": " + e.what();
+    return best;
+  }
+  const reference::Oracle& oracle = *valid_oracle;
   std::vector<std::pair<const Recipe*, RecipeOutcome>> outcomes;
   for (auto* cell : applicable) {
     const RecipeOutcome* outcome = nullptr;
@@ -281,7 +295,7 @@ RunReport run_properties(const std::vector<const Property*>& properties,
   report.cases = options.cases;
   for (int i = 0; i < options.cases; ++i) {
     for (const auto& [recipe, ratio] :
-         judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i))) {
+         judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i), report, true)) {
       report.case_ratios[recipe].emplace_back(i, ratio);
     }
     if (options.progress) options.progress(i + 1, options.cases);
@@ -295,7 +309,7 @@ RunReport run_scenario(const std::vector<const Property*>& properties,
   RunReport report;
   report.cases = 1;
   for (const auto& [recipe, ratio] :
-       judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0)) {
+       judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0, report, false)) {
     report.case_ratios[recipe].emplace_back(0, ratio);
   }
   return finish(cells, std::move(report), 0);

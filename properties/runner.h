@@ -69,6 +69,10 @@ struct RunReport {
   /// Per recipe, per case it was judged on (case index, ratio): the largest ratio any property
   /// found (the separation statistics: how far above 1 a pitfall is whenever it shows).
   std::map<std::string, std::vector<std::pair<int, double>>> case_ratios;
+  /// Generated cases not judged because their large-batch trajectory diverges beyond what the
+  /// judged format holds (reference::Oracle throws InvalidCase), and the first one's reason.
+  int invalid_cases = 0;
+  std::string first_invalid;
 
   int count(Verdict verdict) const;
   /// Correct recipes that failed some property.

@@ -2,9 +2,12 @@
 
 #include <cmath>
 #include <limits>
+#include <sstream>
+#include <string>
 #include <stdexcept>
 #include <type_traits>
 
+#include "core/errors.h"
 #include "reference/bounded.h"
 #include "reference/loss_scale.h"
 #include "reference/models.h"
@@ -234,6 +237,38 @@ bool all_finite(const std::vector<double>& values) {
   return true;
 }
 
+/// Throws InvalidCase when the true trajectory leaves the range an implementation in `format` can
+/// hold. The limit is the magnitude whose square, summed over 2^16 elements, still fits the format
+/// (2^56 for fp32): a gradient norm, Adam's second moment and a squared error square these values,
+/// so beyond it a correct stack overflows where the truth does not. Real training never comes near;
+/// a scenario that does diverges, and judging accumulation on it would blame the stack for its
+/// format. Under fp16 a skipped step has no gradient and a NaN norm by design (not checked).
+void check_in_range(const std::vector<WindowExpectation>& trajectory, const FloatFormat& format) {
+  const double limit = std::sqrt(max_finite(format) / 65536.0);
+  for (const auto& w : trajectory) {
+    const auto check = [&](const std::string& what, double value) {
+      if (std::fabs(value) <= limit) return;
+      std::ostringstream message;
+      message.precision(3);
+      message << "invalid case: the large-batch trajectory diverges: step " << w.step << "'s " << what << " is "
+              << value << ", beyond " << limit << " (the largest magnitude whose square over 2^16 elements fits "
+              << format.name << "); no " << format.name << " stack can be judged on this scenario";
+      throw InvalidCase(message.str());
+    };
+    const auto check_all = [&](const std::string& what, const std::vector<double>& values) {
+      for (size_t i = 0; i < values.size(); ++i) check(what + " element " + std::to_string(i), values[i]);
+    };
+    check("loss", w.loss);
+    if (!w.skipped) {
+      check("gradient norm", w.norm);
+      check_all("gradient", w.grad);
+    }
+    check_all("parameter", w.params_after);
+    for (const auto& [name, values] : w.state_after) check_all("optimizer state \"" + name + "\"", values);
+    check_all("buffer", w.buffers_after);
+  }
+}
+
 }  // namespace
 
 Oracle::Oracle(const Scenario& scenario, OracleOptions options)
@@ -257,6 +292,7 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
                                                    initial_buffers_)
                     : trajectory_in<double>(scenario_, layout_, windows_, virtual_batches_, initial_params_,
                                             initial_buffers_);
+  check_in_range(trajectory_, *format_);
 }
 
 double Oracle::unit_roundoff() const { return gacc::unit_roundoff(*format_); }

@@ -61,6 +61,8 @@ struct OracleOptions {
 class Oracle {
  public:
   /// Validates the scenario and computes the large-batch trajectory from the initial weights.
+  /// Throws InvalidCase (core/errors.h) when that trajectory diverges beyond what the judged format
+  /// can hold: equivalence is not judged there.
   explicit Oracle(const Scenario& scenario, OracleOptions options = {});
 
   const Scenario& scenario() const { return scenario_; }

@@ -1,5 +1,7 @@
 // The property loop, judged with recipes that need no LibTorch (tests/support/fp32_recipes.h).
 
+#include <sstream>
+
 #include <catch2/catch.hpp>
 
 #include "core/errors.h"
@@ -231,4 +233,23 @@ TEST_CASE("under fp16 loss scaling a correct loop passes every property, and one
   INFO(caught.worst_detail);
   CHECK(caught.verdict == Verdict::fail);
   CHECK(std::isinf(caught.worst_ratio));
+}
+
+TEST_CASE("a generated case that diverges is counted and not judged; a given one is refused", "[runner]") {
+  Scenario diverging = testing::linear_scenario();
+  diverging.optimizer.lr = 1000.0;
+  diverging.data.windows.assign(8, diverging.data.windows.front());
+  diverging.steps = 8;
+  const Harness h;
+  const testing::Fp32Recipe correct;
+  const auto report = run_properties(h.properties(), {&correct}, rc::gen::just(diverging), options(3, 1));
+  CHECK(report.invalid_cases == 3);
+  CHECK_THAT(report.first_invalid, Contains("case 0: invalid case: the large-batch trajectory diverges"));
+  for (const auto& r : report.rows) CHECK(r.verdict == Verdict::skip);
+  CHECK(report.exit_code() == ExitCode::ok);
+  std::ostringstream table;
+  print_table(table, report, false);
+  CHECK_THAT(table.str(), Contains("3 generated cases not judged, the large-batch trajectory diverging"));
+  CHECK(to_json(report)["summary"]["invalid_cases"] == 3);
+  CHECK_THROWS_AS(run_scenario(h.properties(), {&correct}, diverging), InvalidCase);
 }

@@ -148,3 +148,26 @@ TEST_CASE("an invalid scenario is refused with the field named", "[oracle]") {
   sc.accumulation_steps = 0;
   CHECK_THROWS_WITH(Oracle(sc), Catch::Matchers::Contains("scenario.accumulation_steps"));
 }
+
+TEST_CASE("a diverging scenario is an invalid case, naming the step and the quantity", "[oracle]") {
+  // Plain SGD on a linear regression at lr 1000: each step multiplies the error by about 1000, and
+  // after a few steps the squared error no longer fits fp32 although the truth is exact.
+  Scenario sc = testing::linear_scenario();
+  sc.optimizer.lr = 1000.0;
+  sc.data.windows.assign(8, sc.data.windows.front());
+  sc.steps = 8;
+  try {
+    const Oracle oracle(sc);
+    FAIL("no InvalidCase");
+  } catch (const InvalidCase& e) {
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("invalid case: the large-batch trajectory diverges: step "));
+    CHECK_THAT(e.what(), Catch::Matchers::Contains("beyond 7.21e+16"));  // 2^56 for fp32
+  }
+  // The same scenario, converging, and the diverging one judged in float64 (its range is far wider).
+  sc.optimizer.lr = 0.125;
+  CHECK_NOTHROW(Oracle(sc));
+  sc.optimizer.lr = 1000.0;
+  OracleOptions fp64;
+  fp64.format = &kFp64;
+  CHECK_NOTHROW(Oracle(sc, fp64));
+}
