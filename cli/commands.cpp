@@ -15,6 +15,7 @@
 #include "reference/oracle.h"
 #include "implementations/distributed/rank_pool.h"
 #include "implementations/external/case_file.h"
+#include "implementations/external/differential.h"
 #include "implementations/external/external_recipe.h"
 #include "implementations/external/shell_command.h"
 #include "implementations/registry.h"
@@ -416,7 +417,30 @@ class RecordedResult : public Recipe {
 
 }  // namespace
 
+namespace {
+
+/// Splits JSON given on the command line: the text itself (starting with `{`) or a file's path.
+external::Splits splits_argument(const std::string& text_or_path) {
+  const auto first = text_or_path.find_first_not_of(" \t\r\n");
+  const bool inline_json = first != std::string::npos && text_or_path[first] == '{';
+  return external::parse_splits(inline_json ? text_or_path : read_file(text_or_path));
+}
+
+/// The splits of generated differential case `index` under run seed `seed`.
+external::Splits generated_splits(uint64_t seed, int index) {
+  return external::generate_splits(properties::case_seed(seed, index));
+}
+
+}  // namespace
+
 int case_export_command(const CaseExportArguments& args) {
+  if (args.mode == "differential") {
+    // The first case `gacc check-external --mode differential --seed S` draws.
+    const auto splits = args.splits.empty() ? generated_splits(args.seed, 0) : splits_argument(args.splits);
+    external::write_differential_case(args.out, splits);
+    std::cout << "case: " << args.out << " (differential)\nsplits: " << external::to_json_text(splits) << "\n";
+    return 0;
+  }
   Scenario scenario;
   if (!args.scenario.empty()) {
     scenario = scenario_argument(args.scenario);
@@ -431,7 +455,60 @@ int case_export_command(const CaseExportArguments& args) {
   return 0;
 }
 
+namespace {
+
+/// The report rows of differential mode, one per check, for `recipe` (none judged yet).
+properties::RunReport differential_report(const std::string& recipe, uint64_t seed, int cases) {
+  properties::RunReport report;
+  report.seed = seed;
+  report.cases = cases;
+  for (const auto& name : external::differential_check_names()) {
+    properties::ResultRow row;
+    row.property = name;
+    row.recipe = recipe;
+    row.kind = RecipeKind::correct;
+    row.verdict = properties::Verdict::skip;
+    report.rows.push_back(row);
+  }
+  return report;
+}
+
+/// Adds one judged case to the report's rows (in differential_check_names' order).
+void add_case(properties::RunReport& report, const std::vector<external::DifferentialCheck>& checks, int index,
+              bool label_case) {
+  double worst = 0.0;
+  for (size_t i = 0; i < checks.size(); ++i) {
+    auto& row = report.rows.at(i);
+    const auto& check = checks[i];
+    ++row.cases;
+    if (row.verdict == properties::Verdict::skip) row.verdict = properties::Verdict::pass;
+    if (row.cases == 1 || check.ratio > row.worst_ratio) {
+      row.worst_ratio = check.ratio;
+      row.worst_detail = (label_case ? "case " + std::to_string(index) + ": " : "") + check.detail;
+    }
+    if (check.failed()) row.verdict = properties::Verdict::fail;
+    worst = std::max(worst, check.ratio);
+  }
+  report.case_ratios[report.rows.front().recipe].push_back({index, worst});
+}
+
+/// `gacc case verify` of a differential case.
+int differential_verify(const CaseVerifyArguments& args) {
+  const auto splits = external::read_differential_case(args.case_path);
+  const auto result = external::read_differential_result(args.result_path, splits);
+  auto report = differential_report("result", 0, 1);
+  add_case(report, external::judge_differential(splits, result), 0, false);
+  std::cout << "case: " << args.case_path << " (differential)\nresult: " << args.result_path
+            << "\nsplits: " << external::to_json_text(splits) << "\n\n";
+  properties::print_table(std::cout, report, args.verbose);
+  write_reports(report, args.json_path, "");
+  return static_cast<int>(report.exit_code());
+}
+
+}  // namespace
+
 int case_verify_command(const CaseVerifyArguments& args) {
+  if (external::is_differential_case(args.case_path)) return differential_verify(args);
   const Scenario scenario = external::read_case(args.case_path);
   const RecordedResult result(args.result_path, scenario, external::read_result(args.result_path, scenario));
   const Catalog catalog;
@@ -457,6 +534,98 @@ int case_verify_command(const CaseVerifyArguments& args) {
   return static_cast<int>(report.exit_code());
 }
 
+namespace {
+
+/// A failing differential case, shrunk.
+struct ShrunkSplits {
+  external::Splits splits;
+  std::vector<external::DifferentialCheck> checks;
+  int reruns = 0;    ///< command runs spent
+  int accepted = 0;  ///< smaller splits that still failed
+  int case_index = 0;
+};
+
+/// Greedy shrinking: the first smaller candidate that still fails is taken, until none does or
+/// `budget` command runs are spent. A candidate the command cannot run is passed over.
+ShrunkSplits shrink_splits(const external::ExternalRecipe& recipe, const external::Splits& splits,
+                           const std::vector<external::DifferentialCheck>& checks, int budget, int index) {
+  ShrunkSplits out{splits, checks, 0, 0, index};
+  bool smaller = true;
+  while (smaller && out.reruns < budget) {
+    smaller = false;
+    for (const auto& candidate : external::shrink_candidates(out.splits)) {
+      if (out.reruns >= budget) break;
+      ++out.reruns;
+      std::vector<external::DifferentialCheck> candidate_checks;
+      try {
+        candidate_checks = external::judge_differential(candidate, recipe.run_differential(candidate));
+      } catch (const InputError&) {
+        continue;
+      } catch (const EnvironmentError&) {
+        continue;
+      }
+      if (external::any_failed(candidate_checks)) {
+        out.splits = candidate;
+        out.checks = std::move(candidate_checks);
+        ++out.accepted;
+        smaller = true;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+std::string differential_reproducer(const external::ExternalRecipe& recipe, const external::Splits& splits) {
+  return "gacc case export --mode differential --splits " + external::shell_quoted(external::to_json_text(splits)) +
+         " --out case.pt && " + recipe.command_for("case.pt", "result.pt") + " && gacc case verify case.pt result.pt";
+}
+
+/// The end of either mode of check-external: the table, how often the command ran, the reports,
+/// the exit code.
+int finish_external(const properties::RunReport& report, const external::ExternalRecipe& recipe,
+                    const CheckExternalArguments& args) {
+  properties::print_table(std::cout, report, args.verbose);
+  std::cout << "the command ran " << recipe.runs() << " times";
+  if (!args.keep_directory.empty()) std::cout << "; cases, results and logs are in " << recipe.directory();
+  std::cout << "\n";
+  write_reports(report, args.json_path, args.junit_path);
+  return static_cast<int>(report.exit_code());
+}
+
+/// `gacc check-external --mode differential`: generated splits, the command, the differential checks.
+int check_external_differential(const CheckExternalArguments& args, const external::ExternalRecipe& recipe) {
+  std::cout << "checking: " << args.command << "\n" << args.cases << " generated splits (seed " << args.seed
+            << ", differential mode: accumulated against the stack's own large batch)\n\n";
+  auto report = differential_report(recipe.name(), args.seed, args.cases);
+  const auto progress = terminal_progress();
+  std::optional<ShrunkSplits> shrunk;
+  for (int i = 0; i < args.cases; ++i) {
+    const auto splits = generated_splits(args.seed, i);
+    const auto checks = external::judge_differential(splits, recipe.run_differential(splits));
+    add_case(report, checks, i, true);
+    if (external::any_failed(checks) && !shrunk) shrunk = shrink_splits(recipe, splits, checks, args.shrinks, i);
+    if (progress) progress(i + 1, args.cases);
+  }
+  if (shrunk) {
+    // The rows that failed carry the shrunk counterexample and how to rerun it (the JSON and JUnit
+    // reports too).
+    const std::string rerun = differential_reproducer(recipe, shrunk->splits);
+    for (size_t i = 0; i < report.rows.size(); ++i) {
+      auto& row = report.rows[i];
+      if (row.verdict != properties::Verdict::fail || i >= shrunk->checks.size()) continue;
+      row.worst_detail += "\n  counterexample (case " + std::to_string(shrunk->case_index) + " shrunk " +
+                          std::to_string(shrunk->accepted) + " times in " + std::to_string(shrunk->reruns) +
+                          " reruns, ratio " + properties::format_ratio(shrunk->checks[i].ratio) +
+                          "): splits " + external::to_json_text(shrunk->splits) + "\n    " +
+                          shrunk->checks[i].detail + "\n  " + rerun;
+    }
+  }
+  return finish_external(report, recipe, args);
+}
+
+}  // namespace
+
 int check_external_command(const CheckExternalArguments& args) {
   external::ExternalOptions options;
   options.command = args.command;
@@ -464,6 +633,11 @@ int check_external_command(const CheckExternalArguments& args) {
   options.keep_directory = args.keep_directory;
   options.max_world = args.ranks;
   const external::ExternalRecipe recipe(options);
+  if (args.mode == "differential") {
+    if (args.ranks != 1) throw UsageError("--mode differential runs one rank; --ranks " + std::to_string(args.ranks) +
+                                          " is for --mode oracle");
+    return check_external_differential(args, recipe);
+  }
   const Catalog catalog;
   auto range = properties::whole_zoo();
   range.max_world = args.ranks;
@@ -480,12 +654,7 @@ int check_external_command(const CheckExternalArguments& args) {
            " --out case.pt && " + recipe.command_for("case.pt", "result.pt") +
            " && gacc case verify case.pt result.pt";
   };
-  properties::print_table(std::cout, report, args.verbose);
-  std::cout << "the command ran " << recipe.runs() << " times";
-  if (!args.keep_directory.empty()) std::cout << "; cases, results and logs are in " << recipe.directory();
-  std::cout << "\n";
-  write_reports(report, args.json_path, args.junit_path);
-  return static_cast<int>(report.exit_code());
+  return finish_external(report, recipe, args);
 }
 
 }  // namespace gacc::cli

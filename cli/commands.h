@@ -75,6 +75,8 @@ struct CaseExportArguments {
   std::string scenario;  ///< Scenario JSON text or file; empty: the first scenario of `seed`
   uint64_t seed = 1;
   std::string out;
+  std::string mode = "oracle";  ///< or "differential"
+  std::string splits;           ///< differential: splits JSON text or file; empty: the first splits of `seed`
 };
 
 /// `gacc case export`: writes one scenario's case file.
@@ -88,7 +90,7 @@ struct CaseVerifyArguments {
 };
 
 /// `gacc case verify CASE RESULT`: judges a result against its case with every property that needs
-/// only the one trace.
+/// only the one trace; a differential case (told by its format tag) with the differential checks.
 int case_verify_command(const CaseVerifyArguments& args);
 
 struct CheckExternalArguments {
@@ -102,6 +104,7 @@ struct CheckExternalArguments {
   std::string json_path;
   std::string junit_path;
   bool verbose = false;
+  std::string mode = "oracle";  ///< or "differential": the stack's own model, splits only
 };
 
 /// `gacc check-external --cmd ...`: the property loop against another program.

@@ -130,6 +130,11 @@ int main(int argc, char** argv) {
                           "Scenario JSON, or a file holding it (default: the first scenario of --seed)");
   case_export->add_option("--seed", export_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
   case_export->add_option("--out", export_args.out, "the case file to write")->required()->check(path_validator());
+  case_export->add_option("--mode", export_args.mode,
+                          "oracle (a scenario's case, default) or differential (only the splits)")
+      ->check(CLI::IsMember({"oracle", "differential"}));
+  case_export->add_option("--splits", export_args.splits,
+                          "differential mode: splits JSON, or a file holding it (default: the first splits of --seed)");
   auto* case_verify = case_files->add_subcommand("verify", "judge a stack's result file against its case");
   case_verify->add_option("case", verify_args.case_path, "the case file")->required();
   case_verify->add_option("result", verify_args.result_path, "the stack's result file")->required();
@@ -158,6 +163,10 @@ int main(int argc, char** argv) {
   check_external->add_option("--json", external_args.json_path, "write the JSON report to this file")->check(path_validator());
   check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file")->check(path_validator());
   check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures");
+  check_external->add_option("--mode", external_args.mode,
+                             "oracle (gacc's zoo models against its oracle, default) or differential (the stack's own "
+                             "model: accumulated against its own large batch)")
+      ->check(CLI::IsMember({"oracle", "differential"}));
 
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
@@ -186,6 +195,15 @@ int main(int argc, char** argv) {
   if (!external_seed.empty()) external_args.seed = *parse_seed(external_seed);
   if (!export_args.scenario.empty() && !export_seed.empty()) {
     return usage_error(*case_export, "--scenario and --seed exclude each other");
+  }
+  if (!export_args.splits.empty() && !export_seed.empty()) {
+    return usage_error(*case_export, "--splits and --seed exclude each other");
+  }
+  if (!export_args.splits.empty() && export_args.mode != "differential") {
+    return usage_error(*case_export, "--splits needs --mode differential");
+  }
+  if (!export_args.scenario.empty() && export_args.mode == "differential") {
+    return usage_error(*case_export, "--scenario is for --mode oracle; differential mode takes --splits");
   }
   gacc::install_interrupt_handlers();
 

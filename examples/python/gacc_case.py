@@ -216,12 +216,109 @@ def save_result(path: str | os.PathLike, steps: list[dict[str, Any]], counters: 
         "steps": steps,
         "counters": {key: int(value) for key, value in counters.items()},
     }
+    _save_atomically(path, result)
+
+
+# --- Differential mode: the stack's own model, gacc's splits ----------------------------------------
+
+DIFFERENTIAL_CASE_FORMAT = "gacc-differential-case"
+DIFFERENTIAL_RESULT_FORMAT = "gacc-differential-result"
+
+#: The three runs a differential result holds, and the dtype each runs in.
+DIFFERENTIAL_VARIANTS = {"accumulated": torch.float64, "large_batch": torch.float64,
+                         "large_batch_fp32": torch.float32}
+
+
+@dataclass
+class DifferentialCase:
+    """A differential case: only how the examples are cut; the model and data are the stack's own.
+
+    ``windows[s][m]`` is an int64 tensor of the example indices of micro-batch ``m`` in the window of
+    optimizer step ``s`` (distinct within a step). The stack takes example ``i`` of its own dataset
+    however it likes (``i % len(dataset)``, say; the dataset must hold at least ``global_batch``).
+    """
+
+    seed: int  #: the stack may seed its initialization with it
+    global_batch: int  #: the examples of a full window (a partial last window holds fewer)
+    windows: list[list[torch.Tensor]]
+    dtypes: dict[str, str]  #: variant -> "float64" or "float32"
+
+    @property
+    def steps(self) -> int:
+        return len(self.windows)
+
+
+def load_differential_case(path: str | os.PathLike) -> DifferentialCase:
+    """Loads and checks a ``gacc-differential-case`` file of version 1; raises CaseError naming the key."""
+    try:
+        with torch.serialization.safe_globals(_LIBTORCH_PICKLE_HELPERS):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as error:
+        raise CaseError(f"{os.fspath(path)}: cannot be read as a differential case file ({error})") from error
+    _check_header(data, "case", DIFFERENTIAL_CASE_FORMAT)
+    for key in ("seed", "steps", "global_batch", "windows", "dtypes"):
+        _require(key in data, "case", f"no key {key!r}")
+    windows = data["windows"]
+    _require(isinstance(windows, list) and len(windows) == data["steps"], "case.windows",
+             f"not a list of {data['steps']} windows")
+    for s, window in enumerate(windows):
+        _require(isinstance(window, list) and window, f"case.windows[{s}]", "not a list of micro-batches")
+        for m, indices in enumerate(window):
+            _require(isinstance(indices, torch.Tensor) and indices.dtype == torch.int64 and indices.dim() == 1,
+                     f"case.windows[{s}][{m}]", "not an int64 tensor of example indices")
+    dtypes = data["dtypes"]
+    _require(isinstance(dtypes, dict), "case.dtypes", "not a dictionary")
+    for variant, dtype in DIFFERENTIAL_VARIANTS.items():
+        _require(dtypes.get(variant) == str(dtype).removeprefix("torch."), f'case.dtypes["{variant}"]',
+                 f"{dtypes.get(variant)!r}, expected {str(dtype).removeprefix('torch.')!r}")
+    return DifferentialCase(int(data["seed"]), int(data["global_batch"]), windows, dict(dtypes))
+
+
+def differential_step(model: nn.Module, *, loss: float, grad: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """One entry of a differential run's ``steps``; call it right after the optimizer step.
+
+    grad: ``{name: p.grad}`` taken before the step (what the optimizer was handed). Tensors keep the
+    run's dtype (float64, or float32 for ``large_batch_fp32``).
+    """
+    return {"loss": float(loss),
+            "grad": {name: g.detach().clone() for name, g in grad.items()},
+            "params_after": {name: p.detach().clone() for name, p in model.named_parameters()}}
+
+
+def save_differential_result(path: str | os.PathLike, runs: dict[str, list[dict[str, Any]]],
+                             counters: dict[str, int]) -> None:
+    """Writes a ``gacc-differential-result`` file of version 1, whole or not at all.
+
+    runs: ``{"accumulated": steps, "large_batch": steps, "large_batch_fp32": steps}``, each step as
+    ``differential_step`` makes it. counters: the accumulated run's ``micro_batches``,
+    ``optimizer_steps`` and ``zero_grads``.
+    """
+    for variant, dtype in DIFFERENTIAL_VARIANTS.items():
+        _require(variant in runs, "result", f"no run {variant!r}")
+        for s, step in enumerate(runs[variant]):
+            for key in ("grad", "params_after"):
+                for name, tensor in step[key].items():
+                    _require(tensor.dtype == dtype, f'result.{variant}.steps[{s}].{key}["{name}"]',
+                             f"dtype {tensor.dtype}, expected {dtype}")
+    result = {"format": DIFFERENTIAL_RESULT_FORMAT, "version": VERSION,
+              "accumulated": {"steps": runs["accumulated"],
+                              "counters": {key: int(counters[key])
+                                           for key in ("micro_batches", "optimizer_steps", "zero_grads")}},
+              "large_batch": {"steps": runs["large_batch"]},
+              "large_batch_fp32": {"steps": runs["large_batch_fp32"]}}
+    _save_atomically(path, result)
+
+
+def _save_atomically(path: str | os.PathLike, data: Any) -> None:
+    """torch.save to a temporary file in the same directory, then a rename over ``path``."""
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     fd, temporary = tempfile.mkstemp(prefix=".result-", suffix=".pt.tmp", dir=directory)
     try:
         with os.fdopen(fd, "wb") as file:
-            torch.save(result, file)
+            torch.save(data, file)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)

@@ -1,8 +1,6 @@
 #include "implementations/external/case_file.h"
+#include "implementations/external/file_node.h"
 
-#include <caffe2/serialize/inline_container.h>
-#include <caffe2/serialize/read_adapter_interface.h>
-#include <torch/csrc/jit/serialization/import_read.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -19,22 +17,10 @@
 namespace gacc::external {
 namespace {
 
+using namespace detail;
 using fixtures::ModelLayout;
 
-std::string quoted(const std::string& key) { return "[\"" + key + "\"]"; }
-
-std::string shape_text(c10::IntArrayRef shape) {
-  std::ostringstream out;
-  out << "[";
-  for (size_t i = 0; i < shape.size(); ++i) out << (i ? ", " : "") << shape[i];
-  out << "]";
-  return out.str();
-}
-
 // ---- writing -------------------------------------------------------------------------------
-
-c10::impl::GenericDict new_dict() { return c10::impl::GenericDict(c10::StringType::get(), c10::AnyType::get()); }
-c10::impl::GenericList new_list() { return c10::impl::GenericList(c10::AnyType::get()); }
 
 c10::impl::GenericList names_of(const std::vector<std::string>& names) {
   auto list = new_list();
@@ -69,219 +55,7 @@ torch_recipes::BatchTensors micro_batch_tensors(const Scenario& scenario, int st
   return torch_recipes::to_tensors(fixtures::micro_batch(scenario, step, rank, micro), torch::kFloat32);
 }
 
-std::vector<char> pickled(const c10::impl::GenericDict& dict) { return torch::pickle_save(c10::IValue(dict)); }
-
 // ---- reading -------------------------------------------------------------------------------
-
-/// Whether every element of the non-empty tensor `t` lies in its storage. The unpickler builds a
-/// tensor from the sizes, strides and offset the file states without checking them against the
-/// storage it read (found by fuzzing: a storage of 0 bytes under a [3, 2] tensor made the first read
-/// dereference a null pointer, or `item()` throw past the reader).
-bool elements_in_storage(const torch::Tensor& t) {
-  if (!t.storage().data() || t.storage_offset() < 0) return false;
-  // The byte just past the furthest element; any overflow on the way is past the end too.
-  int64_t last = t.storage_offset();
-  for (int64_t d = 0; d < t.dim(); ++d) {
-    int64_t reach = 0;
-    if (t.stride(d) < 0 || __builtin_mul_overflow(t.size(d) - 1, t.stride(d), &reach) ||
-        __builtin_add_overflow(last, reach, &last)) {
-      return false;
-    }
-  }
-  int64_t end = 0;
-  if (__builtin_add_overflow(last, 1, &end) || __builtin_mul_overflow(end, t.element_size(), &end)) return false;
-  return static_cast<uint64_t>(end) <= t.storage().nbytes();
-}
-
-/// A value of a file with the path that names it in messages ("result.steps[1].grad").
-class Node {
- public:
-  Node(c10::IValue value, std::string path) : value_(std::move(value)), path_(std::move(path)) {}
-
-  const std::string& path() const { return path_; }
-
-  [[noreturn]] void fail(const std::string& problem) const { throw InputError(path_ + ": " + problem); }
-
-  bool is_dict() const { return value_.isGenericDict(); }
-  const c10::impl::GenericDict dict() const {
-    if (!value_.isGenericDict()) fail("is " + kind() + ", expected a dictionary");
-    return value_.toGenericDict();
-  }
-  bool has(const std::string& key) const { return dict().contains(c10::IValue(key)); }
-  Node at(const std::string& key) const {
-    const auto d = dict();
-    const auto found = d.find(c10::IValue(key));
-    if (found == d.end()) fail("has no key \"" + key + "\"");
-    return Node(found->value(), path_ + "." + key);
-  }
-  /// Refuses keys other than `allowed` (typos in optional keys would otherwise go unnoticed).
-  void only(const std::set<std::string>& allowed) const {
-    for (const auto& entry : dict()) {
-      if (!entry.key().isString()) fail("has a key that is not a string");
-      const std::string key = entry.key().toStringRef();
-      if (!allowed.count(key)) fail("has an unknown key \"" + key + "\"");
-    }
-  }
-  /// The entries of a `{name: value}` dictionary that must hold exactly `names`.
-  Node entry(const std::string& name) const {
-    const auto d = dict();
-    const auto found = d.find(c10::IValue(name));
-    if (found == d.end()) fail("has no entry \"" + name + "\"");
-    return Node(found->value(), path_ + quoted(name));
-  }
-  void exactly(const std::vector<std::string>& names) const {
-    const std::set<std::string> known(names.begin(), names.end());
-    for (const auto& entry : dict()) {
-      if (!entry.key().isString()) fail("has a key that is not a string");
-      if (!known.count(entry.key().toStringRef())) {
-        fail("has an entry \"" + entry.key().toStringRef() + "\" that is not a name of the case");
-      }
-    }
-    for (const auto& name : names) entry(name);
-  }
-
-  size_t size() const {
-    if (!value_.isList()) fail("is " + kind() + ", expected a list");
-    return value_.toListRef().size();
-  }
-  Node at(size_t index) const {
-    if (!value_.isList()) fail("is " + kind() + ", expected a list");
-    return Node(value_.toListRef().at(index), path_ + "[" + std::to_string(index) + "]");
-  }
-  Node list_of(size_t expected, const std::string& what) const {
-    if (size() != expected) {
-      fail("holds " + std::to_string(size()) + " entries, expected " + std::to_string(expected) + " (" + what + ")");
-    }
-    return *this;
-  }
-
-  std::string string() const {
-    if (!value_.isString()) fail("is " + kind() + ", expected a string");
-    return value_.toStringRef();
-  }
-  /// A Python number, or a one-element tensor.
-  double number() const {
-    if (value_.isDouble()) return value_.toDouble();
-    if (value_.isInt()) return static_cast<double>(value_.toInt());
-    if (value_.isTensor() && raw_tensor().numel() == 1 && raw_tensor().is_floating_point()) {
-      return raw_tensor().to(torch::kFloat64).item<double>();
-    }
-    fail("is " + kind() + ", expected a number");
-  }
-  int64_t integer() const {
-    if (value_.isInt()) return value_.toInt();
-    if (value_.isTensor() && raw_tensor().numel() == 1 && !raw_tensor().is_floating_point() &&
-        !raw_tensor().is_complex() && raw_tensor().scalar_type() != torch::kBool) {
-      return raw_tensor().to(torch::kInt64).item<int64_t>();
-    }
-    fail("is " + kind() + ", expected an integer");
-  }
-  bool boolean() const {
-    if (value_.isBool()) return value_.toBool();
-    if (value_.isTensor() && raw_tensor().numel() == 1 && raw_tensor().scalar_type() == torch::kBool) {
-      return raw_tensor().item<bool>();
-    }
-    fail("is " + kind() + ", expected true or false");
-  }
-  /// A tensor of `dtypes` (described as `dtype_text`) and exactly `shape`.
-  torch::Tensor tensor(const std::vector<int64_t>& shape, const std::set<torch::ScalarType>& dtypes,
-                       const std::string& dtype_text) const {
-    const torch::Tensor t = raw_tensor();
-    if (!dtypes.count(t.scalar_type())) {
-      fail("dtype " + std::string(c10::toString(t.scalar_type())) + ", expected " + dtype_text);
-    }
-    if (t.sizes() != c10::IntArrayRef(shape)) fail("shape " + shape_text(t.sizes()) + ", expected " + shape_text(shape));
-    return t;
-  }
-  /// The tensor, once it is known to be a dense CPU tensor whose elements all lie in its storage.
-  torch::Tensor raw_tensor() const {
-    if (!value_.isTensor()) fail("is " + kind() + ", expected a tensor");
-    const torch::Tensor t = value_.toTensor();
-    if (t.layout() != torch::kStrided || t.is_quantized() || !t.device().is_cpu()) {
-      fail("is not a dense CPU tensor");
-    }
-    if (t.numel() > 0 && !elements_in_storage(t)) {
-      fail("shape " + shape_text(t.sizes()) + " reaches past the end of its storage of " +
-           std::to_string(t.storage().nbytes()) + " bytes (a damaged file)");
-    }
-    return t;
-  }
-
- private:
-  std::string kind() const {
-    if (value_.isNone()) return "None";
-    if (value_.isTensor()) return "a tensor";
-    if (value_.isList()) return "a list";
-    if (value_.isGenericDict()) return "a dictionary";
-    if (value_.isString()) return "a string";
-    if (value_.isTuple()) return "a tuple";
-    if (value_.isBool()) return "a boolean";
-    if (value_.isInt() || value_.isDouble()) return "a number";
-    return "a " + value_.tagKind();
-  }
-
-  c10::IValue value_;
-  std::string path_;
-};
-
-const std::set<torch::ScalarType> kRealTypes = {torch::kFloat32, torch::kFloat64};
-const char* const kRealText = "float32 or float64";
-
-/// The bytes of a file, for LibTorch's zip reader, which must never read past their end.
-///
-/// torch::pickle_load reads through a reader that trusts the archive's directory: an offset
-/// pointing past the end makes it read beyond the buffer (found by fuzzing: a heap-buffer-overflow
-/// under AddressSanitizer). This reader clamps every read to the bytes there are; the zip reader
-/// then reports a short read as an error.
-class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
- public:
-  explicit BoundedReader(const std::vector<char>& bytes) : bytes_(bytes) {}
-  size_t size() const override { return bytes_.size(); }
-  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
-    if (pos >= bytes_.size()) return 0;
-    n = std::min<size_t>(n, bytes_.size() - static_cast<size_t>(pos));
-    std::memcpy(buf, bytes_.data() + pos, n);
-    return n;
-  }
-
- private:
-  const std::vector<char>& bytes_;
-};
-
-/// What torch::pickle_load does with a zip archive (torch.save's format since PyTorch 1.6), through
-/// the bounded reader.
-c10::IValue load_archive(const std::vector<char>& bytes) {
-  caffe2::serialize::PyTorchStreamReader archive(std::make_shared<BoundedReader>(bytes));
-  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, archive);
-}
-
-/// The root of a file, its format tag and version checked.
-Node open_file(const std::vector<char>& bytes, const std::string& origin, const std::string& root,
-               const std::string& format) {
-  if (bytes.empty()) throw InputError(origin + ": the file is empty");
-  static constexpr char kZipMagic[] = {'P', 'K', 3, 4};
-  if (bytes.size() < sizeof kZipMagic || !std::equal(kZipMagic, kZipMagic + sizeof kZipMagic, bytes.begin())) {
-    throw InputError(origin + ": not a file torch.save or torch::pickle_save wrote (not a zip archive)");
-  }
-  c10::IValue value;
-  try {
-    value = load_archive(bytes);
-  } catch (const std::exception& e) {
-    std::string what = e.what();
-    if (const auto cut = what.find('\n'); cut != std::string::npos) what.resize(cut);
-    throw InputError(origin + ": not a file torch.save or torch::pickle_save wrote (truncated or garbage?): " + what);
-  }
-  Node node(value, root);
-  if (!node.is_dict()) node.fail("the file holds something other than a dictionary");
-  const std::string tag = node.at("format").string();
-  if (tag != format) node.at("format").fail("\"" + tag + "\", expected \"" + format + "\"");
-  const int64_t version = node.at("version").integer();
-  if (version != kFormatVersion) {
-    node.at("version").fail(std::to_string(version) + ", but this gacc reads version " +
-                            std::to_string(kFormatVersion) + " only");
-  }
-  return node;
-}
 
 /// `node` must be a tensor equal, value for value, to the flat `expected` from `offset`.
 void expect_values(const Node& node, const torch::Tensor& tensor, const std::vector<double>& expected,
@@ -398,15 +172,6 @@ Counters read_counters(const Node& node) {
   return c;
 }
 
-std::vector<char> file_bytes(const std::string& path) {
-  const std::string text = read_file(path);
-  return std::vector<char>(text.begin(), text.end());
-}
-
-void write_bytes(const std::string& path, const std::vector<char>& bytes) {
-  write_file_atomically(path, std::string(bytes.begin(), bytes.end()));
-}
-
 }  // namespace
 
 std::vector<char> encode_case(const Scenario& scenario) {
@@ -445,7 +210,7 @@ std::vector<char> encode_case(const Scenario& scenario) {
 void write_case(const std::string& path, const Scenario& scenario) { write_bytes(path, encode_case(scenario)); }
 
 Scenario decode_case(const std::vector<char>& bytes, const std::string& origin) {
-  const Node root = open_file(bytes, origin, "case", kCaseFormat);
+  const Node root = open_file(bytes, origin, "case", kCaseFormat, kFormatVersion);
   root.only({"format", "version", "scenario", "parameter_names", "parameters", "buffer_names", "buffers", "batches"});
   Scenario scenario;
   try {
@@ -477,7 +242,7 @@ Scenario decode_case(const std::vector<char>& bytes, const std::string& origin) 
 Scenario read_case(const std::string& path) { return decode_case(file_bytes(path), path); }
 
 Trace decode_result(const std::vector<char>& bytes, const Scenario& scenario, const std::string& origin) {
-  const Node root = open_file(bytes, origin, "result", kResultFormat);
+  const Node root = open_file(bytes, origin, "result", kResultFormat, kFormatVersion);
   root.only({"format", "version", "steps", "counters"});
   const auto layout = fixtures::model_layout(scenario.model);
   const Node steps = root.at("steps").list_of(static_cast<size_t>(scenario.steps), "one per optimizer step of the case");

@@ -72,27 +72,42 @@ std::string ExternalRecipe::command_for(const std::string& case_path, const std:
                   shell_quoted(result_path));
 }
 
-Trace ExternalRecipe::run(const Scenario& scenario) const {
+std::string ExternalRecipe::run_command(const std::function<void(const std::string&)>& write_case_file,
+                                        const std::string& what) const {
   const int run = runs_.fetch_add(1);
   const std::string stem = directory_ + "/" + std::to_string(run);
   const std::string case_path = stem + "-case.pt", result_path = stem + "-result.pt", log_path = stem + "-log.txt";
-  write_case(case_path, scenario);
+  write_case_file(case_path);
   std::error_code ignored;
   std::filesystem::remove(result_path, ignored);
   const std::string command = command_for(case_path, result_path);
   const auto outcome = run_shell_command(command, options_.timeout, log_path);
 
-  const auto failure = [&](const std::string& what) {
-    std::string message = "the external command " + what + ": " + command;
+  const auto failure = [&](const std::string& problem) {
+    std::string message = "the external command " + problem + ": " + command;
     if (!outcome.log_tail.empty()) message += "\n--- the end of its output ---\n" + outcome.log_tail;
-    message += "\n--- the scenario ---\n" + to_json_text(scenario);
+    message += "\n" + what;
     return EnvironmentError(message);
   };
   if (outcome.timed_out) throw failure("ran past --timeout " + seconds_text(options_.timeout) + " (its process group was ended)");
   if (outcome.signal != 0) throw failure(std::string("was killed by signal ") + strsignal(outcome.signal));
   if (outcome.exit_status != 0) throw failure("exited with status " + std::to_string(outcome.exit_status));
   if (!std::filesystem::exists(result_path)) throw failure("exited with status 0 but wrote no result");
+  return result_path;
+}
+
+Trace ExternalRecipe::run(const Scenario& scenario) const {
+  const std::string result_path =
+      run_command([&scenario](const std::string& path) { write_case(path, scenario); },
+                  "--- the scenario ---\n" + to_json_text(scenario));
   return read_result(result_path, scenario);
+}
+
+DifferentialResult ExternalRecipe::run_differential(const Splits& splits) const {
+  const std::string result_path =
+      run_command([&splits](const std::string& path) { write_differential_case(path, splits); },
+                  "--- the splits ---\n" + to_json_text(splits));
+  return read_differential_result(result_path, splits);
 }
 
 }  // namespace gacc::external

@@ -6,9 +6,11 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "core/recipe.h"
+#include "implementations/external/differential.h"
 
 namespace gacc::external {
 
@@ -41,6 +43,10 @@ class ExternalRecipe : public Recipe {
   /// does not read throws InputError naming the key.
   Trace run(const Scenario& scenario) const override;
 
+  /// Differential mode: writes the splits' differential case, runs the command, reads its
+  /// differential result (the same errors as run).
+  DifferentialResult run_differential(const Splits& splits) const;
+
   /// The command line for a case and result path (each shell-quoted).
   std::string command_for(const std::string& case_path, const std::string& result_path) const;
   /// The directory holding the cases, results and logs.
@@ -49,6 +55,11 @@ class ExternalRecipe : public Recipe {
   int runs() const { return runs_.load(); }
 
  private:
+  /// Writes a case with `write_case_file(path)`, runs the command on it and returns the result's
+  /// path; `what` (the scenario or splits as JSON) goes into error messages.
+  std::string run_command(const std::function<void(const std::string&)>& write_case_file,
+                          const std::string& what) const;
+
   ExternalOptions options_;
   std::string directory_;
   bool temporary_ = false;

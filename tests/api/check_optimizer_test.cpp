@@ -119,10 +119,11 @@ class DecayInBackwardSgd : public torch::optim::Optimizer {
   DecayInBackwardSgd(const std::vector<torch::Tensor>& params, double lr, double decay)
       : Optimizer({torch::optim::OptimizerParamGroup(params)}, std::make_unique<RateOptions>(lr)) {
     for (const auto& p : params) {
-      torch::Tensor target = p;
+      // A weak reference: a hook holding its own tensor would keep it alive forever (a cycle).
+      c10::weak_intrusive_ptr<c10::TensorImpl, c10::UndefinedTensorImpl> target(p.getIntrusivePtr());
       p.register_hook([target, lr, decay](const torch::Tensor&) {
         torch::NoGradGuard no_grad;
-        target.mul_(1 - lr * decay);
+        if (auto alive = target.lock()) torch::Tensor(std::move(alive)).mul_(1 - lr * decay);
       });
     }
   }

@@ -114,6 +114,14 @@ row 4 "cannot write a-directory: it is a directory" case export --seed 1 --out a
 row 3 "malformed JSON" case export --scenario '{"model":' --out case.pt
 row 3 "cannot read /nonexistent/scenario.json" case export --scenario /nonexistent/scenario.json --out case.pt
 
+row 2 "--mode: nonsense not in \{oracle,differential\}" case export --mode nonsense --out case.pt
+row 2 "--splits needs --mode differential" case export --splits '{}' --out case.pt
+row 2 "--scenario is for --mode oracle" case export --mode differential --scenario "$scenario" --out case.pt
+row 3 "splits: malformed JSON" case export --mode differential --splits '{"seed":' --out case.pt
+row 3 "splits.windows\[0\]\[1\]\[0\]: example index 0 appears twice" case export --mode differential \
+  --splits '{"seed":1,"global_batch":2,"windows":[[[0],[0]]]}' --out case.pt
+row 3 "cannot read /nonexistent/splits.json" case export --mode differential --splits /nonexistent/splits.json --out case.pt
+
 # case verify
 row 2 "case is required" case verify
 row 2 "result is required" case verify case.pt
@@ -132,6 +140,7 @@ row 2 "--timeout: Value 86401 not in range" check-external --cmd "$cmd" --timeou
 row 2 "--ranks: Value 0 not in range" check-external --cmd "$cmd" --ranks 0
 row 2 "--ranks: Value 65 not in range" check-external --cmd "$cmd" --ranks 65
 row 2 "--shrinks: Value -1 not in range" check-external --cmd "$cmd" --shrinks -1
+row 2 "--mode: nonsense not in \{oracle,differential\}" check-external --cmd "$cmd" --mode nonsense
 row 2 "--keep: must name a path" check-external --cmd "$cmd" --keep ""
 row 2 "--json: must name a path" check-external --cmd "$cmd" --json ""
 row 2 "--junit: must name a path" check-external --cmd "$cmd" --junit ""

@@ -4,6 +4,8 @@
 #   export-verify        a case exported, a result written from the LibTorch loop's trace, verified: exit 0
 #   bad-case-files       missing, empty, truncated, garbage, another format, another version: exit 3 naming it
 #   bad-result-files     a missing key, a wrong shape, a wrong dtype, a wrong number of steps: exit 3 naming it
+#   differential-export-verify   a differential case exported from splits, the example stack run by
+#                        hand, verified: exit 0; a tampered result: exit 1; a damaged one: exit 3 naming the key
 #   command-fails        an external command that exits non-zero: exit 4 with its standard error's tail
 #   command-hangs        one that outlives --timeout: exit 4 within it, its process group ended
 #   command-writes-nothing   exit 4
@@ -54,6 +56,30 @@ PY
 }
 
 case "$case_name" in
+  differential-export-verify)
+    examples=$(cd "$(dirname "$0")/../../examples/python" && pwd)
+    splits='{"seed":4,"windows":[[[0,1,2],[3],[4,5]],[[6],[7,8]]]}'
+    expect 0 "^splits: \{\"global_batch\":6," "$gacc" case export --mode differential --splits "$splits" --out "$dir/case.pt"
+    "$python" "$examples/train_differential.py" "$dir/case.pt" "$dir/result.pt" || fail "train_differential.py"
+    expect 0 "every correct recipe passes" "$gacc" case verify "$dir/case.pt" "$dir/result.pt"
+    grep -Eq "^differential-gradients +result +correct +pass" "$dir/out" || fail "no passing differential-gradients row"
+    "$python" - "$dir/result.pt" "$dir/wrong.pt" "$dir/damaged.pt" <<'PY' || fail "editing the result"
+import sys, torch
+r = torch.load(sys.argv[1])
+r["accumulated"]["steps"][1]["grad"]["head.bias"] *= 1 + 1e-9
+torch.save(r, sys.argv[2])
+r["large_batch"]["steps"][0]["grad"]["head.bias"] = torch.zeros(3, dtype=torch.float64)
+torch.save(r, sys.argv[3])
+PY
+    expect 1 "correct recipe failing: result" "$gacc" case verify "$dir/case.pt" "$dir/wrong.pt"
+    grep -Eq "^differential-gradients +result +correct +fail" "$dir/out" || fail "the scaled gradient passed"
+    expect 3 'result.large_batch.steps\[0\].grad\["head.bias"\]: shape \[3\], expected \[2\]' \
+      "$gacc" case verify "$dir/case.pt" "$dir/damaged.pt"
+    # The default: the first splits of a seed, as check-external --mode differential draws them.
+    expect 0 "^splits: \{" "$gacc" case export --mode differential --seed 3 --out "$dir/seeded.pt"
+    expect 2 "--splits needs --mode differential" "$gacc" case export --splits "$splits" --out "$dir/x.pt"
+    expect 3 "splits.windows\[0\]\[1\]\[0\]: example index 0 appears twice" \
+      "$gacc" case export --mode differential --splits '{"windows":[[[0],[0]]]}' --out "$dir/x.pt" ;;
   export-verify)
     expect 0 "^case: $dir/case.pt" "$gacc" case export --scenario "$scenario" --out "$dir/case.pt"
     write_result "$dir/result.pt" "pass"

@@ -4,6 +4,9 @@
 #   correct   train_accumulate.py passes every property: exit 0
 #   broken    train_accumulate_broken.py (mean of per-micro-batch means) is flagged: exit 1, with the
 #             property that catches it and the lines that reproduce its shrunk counterexample
+#   differential-correct   train_differential.py (a model outside the zoo) passes every differential check
+#   differential-broken    train_differential_broken.py (mean of means) fails them: exit 1, the failing
+#                          check, a shrunk counterexample and the lines that rerun it, which do
 set -u
 gacc=$1
 python=$2
@@ -25,6 +28,25 @@ case "$case_name" in
     grep -Eq "^gradient-equivalence +external +correct +fail" "$dir/out" || fail "gradient-equivalence did not catch the mean of means"
     grep -q "gacc case export --scenario '.*' --out case.pt && .*train_accumulate_broken.py 'case.pt' 'result.pt' && gacc case verify case.pt result.pt" \
       "$dir/out" || fail "no reproduce line" ;;
+  differential-correct)
+    expect 0 "every correct recipe passes" \
+      "$gacc" check-external --mode differential --cases 6 --seed 2 \
+      --cmd "$python $examples/train_differential.py {case} {result}"
+    for check in gradients losses params counters fp32-probe; do
+      grep -Eq "^differential-$check +external +correct +pass +6 " "$dir/out" || fail "differential-$check did not pass on 6 cases"
+    done ;;
+  differential-broken)
+    expect 1 "correct recipe failing: external" \
+      "$gacc" check-external --mode differential --cases 3 --seed 2 --shrinks 3 \
+      --cmd "$python $examples/train_differential_broken.py {case} {result}"
+    grep -Eq "^differential-gradients +external +correct +fail" "$dir/out" || fail "differential-gradients did not catch the mean of means"
+    grep -q "counterexample (case .* shrunk .* ratio" "$dir/out" || fail "no shrunk counterexample"
+    line=$(grep -o "gacc case export --mode differential --splits '.*' --out case.pt && .*train_differential_broken.py 'case.pt' 'result.pt' && gacc case verify case.pt result.pt" "$dir/out" | head -1)
+    [ -n "$line" ] || fail "no reproduce line"
+    # The reproduce line reruns the loop by hand: gacc's own binary for "gacc".
+    (cd "$dir" && eval "${line//gacc case/\"$gacc\" case}") >"$dir/rerun" 2>&1
+    [ $? -eq 1 ] || { cat "$dir/rerun"; fail "the reproduce line did not fail again"; }
+    grep -Eq "^differential-gradients +result +correct +fail" "$dir/rerun" || fail "the rerun did not fail differential-gradients" ;;
   *)
     fail "unknown case" ;;
 esac
