@@ -57,6 +57,8 @@ fuzz: build
 	  fuzz/corpus/case_file $(FUZZ_SECONDS) -detect_leaks=0
 	GACC_FUZZ_SEED=0 tests/fuzz/run_fuzzer.sh $(BUILD_DIR)/fuzz-build/fuzz/gacc_fuzz_result_file \
 	  fuzz/corpus/result_file $(FUZZ_SECONDS) -detect_leaks=0
+	GACC_FUZZ_SEED=0 tests/fuzz/run_fuzzer.sh $(BUILD_DIR)/fuzz-build/fuzz/gacc_fuzz_differential_files \
+	  fuzz/corpus/differential_files $(FUZZ_SECONDS) -detect_leaks=0
 
 clean:
 	rm -rf $(BUILD_DIR) $(SANITIZE_DIR)

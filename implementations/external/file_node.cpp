@@ -3,6 +3,7 @@
 #include <caffe2/serialize/inline_container.h>
 #include <caffe2/serialize/read_adapter_interface.h>
 #include <torch/csrc/jit/serialization/import_read.h>
+#include <torch/csrc/jit/serialization/storage_context.h>
 
 #include <algorithm>
 #include <cstring>
@@ -35,10 +36,25 @@ class BoundedReader final : public caffe2::serialize::ReadAdapterInterface {
 };
 
 /// What torch::pickle_load does with a zip archive (torch.save's format since PyTorch 1.6), through
-/// the bounded reader.
+/// the bounded reader, with every tensor storage made beforehand from its record, exactly as many
+/// bytes as the archive holds and not resizable. Left to itself the unpickler sizes a storage from
+/// the element count the pickle states and lets a later tensor of the same storage resize it in
+/// place (found by fuzzing: a tensor naming another's 16-byte storage read 72 bytes from it). With
+/// fixed storages a tensor that does not fit its storage is refused while loading (a resize of a
+/// storage that is not resizable) or by Node::raw_tensor.
 c10::IValue load_archive(const std::vector<char>& bytes) {
   caffe2::serialize::PyTorchStreamReader archive(std::make_shared<BoundedReader>(bytes));
-  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, archive);
+  auto storages = std::make_shared<torch::jit::DeserializationStorageContext>();
+  static const std::string kTensorDirectory = "data/";
+  for (const auto& record : archive.getAllRecords()) {
+    if (record.rfind(kTensorDirectory, 0) != 0) continue;
+    auto [data, size] = archive.getRecord(record);
+    storages->addStorage(record.substr(kTensorDirectory.size()),
+                         c10::Storage(c10::Storage::use_byte_size_t(), size, std::move(data), /*allocator=*/nullptr,
+                                      /*resizable=*/false));
+  }
+  return torch::jit::readArchiveAndTensors("data", "", "", std::nullopt, std::nullopt, std::nullopt, archive,
+                                           torch::jit::Unpickler::defaultTypeParser, storages);
 }
 
 
