@@ -99,17 +99,22 @@ def _named_tensors(data: dict, names_key: str, tensors_key: str) -> tuple[list[s
     return list(names), {name: tensors[name] for name in names}
 
 
-def load_case(path: str | os.PathLike) -> Case:
-    """Loads and checks a ``gacc-case`` file of version 1; raises CaseError naming what is wrong."""
+def _load_case_file(path: str | os.PathLike, what: str):
+    """The object a file gacc wrote holds; CaseError when it does not read (FileNotFoundError as is)."""
     try:
-        # The case holds nothing but strings, numbers, lists, dicts and tensors: the safe loader will
+        # A case holds nothing but strings, numbers, lists, dicts and tensors: the safe loader will
         # do, once it may call the helpers LibTorch's pickler (torch::pickle_save) tags containers with.
         with torch.serialization.safe_globals(_LIBTORCH_PICKLE_HELPERS):
-            data = torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:  # truncated, not a torch file, ...
-        raise CaseError(f"{os.fspath(path)}: cannot be read as a case file ({error})") from error
+        raise CaseError(f"{os.fspath(path)}: cannot be read as {what} ({error})") from error
+
+
+def load_case(path: str | os.PathLike) -> Case:
+    """Loads and checks a ``gacc-case`` file of version 1; raises CaseError naming what is wrong."""
+    data = _load_case_file(path, "a case file")
     _check_header(data, "case", CASE_FORMAT)
     for key in ("scenario", "parameter_names", "parameters", "buffer_names", "buffers", "batches"):
         _require(key in data, "case", f"no key {key!r}")
@@ -250,13 +255,7 @@ class DifferentialCase:
 
 def load_differential_case(path: str | os.PathLike) -> DifferentialCase:
     """Loads and checks a ``gacc-differential-case`` file of version 1; raises CaseError naming the key."""
-    try:
-        with torch.serialization.safe_globals(_LIBTORCH_PICKLE_HELPERS):
-            data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as error:
-        raise CaseError(f"{os.fspath(path)}: cannot be read as a differential case file ({error})") from error
+    data = _load_case_file(path, "a differential case file")
     _check_header(data, "case", DIFFERENTIAL_CASE_FORMAT)
     for key in ("seed", "steps", "global_batch", "windows", "dtypes"):
         _require(key in data, "case", f"no key {key!r}")

@@ -10,10 +10,12 @@
 #include "implementations/external/case_file.h"
 #include "implementations/torch/training_loop.h"
 #include "properties/generators.h"
+#include "tests/support/errors.h"
 
 namespace {
 
-using gacc::InputError;
+using gacc::testing::message_of;
+
 using gacc::Scenario;
 using gacc::external::decode_case;
 using gacc::external::decode_result;
@@ -34,15 +36,6 @@ std::vector<char> rewritten(const std::vector<char>& bytes, const std::function<
   auto dict = as_dict(bytes);
   edit(dict);
   return torch::pickle_save(c10::IValue(dict));
-}
-
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no InputError";
 }
 
 }  // namespace

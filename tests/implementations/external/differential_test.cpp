@@ -10,24 +10,17 @@
 
 #include "core/errors.h"
 #include "implementations/external/differential.h"
+#include "tests/support/errors.h"
 
 namespace {
 
-using gacc::InputError;
+using gacc::testing::message_of;
+
 using gacc::external::DifferentialCounters;
 using gacc::external::DifferentialResult;
 using gacc::external::DifferentialStep;
 using gacc::external::Splits;
 using gacc::external::StackTensor;
-
-std::string message_of(const std::function<void()>& action) {
-  try {
-    action();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no InputError";
-}
 
 Splits uneven_splits() {
   Splits s;
