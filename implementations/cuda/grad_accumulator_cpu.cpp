@@ -1,5 +1,6 @@
 #include "implementations/cuda/grad_accumulator_cpu.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <type_traits>
@@ -11,30 +12,6 @@
 #include <string>
 
 namespace gacc::cuda {
-
-float upcast_bf16(uint16_t bits) {
-  const uint32_t widened = static_cast<uint32_t>(bits) << 16;  // bf16 is fp32's upper half
-  float out;
-  std::memcpy(&out, &widened, sizeof out);
-  return out;
-}
-
-float upcast_fp16(uint16_t bits) {
-  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
-  const uint32_t exponent = (bits >> 10) & 0x1fu;
-  const uint32_t mantissa = bits & 0x3ffu;
-  if (exponent == 0x1f) {  // inf or NaN (the payload kept)
-    const uint32_t widened = sign | 0x7f800000u | (mantissa << 13);
-    float out;
-    std::memcpy(&out, &widened, sizeof out);
-    return out;
-  }
-  // Normal: 1.m x 2^(e-15); subnormal: 0.m x 2^-14. Both exact in fp32.
-  const float magnitude =
-      exponent == 0 ? std::ldexp(static_cast<float>(mantissa), -24)
-                    : std::ldexp(static_cast<float>(mantissa | 0x400u), static_cast<int>(exponent) - 25);
-  return sign ? -magnitude : magnitude;
-}
 
 namespace {
 
@@ -131,60 +108,37 @@ bool accumulate_range(const GradientView& g, float* acc, int64_t begin, int64_t 
 }  // namespace
 
 CpuGradAccumulator::CpuGradAccumulator(std::vector<int64_t> sizes, ChunkPlanLimits limits)
-    : sizes_(std::move(sizes)), limits_(limits), plan_(plan_chunks(sizes_, limits_)) {
-  int64_t total = 0;
-  for (const int64_t size : sizes_) {
-    offsets_.push_back(total);
-    total += size;
-  }
-  buffer_.assign(static_cast<size_t>(total), 0.0f);
+    : layout_(make_layout(sizes)), limits_(limits), plan_(plan_chunks(layout_.sizes, limits_)) {
+  buffer_.assign(static_cast<size_t>(layout_.total), 0.0f);
 }
 
 void CpuGradAccumulator::accumulate(const std::vector<GradientView>& grads, float scale) {
-  if (finalized_) throw std::logic_error("GradAccumulator: accumulate after finalize without reset");
-  if (grads.size() != sizes_.size()) {
-    throw std::invalid_argument("GradAccumulator: " + std::to_string(grads.size()) +
-                                " gradients for a buffer of " + std::to_string(sizes_.size()));
-  }
-  for (size_t t = 0; t < grads.size(); ++t) {
-    if (grads[t].numel != sizes_[t]) {
-      throw std::invalid_argument("GradAccumulator: gradient " + std::to_string(t) + " has " +
-                                  std::to_string(grads[t].numel) + " elements, its slot " +
-                                  std::to_string(sizes_[t]));
-    }
-    if (grads[t].numel > 0 && grads[t].data == nullptr) {
-      throw std::invalid_argument("GradAccumulator: gradient " + std::to_string(t) + " is a null pointer");
-    }
-  }
-  if (!std::isfinite(scale)) throw std::invalid_argument("GradAccumulator: the scale is not finite");
+  check_not_finalized(finalized_);
+  check_accumulate_arguments(layout_, grads, scale);
   bool non_finite = false;
   for (const auto& launch : plan_) {
     for (const auto& block : launch.blocks) {
       const auto t = static_cast<size_t>(launch.tensors[static_cast<size_t>(block.entry)]);
       non_finite |=
-          accumulate_range(grads[t], buffer_.data() + offsets_[t], chunk_begin(block.chunk, limits_),
-                           chunk_end(block.chunk, sizes_[t], limits_), scale);
+          accumulate_range(grads[t], buffer_.data() + layout_.offsets[t], chunk_begin(block.chunk, limits_),
+                           chunk_end(block.chunk, layout_.sizes[t], limits_), scale);
     }
   }
   found_non_finite_ = found_non_finite_ || non_finite;
 }
 
-FinalizeResult CpuGradAccumulator::finalize(float inv_scale, float max_norm) {
-  if (finalized_) throw std::logic_error("GradAccumulator: a second finalize without reset");
-  if (!std::isfinite(inv_scale))
-    throw std::invalid_argument("GradAccumulator: the inverse scale is not finite");
-  if (!(max_norm > 0.0f))
-    throw std::invalid_argument("GradAccumulator: max_norm must be positive (inf: no clipping)");
+FinalizeResult CpuGradAccumulator::finalize(float inv_scale, float max_norm, bool apply_clip) {
+  check_finalize_arguments(inv_scale, max_norm, finalized_);
   finalized_ = true;
   FinalizeResult result;
   double squares = 0.0;
   for (const auto& launch : plan_) {
     for (const auto& block : launch.blocks) {
       const auto t = static_cast<size_t>(launch.tensors[static_cast<size_t>(block.entry)]);
-      float* acc = buffer_.data() + offsets_[t];
+      float* acc = buffer_.data() + layout_.offsets[t];
       double chunk_squares = 0.0;  // one block's partial sum, then added in plan order
-      for (int64_t i = chunk_begin(block.chunk, limits_); i < chunk_end(block.chunk, sizes_[t], limits_);
-           ++i) {
+      for (int64_t i = chunk_begin(block.chunk, limits_);
+           i < chunk_end(block.chunk, layout_.sizes[t], limits_); ++i) {
         acc[i] *= inv_scale;
         result.found_non_finite = result.found_non_finite || !std::isfinite(acc[i]);
         chunk_squares += static_cast<double>(acc[i]) * static_cast<double>(acc[i]);
@@ -194,9 +148,13 @@ FinalizeResult CpuGradAccumulator::finalize(float inv_scale, float max_norm) {
   }
   result.found_non_finite = result.found_non_finite || found_non_finite_;
   result.norm = static_cast<float>(std::sqrt(squares));
-  const float coefficient = max_norm / (result.norm + 1e-6f);
-  result.clip_coefficient = coefficient < 1.0f ? coefficient : 1.0f;  // NaN norm: NaN, as PyTorch's
-  if (std::isnan(coefficient)) result.clip_coefficient = coefficient;
+  result.clip_coefficient = clip_coefficient(result.norm, max_norm);
+  if (apply_clip && result.clip_coefficient != 1.0f) {
+    for (size_t t = 0; t < layout_.sizes.size(); ++t) {
+      float* acc = buffer_.data() + layout_.offsets[t];
+      for (int64_t i = 0; i < layout_.sizes[t]; ++i) acc[i] *= result.clip_coefficient;
+    }
+  }
   return result;
 }
 

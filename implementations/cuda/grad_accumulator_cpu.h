@@ -8,41 +8,22 @@
 ///                              the chunk plan the GPU launches; a non-finite input sets a sticky flag
 ///   finalize(inv_scale, max)   once per window: unscale in place (fp32 multiply), the non-finite
 ///                              check, the global L2 norm (a deterministic reduction: per-chunk sums
-///                              in double, added in plan order) and clip_grad_norm_'s coefficient
+///                              in double, added in plan order) and clip_grad_norm_'s coefficient,
+///                              applied to the buffer when asked (fp32 multiply)
 ///   reset()                    zero the buffer and the flag for the next window
 
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "implementations/cuda/accumulator_contract.h"
 #include "implementations/cuda/chunk_plan.h"
 
 namespace gacc::cuda {
 
-enum class GradientType { fp32, bf16, fp16 };
-
-/// One gradient: `numel` elements of `type` at `data` (host memory here).
-struct GradientView {
-  const void* data = nullptr;
-  int64_t numel = 0;
-  GradientType type = GradientType::fp32;
-};
-
-/// bf16 and fp16 bit patterns to fp32, exactly (every value of both formats is an fp32 value).
-float upcast_bf16(uint16_t bits);
-float upcast_fp16(uint16_t bits);
-
-struct FinalizeResult {
-  bool found_non_finite = false;  ///< some accumulated or unscaled value is inf or NaN
-  float norm = 0.0f;              ///< global L2 norm after unscaling (NaN or inf if not finite)
-  /// min(1, max_norm / (norm + 1e-6)), computed in fp32 as torch.nn.utils.clip_grad_norm_ does:
-  /// multiply every gradient by it to clip (1: no clipping needed, or max_norm = +inf).
-  float clip_coefficient = 1.0f;
-};
-
 class CpuGradAccumulator {
  public:
-  /// A zeroed fp32 buffer for gradients of these sizes, laid out one after another.
+  /// A zeroed fp32 buffer for gradients of these sizes, laid out as make_layout says.
   explicit CpuGradAccumulator(std::vector<int64_t> sizes, ChunkPlanLimits limits = {});
 
   /// Adds scale * g for every gradient of the list (its sizes must be the constructor's, in order).
@@ -50,20 +31,22 @@ class CpuGradAccumulator {
   /// non-finite scale, before touching the buffer; std::logic_error after finalize without reset.
   void accumulate(const std::vector<GradientView>& grads, float scale);
 
-  /// Unscales by `inv_scale` and measures; see FinalizeResult. Once per window: a second call
-  /// without reset throws std::logic_error. max_norm must be positive (+inf: no clipping).
-  FinalizeResult finalize(float inv_scale, float max_norm);
+  /// Unscales by `inv_scale` and measures; see FinalizeResult. With `apply_clip`, also multiplies
+  /// the buffer by the clip coefficient when it is not 1. Once per window: a second call without
+  /// reset throws std::logic_error. max_norm must be positive (+inf: no clipping).
+  FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip = false);
 
   void reset();
 
   bool found_non_finite() const { return found_non_finite_; }
   const std::vector<float>& buffer() const { return buffer_; }
-  const std::vector<int64_t>& sizes() const { return sizes_; }
+  const std::vector<int64_t>& sizes() const { return layout_.sizes; }
+  const BufferLayout& layout() const { return layout_; }
   /// Where gradient `index` starts in the buffer.
-  int64_t offset(size_t index) const { return offsets_.at(index); }
+  int64_t offset(size_t index) const { return layout_.offsets.at(index); }
 
  private:
-  std::vector<int64_t> sizes_, offsets_;
+  BufferLayout layout_;
   ChunkPlanLimits limits_;
   std::vector<PlannedLaunch> plan_;
   std::vector<float> buffer_;

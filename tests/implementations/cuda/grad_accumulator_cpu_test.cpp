@@ -10,46 +10,11 @@
 #include <limits>
 #include <random>
 
-#include "core/floating_point.h"
+#include "tests/implementations/cuda/gradient_values.h"
 
 using namespace gacc::cuda;
+using namespace gacc::cuda::test;
 using Catch::Matchers::Contains;
-
-namespace {
-
-/// The nearest bf16 / fp16 bit pattern of x (via core's rounding model, then the bits).
-uint16_t bf16_bits(float x) {
-  const auto rounded = static_cast<float>(gacc::round_to(gacc::kBf16, x));
-  uint32_t bits;
-  std::memcpy(&bits, &rounded, sizeof bits);
-  return static_cast<uint16_t>(bits >> 16);
-}
-
-uint16_t fp16_bits(float x) {
-  const double r = gacc::round_to(gacc::kFp16, x);
-  if (std::isnan(r)) return 0x7e00;
-  const uint16_t sign = std::signbit(r) ? 0x8000 : 0;
-  const double a = std::fabs(r);
-  if (std::isinf(a)) return sign | 0x7c00;
-  if (a == 0) return sign;
-  int e = 0;
-  std::frexp(a, &e);                                                        // a = m 2^e, m in [0.5, 1)
-  if (e - 1 < -14) return sign | static_cast<uint16_t>(std::ldexp(a, 24));  // subnormal: a / 2^-24
-  return sign | static_cast<uint16_t>((e - 1 + 15) << 10) |
-         static_cast<uint16_t>(std::ldexp(a, 11 - e) - 1024);
-}
-
-/// Fresh random values (never zeros or constants), some large, some tiny.
-std::vector<float> random_values(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  std::uniform_int_distribution<int> exponent(-12, 6);
-  std::vector<float> out(n);
-  for (auto& v : out) v = std::ldexp(normal(rng), exponent(rng));
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("bf16 and fp16 upcast exactly, specials included", "[accumulator]") {
   for (float x : {0.0f, -0.0f, 1.0f, -2.5f, 65504.0f, 6.0e-8f, 1.0e-5f, 3.14159f, -1.0e-3f}) {
@@ -70,15 +35,15 @@ TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunki
   CpuGradAccumulator acc(sizes, limits);
   std::vector<std::vector<float>> fp32(sizes.size());
   std::vector<std::vector<uint16_t>> low(sizes.size());
-  std::vector<float> expected(57, 0.0f);
+  std::vector<float> expected(static_cast<size_t>(make_layout(sizes).total), 0.0f);  // padding stays 0
   for (int round = 0; round < 3; ++round) {
     const GradientType type = round == 0   ? GradientType::fp32
                               : round == 1 ? GradientType::bf16
                                            : GradientType::fp16;
     const float scale = round == 2 ? 0.25f : 1.0f / 3.0f;
     std::vector<GradientView> views;
-    int64_t offset = 0;
     for (size_t t = 0; t < sizes.size(); ++t) {
+      const int64_t offset = acc.offset(t);
       fp32[t] = random_values(static_cast<size_t>(sizes[t]), static_cast<uint32_t>(10 * round + t));
       low[t].clear();
       for (float v : fp32[t]) low[t].push_back(type == GradientType::bf16 ? bf16_bits(v) : fp16_bits(v));
@@ -91,7 +56,6 @@ TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunki
         expected[static_cast<size_t>(offset + i)] =
             std::fma(scale, g, expected[static_cast<size_t>(offset + i)]);
       }
-      offset += sizes[t];
     }
     acc.accumulate(views, scale);
     REQUIRE(acc.buffer().size() == expected.size());
@@ -101,8 +65,12 @@ TEST_CASE("accumulate is one fused multiply-add per element, whatever the chunki
     }
   }
   CHECK_FALSE(acc.found_non_finite());
-  CHECK(acc.offset(2) == 7);
-  CHECK(acc.offset(4) == 56);
+  // Slots start on 16-byte boundaries: 7 -> 8, an empty one, 33 -> 36, 16.
+  CHECK(acc.offset(1) == 8);
+  CHECK(acc.offset(2) == 8);
+  CHECK(acc.offset(3) == 44);
+  CHECK(acc.offset(4) == 60);
+  CHECK(acc.buffer().size() == 64);
 }
 
 TEST_CASE("a non-finite gradient at the first, a middle or the last element sets a sticky flag",
@@ -151,7 +119,7 @@ TEST_CASE("finalize unscales, measures the norm deterministically and yields cli
   CHECK(result.clip_coefficient < 1.0f);
   // Unscaled: the loss scale of 2^10 cancels exactly.
   CHECK(acc.buffer()[0] == grads[0][0]);
-  CHECK(acc.buffer()[100] == grads[1][0]);
+  CHECK(acc.buffer()[static_cast<size_t>(acc.offset(1))] == grads[1][0]);
   // Deterministic: the same inputs give the same bits.
   CpuGradAccumulator again(sizes, ChunkPlanLimits{32, 2, 3});
   again.accumulate(views, loss_scale);
@@ -179,5 +147,35 @@ TEST_CASE("bad input is refused before the buffer changes", "[accumulator]") {
   CHECK_THROWS_WITH(acc.accumulate({va, vb}, 1.0f), Contains("accumulate after finalize without reset"));
   acc.reset();
   acc.accumulate({va, vb}, 2.0f);
-  CHECK(acc.buffer() == std::vector<float>{2, 4, 6, 8, 10});
+  CHECK(acc.buffer() == std::vector<float>{2, 4, 6, 0, 8, 10, 0, 0});  // slots of 4: zero padding
+}
+
+TEST_CASE("finalize applies the clip coefficient when asked, and only when it is not 1", "[accumulator]") {
+  const std::vector<int64_t> sizes = {5, 3};
+  std::vector<float> a = {3, -4, 0.5f, 2, -1}, b = {7, 1, -2};
+  const std::vector<GradientView> views = {{a.data(), 5, GradientType::fp32},
+                                           {b.data(), 3, GradientType::fp32}};
+  CpuGradAccumulator measured(sizes), clipped(sizes), unclipped(sizes);
+  for (auto* acc : {&measured, &clipped, &unclipped}) acc->accumulate(views, 1.0f);
+  const auto reference = measured.finalize(1.0f, 2.0f);
+  const auto result = clipped.finalize(1.0f, 2.0f, /*apply_clip=*/true);
+  CHECK(result.clip_coefficient == reference.clip_coefficient);
+  REQUIRE(result.clip_coefficient < 1.0f);
+  for (size_t i = 0; i < measured.buffer().size(); ++i) {
+    CHECK(clipped.buffer()[i] == measured.buffer()[i] * result.clip_coefficient);  // one fp32 multiply
+  }
+  CHECK(unclipped.finalize(1.0f, 1000.0f, true).clip_coefficient == 1.0f);
+  CHECK(unclipped.buffer()[0] == 3.0f);  // untouched
+}
+
+TEST_CASE("a gradient pointer not aligned to its element size is refused", "[accumulator]") {
+  CpuGradAccumulator acc({2});
+  alignas(8) unsigned char bytes[16] = {};
+  CHECK_THROWS_WITH(acc.accumulate({GradientView{bytes + 1, 2, GradientType::fp32}}, 1.0f),
+                    Contains("gradient 0 (fp32) is misaligned"));
+  CHECK_THROWS_WITH(acc.accumulate({GradientView{bytes + 3, 2, GradientType::bf16}}, 1.0f),
+                    Contains("gradient 0 (bf16) is misaligned"));
+  CHECK_THROWS_WITH(acc.accumulate({GradientView{bytes, 2, static_cast<GradientType>(7)}}, 1.0f),
+                    Contains("unsupported type"));
+  CHECK_NOTHROW(acc.accumulate({GradientView{bytes + 2, 2, GradientType::fp16}}, 1.0f));
 }
