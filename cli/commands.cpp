@@ -9,6 +9,9 @@
 #include <unistd.h>
 
 #include "bench/data_parallel_bench.h"
+#ifdef GACC_WITH_GPU_BENCH
+#include "bench/accumulate_gpu_bench.h"
+#endif
 #include "bench/oracle_bench.h"
 #include "core/errors.h"
 #include "core/files.h"
@@ -320,8 +323,15 @@ int bench_command(const std::string& what, const std::string& json_path) {
     figures = bench::run_oracle_bench(std::cout);
   } else if (what == "data-parallel") {
     figures = bench::run_data_parallel_bench(std::cout);
+  } else if (what == "accumulate") {
+#ifdef GACC_WITH_GPU_BENCH
+    figures = bench::run_accumulate_gpu_bench(std::cout);
+#else
+    throw EnvironmentError("gacc bench accumulate measures the GPU path, and this gacc was built without CUDA "
+                           "(nvcc was not found when it was configured)");
+#endif
   } else {
-    throw UsageError("unknown benchmark \"" + what + "\" (available: oracle, data-parallel)");
+    throw UsageError("unknown benchmark \"" + what + "\" (available: oracle, data-parallel, accumulate)");
   }
   if (!json_path.empty()) write_file_atomically(json_path, figures.dump(2) + "\n");
   return 0;

@@ -107,8 +107,9 @@ int main(int argc, char** argv) {
 
   std::string bench_what, bench_json;
   auto* bench = app.add_subcommand(
-      "bench", "performance: oracle (the oracle's cost on the tiny LM), data-parallel (collectives and time per step)");
-  bench->add_option("what", bench_what, "which benchmark: oracle or data-parallel")->required();
+      "bench", "performance: oracle (the oracle's cost on the tiny LM), data-parallel (collectives and time per step), "
+      "accumulate (the fused accumulator on the GPU against copy bandwidth and LibTorch)");
+  bench->add_option("what", bench_what, "which benchmark: oracle, data-parallel or accumulate")->required();
   bench->add_option("--json", bench_json, "write the figures to this file")->check(path_validator());
 
   gacc::cli::ReproArguments repro_args;

@@ -7,6 +7,10 @@
 #include "implementations/torch/data_parallel_loops.h"
 #include "implementations/torch/fused_accumulator_loop.h"
 #include "implementations/torch/training_loop.h"
+#ifdef GACC_WITH_CUDA_RECIPES
+#include "implementations/cuda/grad_accumulator.h"
+#include "implementations/torch/fused_accumulator_gpu_loop.h"
+#endif
 
 namespace gacc {
 
@@ -14,6 +18,10 @@ std::vector<std::unique_ptr<Recipe>> all_recipes() {
   std::vector<std::unique_ptr<Recipe>> recipes;
   recipes.push_back(std::make_unique<torch_recipes::TorchTrainingLoop>());
   recipes.push_back(std::make_unique<torch_recipes::FusedAccumulatorLoop>());
+#ifdef GACC_WITH_CUDA_RECIPES
+  // Only where it can run: a machine without a CUDA device lists and judges the others.
+  if (cuda::device_count() > 0) recipes.push_back(std::make_unique<torch_recipes::FusedAccumulatorGpuLoop>());
+#endif
   for (auto make : {pitfalls::forgotten_loss_scaling, pitfalls::zero_grad_every_micro_batch,
                     pitfalls::optimizer_step_every_micro_batch, pitfalls::token_mean_of_means,
                     pitfalls::partial_window_divided_by_k, pitfalls::clipping_per_micro_batch,

@@ -8,22 +8,36 @@
 namespace gacc::torch_recipes {
 namespace {
 
-using Accumulator = std::shared_ptr<cuda::CpuGradAccumulator>;
+using Buffer = std::shared_ptr<FlatGradientBuffer>;
 
-cuda::CpuGradAccumulator& accumulator(LoopState& state) {
-  return *std::any_cast<Accumulator&>(state.loop_data);
-}
+FlatGradientBuffer& accumulator(LoopState& state) { return *std::any_cast<Buffer&>(state.loop_data); }
 
 /// The window's sum in the buffer becomes each parameter's .grad (fp32, the parameters' shapes).
 void gradients_from_buffer(LoopState& state, const std::vector<torch::Tensor>& params) {
-  const auto& acc = accumulator(state);
+  auto& acc = accumulator(state);
+  auto host = acc.host_copy();
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params.size(); ++i) {
-    const float* begin = acc.buffer().data() + acc.offset(i);
-    params[i].mutable_grad() =
-        torch::from_blob(const_cast<float*>(begin), params[i].sizes(), torch::kFloat32).clone();
+    float* begin = host.data() + acc.layout().offsets.at(i);
+    params[i].mutable_grad() = torch::from_blob(begin, params[i].sizes(), torch::kFloat32).clone();
   }
 }
+
+class CpuTwinBuffer : public FlatGradientBuffer {
+ public:
+  explicit CpuTwinBuffer(std::vector<int64_t> sizes) : twin_(std::move(sizes)) {}
+  void accumulate(const std::vector<cuda::GradientView>& host_grads, float scale) override {
+    twin_.accumulate(host_grads, scale);
+  }
+  cuda::FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) override {
+    return twin_.finalize(inv_scale, max_norm, apply_clip);
+  }
+  std::vector<float> host_copy() override { return twin_.buffer(); }
+  const cuda::BufferLayout& layout() const override { return twin_.layout(); }
+
+ private:
+  cuda::CpuGradAccumulator twin_;
+};
 
 }  // namespace
 
@@ -33,11 +47,15 @@ std::string FusedAccumulatorLoop::summary() const {
          "step";
 }
 
+std::shared_ptr<FlatGradientBuffer> FusedAccumulatorLoop::make_buffer(std::vector<int64_t> sizes) const {
+  return std::make_shared<CpuTwinBuffer>(std::move(sizes));
+}
+
 void FusedAccumulatorLoop::begin_micro_batch(LoopState& state, int micro) const {
   if (micro != 0) return;
   std::vector<int64_t> sizes;
   for (const auto& p : parameters(state)) sizes.push_back(p.numel());
-  state.loop_data = std::make_shared<cuda::CpuGradAccumulator>(std::move(sizes));
+  state.loop_data = make_buffer(std::move(sizes));
 }
 
 void FusedAccumulatorLoop::after_backward(LoopState& state, int) const {
@@ -68,13 +86,13 @@ void FusedAccumulatorLoop::end_window(LoopState& state) const {
     const auto& clipping = state.scenario.clipping;
     const float max_norm = clipping.kind == ClippingKind::norm ? static_cast<float>(clipping.max_norm)
                                                                : std::numeric_limits<float>::infinity();
-    const auto finalized = accumulator(state).finalize(1.0f, max_norm);
+    // clip_grad_norm_'s multiply by the coefficient, done in the buffer (the same fp32 products).
+    const auto finalized =
+        accumulator(state).finalize(1.0f, max_norm, /*apply_clip=*/clipping.kind == ClippingKind::norm);
     gradients_from_buffer(state, params);
     pre_clip_norm = finalized.norm;
-    torch::NoGradGuard no_grad;
-    if (clipping.kind == ClippingKind::norm) {
-      for (const auto& p : params) p.grad().mul_(finalized.clip_coefficient);
-    } else if (clipping.kind == ClippingKind::value) {
+    if (clipping.kind == ClippingKind::value) {
+      torch::NoGradGuard no_grad;
       torch::nn::utils::clip_grad_value_(params, clipping.clip_value);
     }
   }
