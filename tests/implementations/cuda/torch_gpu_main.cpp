@@ -1,0 +1,18 @@
+// Catch2 main for GPU tests that hand LibTorch CUDA tensors: without a LibTorch built with CUDA and
+// a device it sees, exit 77 so CTest shows the test as skipped.
+#define CATCH_CONFIG_RUNNER
+#include <torch/torch.h>
+
+#include <catch2/catch.hpp>
+#include <iostream>
+
+int main(int argc, char** argv) {
+  Catch::Session session;
+  if (const int rc = session.applyCommandLine(argc, argv)) return rc;
+  if (!session.configData().listTests && !session.configData().listTestNamesOnly &&
+      !torch::cuda::is_available()) {
+    std::cout << "needs a LibTorch with CUDA and a CUDA device: skipped\n";
+    return 77;
+  }
+  return session.run();
+}
