@@ -1,8 +1,9 @@
 # LibTorch, from the torch wheel of GACC_TORCH_PYTHON (the project's .venv by default), or from
 # the default search paths (Debian's libtorch-dev fallback).
 #
-# gacc::torch links the CPU part of LibTorch only: binaries start without loading the CUDA
-# libraries, and run on machines without them. gacc_torch_pch carries <torch/torch.h> as a
+# gacc::torch links the CPU part of LibTorch only: binaries start without loading LibTorch's CUDA
+# libraries, and run on machines without them (except, on a GPU host with a CUDA LibTorch, the
+# targets of gacc_use_torch_cuda below: `gacc` itself, for `gacc bench accumulate`). gacc_torch_pch carries <torch/torch.h> as a
 # precompiled header that every LibTorch target reuses (gacc_use_torch below).
 
 if(GACC_TORCH_PYTHON)
@@ -40,4 +41,15 @@ target_precompile_headers(gacc_torch_pch PRIVATE <torch/torch.h>)
 function(gacc_use_torch target)
   target_link_libraries(${target} PUBLIC gacc_torch)
   target_precompile_headers(${target} REUSE_FROM gacc_torch_pch)
+endfunction()
+
+# Targets that hand LibTorch CUDA tensors (the adapter's GPU test, `gacc bench accumulate`'s
+# LibTorch rows) link the whole of a CUDA LibTorch where there is one (a GPU host's torch), so that
+# its CUDA part is loaded; with a CPU-only LibTorch this is gacc_torch, and those parts report
+# that LibTorch has no CUDA.
+function(gacc_use_torch_cuda target)
+  gacc_use_torch(${target})
+  if(TARGET torch_cuda)
+    target_link_libraries(${target} PUBLIC torch)
+  endif()
 endfunction()

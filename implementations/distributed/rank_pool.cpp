@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -253,8 +254,13 @@ void RankPool::start() {
     }
     pids_.push_back(pid);
   }
-  // Every rank checks in, or the pool cannot work.
-  const auto deadline = Clock::now() + options_.timeout;
+  // Every rank checks in, or the pool cannot work. Starting a process that loads LibTorch is not a
+  // collective: it may take longer than a short --timeout on a loaded machine (seen: > 2 s for 8
+  // ranks under the sanitizers on 2 cores), so the start gets at least kStartAllowance. A rank
+  // that dies while starting is seen at once (dead_ranks), so this costs nothing when one does.
+  constexpr std::chrono::milliseconds kStartAllowance{30000};
+  const auto start_timeout = std::max(options_.timeout, kStartAllowance);
+  const auto deadline = Clock::now() + start_timeout;
   for (int rank = 0; rank < options_.ranks; ++rank) {
     while (!store_->check({ready_key(rank)})) {
       if (interrupt_signal() != 0) {
@@ -269,7 +275,7 @@ void RankPool::start() {
       if (Clock::now() > deadline) {
         stop(false);
         throw EnvironmentError("the rank pool did not start: rank " + std::to_string(rank) +
-                               " did not check in within " + std::to_string(options_.timeout.count()) +
+                               " did not check in within " + std::to_string(start_timeout.count()) +
                                " ms");
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
