@@ -12,6 +12,7 @@
 #include "core/errors.h"
 #include "implementations/cuda/cuda_check.h"
 #include "implementations/cuda/grad_accumulator.h"
+#include "implementations/cuda/load_torch_cuda.h"
 
 namespace gacc::bench {
 namespace {
@@ -191,7 +192,7 @@ nlohmann::json run_accumulate_gpu_bench(std::ostream& out) {
   GACC_CUDA_CHECK(cudaSetDevice(0));
   cudaDeviceProp properties{};
   GACC_CUDA_CHECK(cudaGetDeviceProperties(&properties, 0));
-  const bool libtorch = torch::cuda::is_available();
+  const bool libtorch = cuda::load_torch_cuda();
   out << "fused accumulator on " << properties.name << " (CUDA events, median of 7 trials)\n";
   if (!libtorch) {
     out << "  gacc's LibTorch has no CUDA: the LibTorch rows are not measured (build against a CUDA "

@@ -2,8 +2,9 @@
 # the default search paths (Debian's libtorch-dev fallback).
 #
 # gacc::torch links the CPU part of LibTorch only: binaries start without loading LibTorch's CUDA
-# libraries, and run on machines without them (except, on a GPU host with a CUDA LibTorch, the
-# targets of gacc_use_torch_cuda below: `gacc` itself, for `gacc bench accumulate`). gacc_torch_pch carries <torch/torch.h> as a
+# libraries, and run on machines without them. Code that hands LibTorch CUDA tensors loads
+# libtorch_cuda at run time instead (implementations/cuda/load_torch_cuda.h): linking the whole of
+# libtorch into gacc made its copy of std::filesystem::remove_all take over gacc's (a crash). gacc_torch_pch carries <torch/torch.h> as a
 # precompiled header that every LibTorch target reuses (gacc_use_torch below).
 
 if(GACC_TORCH_PYTHON)
@@ -43,13 +44,3 @@ function(gacc_use_torch target)
   target_precompile_headers(${target} REUSE_FROM gacc_torch_pch)
 endfunction()
 
-# Targets that hand LibTorch CUDA tensors (the adapter's GPU test, `gacc bench accumulate`'s
-# LibTorch rows) link the whole of a CUDA LibTorch where there is one (a GPU host's torch), so that
-# its CUDA part is loaded; with a CPU-only LibTorch this is gacc_torch, and those parts report
-# that LibTorch has no CUDA.
-function(gacc_use_torch_cuda target)
-  gacc_use_torch(${target})
-  if(TARGET torch_cuda)
-    target_link_libraries(${target} PUBLIC torch)
-  endif()
-endfunction()

@@ -6,11 +6,13 @@
 #include <catch2/catch.hpp>
 #include <iostream>
 
+#include "implementations/cuda/load_torch_cuda.h"
+
 int main(int argc, char** argv) {
   Catch::Session session;
   if (const int rc = session.applyCommandLine(argc, argv)) return rc;
   if (!session.configData().listTests && !session.configData().listTestNamesOnly &&
-      !torch::cuda::is_available()) {
+      !gacc::cuda::load_torch_cuda()) {
     std::cout << "needs a LibTorch with CUDA and a CUDA device: skipped\n";
     return 77;
   }
