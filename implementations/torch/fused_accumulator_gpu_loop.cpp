@@ -14,11 +14,15 @@ class GpuBuffer : public FlatGradientBuffer {
   cuda::FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) override {
     return gpu_.finalize(inv_scale, max_norm, apply_clip);
   }
-  std::vector<float> host_copy() override { return gpu_.copy_to_host(); }
+  const float* host_data() override {
+    host_ = gpu_.copy_to_host();
+    return host_.data();
+  }
   const cuda::BufferLayout& layout() const override { return gpu_.layout(); }
 
  private:
   cuda::GradAccumulator gpu_;
+  std::vector<float> host_;
 };
 
 }  // namespace

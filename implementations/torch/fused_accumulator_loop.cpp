@@ -15,11 +15,12 @@ FlatGradientBuffer& accumulator(LoopState& state) { return *std::any_cast<Buffer
 /// The window's sum in the buffer becomes each parameter's .grad (fp32, the parameters' shapes).
 void gradients_from_buffer(LoopState& state, const std::vector<torch::Tensor>& params) {
   auto& acc = accumulator(state);
-  auto host = acc.host_copy();
+  const float* host = acc.host_data();
   torch::NoGradGuard no_grad;
   for (size_t i = 0; i < params.size(); ++i) {
-    float* begin = host.data() + acc.layout().offsets.at(i);
-    params[i].mutable_grad() = torch::from_blob(begin, params[i].sizes(), torch::kFloat32).clone();
+    const float* begin = host + acc.layout().offsets.at(i);
+    params[i].mutable_grad() =
+        torch::from_blob(const_cast<float*>(begin), params[i].sizes(), torch::kFloat32).clone();
   }
 }
 
@@ -32,7 +33,7 @@ class CpuTwinBuffer : public FlatGradientBuffer {
   cuda::FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) override {
     return twin_.finalize(inv_scale, max_norm, apply_clip);
   }
-  std::vector<float> host_copy() override { return twin_.buffer(); }
+  const float* host_data() override { return twin_.buffer().data(); }  // no copy: clone reads it
   const cuda::BufferLayout& layout() const override { return twin_.layout(); }
 
  private:

@@ -22,8 +22,9 @@ class FlatGradientBuffer {
   virtual ~FlatGradientBuffer() = default;
   virtual void accumulate(const std::vector<cuda::GradientView>& host_grads, float scale) = 0;
   virtual cuda::FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) = 0;
-  /// The buffer in host memory (the GPU's copied out), laid out as cuda::make_layout says.
-  virtual std::vector<float> host_copy() = 0;
+  /// The buffer in host memory, laid out as cuda::make_layout says: the twin's own, the GPU's
+  /// copied out (valid until the next call).
+  virtual const float* host_data() = 0;
   virtual const cuda::BufferLayout& layout() const = 0;
 };
 
