@@ -1,5 +1,6 @@
 #include "cli/commands.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -16,6 +17,8 @@
 #include "core/errors.h"
 #include "core/files.h"
 #include "reference/oracle.h"
+#include "implementations/distributed/nccl_plugin.h"
+#include "implementations/distributed/process_group_backend.h"
 #include "implementations/distributed/rank_pool.h"
 #include "implementations/external/case_file.h"
 #include "implementations/external/differential.h"
@@ -113,7 +116,8 @@ std::chrono::milliseconds collective_timeout(const DataParallelArguments& args) 
 
 bool configure_data_parallel(const DataParallelArguments& args) {
   distributed::RankPoolOptions options;
-  options.ranks = args.ranks;
+  options.backend = distributed::parse_process_group_backend(args.backend);
+  options.ranks = args.ranks > 0 ? args.ranks : 8;
   options.timeout = collective_timeout(args);
   if (!args.inject_fault.empty()) options.fault = distributed::parse_fault(args.inject_fault);
   const auto torchrun = torchrun_from_environment();
@@ -121,6 +125,21 @@ bool configure_data_parallel(const DataParallelArguments& args) {
     options.ranks = torchrun->world;
     options.torchrun_master = torchrun->master;
     options.find = find_data_parallel_loop;
+  } else if (options.backend == distributed::ProcessGroupBackend::nccl) {
+    // A local NCCL pool: one rank per device, and a data-parallel job needs two. Said now, not when
+    // the first data-parallel case starts the pool.
+    const int devices = distributed::nccl_device_count();
+    if (args.ranks == 0) options.ranks = std::min(devices, 8);
+    const std::string visible =
+        std::to_string(devices) + " CUDA device" + (devices == 1 ? " is" : "s are") + " visible";
+    if (options.ranks < 2) {
+      throw EnvironmentError("--backend nccl needs at least 2 CUDA devices (one per rank; a data-parallel job has "
+                             "2 ranks or more): " + visible);
+    }
+    if (options.ranks > devices) {
+      throw EnvironmentError("--backend nccl --ranks " + std::to_string(options.ranks) + " needs " +
+                             std::to_string(options.ranks) + " CUDA devices (one per rank): " + visible);
+    }
   }
   distributed::configure_shared_pool(std::move(options));
   return torchrun && torchrun->rank > 0;
@@ -130,7 +149,8 @@ int serve_torchrun_rank(const DataParallelArguments& args) {
   const auto torchrun = torchrun_from_environment();
   if (!torchrun || torchrun->rank == 0) throw UsageError("not one of torchrun's ranks 1..WORLD_SIZE-1");
   distributed::serve_rank(torchrun->master, torchrun->rank, torchrun->world, collective_timeout(args),
-                          find_data_parallel_loop, /*torchrun=*/true);
+                          find_data_parallel_loop, /*torchrun=*/true,
+                          distributed::parse_process_group_backend(args.backend));
   return 0;
 }
 

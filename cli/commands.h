@@ -11,7 +11,10 @@ namespace gacc::cli {
 
 /// How the data-parallel recipes run (every command that runs recipes takes these).
 struct DataParallelArguments {
-  int ranks = 8;                  ///< rank processes started: the largest world judged (larger ones skip)
+  /// Rank processes started: the largest world judged (larger ones skip). 0: the default, 8 for
+  /// Gloo, one per CUDA device (at most 8) for NCCL.
+  int ranks = 0;
+  std::string backend = "gloo";   ///< the process groups' backend: gloo or nccl
   double timeout_seconds = 20.0;  ///< a collective (and a rank without progress) waits this long
   std::string inject_fault;       ///< testing: "crash|hang|exit|throw:RANK" (hidden flag)
 };

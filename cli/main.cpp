@@ -45,11 +45,15 @@ CLI::Validator path_validator() {
       "PATH");
 }
 
-/// --ranks, --timeout and the hidden --inject-fault, for a command that runs recipes.
+/// --ranks, --backend, --timeout and the hidden --inject-fault, for a command that runs recipes.
 void add_data_parallel_options(CLI::App* command, gacc::cli::DataParallelArguments& args) {
   command->add_option("--ranks", args.ranks,
-                      "data-parallel rank processes to start: the largest world size judged (default 8)")
+                      "data-parallel rank processes to start: the largest world size judged (default 8; "
+                      "with --backend nccl, one per CUDA device up to 8)")
       ->check(CLI::Range(1, 64));
+  command->add_option("--backend", args.backend,
+                      "the data-parallel process groups: gloo (CPU, default) or nccl (one CUDA device per rank)")
+      ->check(CLI::IsMember({"gloo", "nccl"}));
   command->add_option("--timeout", args.timeout_seconds,
                       "seconds a collective (or a rank without progress) may wait before the run fails (default 20)")
       ->check(CLI::Range(0.1, 3600.0));

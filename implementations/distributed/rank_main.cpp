@@ -1,5 +1,5 @@
 // gacc-rank: one rank of gacc's data-parallel pool. Started by the driver (RankPool), never by hand:
-//   gacc-rank --master HOST:PORT --rank R --ranks N --timeout-ms T
+//   gacc-rank --master HOST:PORT --rank R --ranks N --timeout-ms T [--backend gloo|nccl]
 // It serves the driver's jobs until told to stop; exit status 0, or 4 with a message on stderr.
 // (torchrun's ranks 1..N-1 do the same from `gacc run`: serve_rank.)
 
@@ -27,6 +27,7 @@ int integer(const std::string& flag, const std::string& value) {
 int main(int argc, char** argv) {
   std::string master_text;
   int rank = -1, ranks = 0, timeout_ms = 0;
+  auto backend = gacc::distributed::ProcessGroupBackend::gloo;
   try {
     for (int i = 1; i + 1 < argc; i += 2) {
       const std::string flag = argv[i], value = argv[i + 1];
@@ -38,6 +39,8 @@ int main(int argc, char** argv) {
         ranks = integer(flag, value);
       } else if (flag == "--timeout-ms") {
         timeout_ms = integer(flag, value);
+      } else if (flag == "--backend") {
+        backend = gacc::distributed::parse_process_group_backend(value);
       } else {
         throw std::invalid_argument("unknown flag " + flag);
       }
@@ -49,7 +52,7 @@ int main(int argc, char** argv) {
     torch::set_num_threads(1);
     const auto master = gacc::distributed::parse_master(master_text.substr(0, colon), master_text.substr(colon + 1));
     gacc::distributed::serve_rank(master, rank, ranks, std::chrono::milliseconds(timeout_ms),
-                                  gacc::find_data_parallel_loop, /*torchrun=*/false);
+                                  gacc::find_data_parallel_loop, /*torchrun=*/false, backend);
     return 0;
   } catch (const std::exception& e) {
     std::cerr << "gacc-rank " << rank << ": " << e.what() << "\n";

@@ -20,7 +20,9 @@
 #include "core/errors.h"
 #include "core/interrupt.h"
 #include "implementations/distributed/communicator.h"
+#include "implementations/distributed/companion_files.h"
 #include "implementations/distributed/data_parallel.h"
+#include "implementations/distributed/nccl_plugin.h"
 #include "implementations/torch/training_loop.h"
 
 #ifndef GACC_RANK_BUILD_PATH
@@ -68,14 +70,18 @@ const char* fault_name(Fault::Kind kind) {
   return "crash";
 }
 
-bool is_file(const std::string& path) { return !path.empty() && access(path.c_str(), X_OK) == 0; }
-
-std::string self_directory() {
-  char buffer[4096];
-  const ssize_t n = readlink("/proc/self/exe", buffer, sizeof buffer - 1);
-  if (n <= 0) return "";
-  std::string path(buffer, static_cast<size_t>(n));
-  return path.substr(0, path.find_last_of('/'));
+/// A NCCL rank's CUDA device: a local pool's rank r has device r; torchrun's, its LOCAL_RANK.
+int cuda_device(int rank, bool local_pool) {
+  if (local_pool) return rank;
+  const char* local_rank = std::getenv("LOCAL_RANK");
+  if (local_rank == nullptr) return rank;
+  try {
+    size_t used = 0;
+    const int device = std::stoi(local_rank, &used);
+    if (used == std::strlen(local_rank) && device >= 0) return device;
+  } catch (const std::exception&) {
+  }
+  throw EnvironmentError(std::string("LOCAL_RANK=\"") + local_rank + "\" (torchrun's convention) is not a device index");
 }
 
 std::string describe_status(int status) {
@@ -154,13 +160,8 @@ Fault parse_fault(const std::string& spec) {
 }
 
 std::string find_rank_executable() {
-  if (const char* configured = std::getenv("GACC_RANK_EXECUTABLE")) {
-    if (is_file(configured)) return configured;
-    throw EnvironmentError(std::string("GACC_RANK_EXECUTABLE=") + configured + " is not an executable");
-  }
-  const std::string beside = self_directory() + "/gacc-rank";
-  if (is_file(beside)) return beside;
-  if (is_file(GACC_RANK_BUILD_PATH)) return GACC_RANK_BUILD_PATH;
+  const std::string found = find_companion_file("gacc-rank", "GACC_RANK_EXECUTABLE", GACC_RANK_BUILD_PATH, true);
+  if (!found.empty()) return found;
   throw EnvironmentError("cannot find gacc-rank (the data-parallel rank process) beside " + self_directory() +
                          "; set GACC_RANK_EXECUTABLE");
 }
@@ -222,6 +223,14 @@ void RankPool::start() {
     return;
   }
   const std::string executable = options_.executable.empty() ? find_rank_executable() : options_.executable;
+  if (options_.backend == ProcessGroupBackend::nccl) {
+    const int devices = nccl_device_count();
+    if (devices < options_.ranks) {
+      throw EnvironmentError("the NCCL backend needs one CUDA device per rank: " + std::to_string(options_.ranks) +
+                             " ranks, " + std::to_string(devices) + " CUDA device" + (devices == 1 ? "" : "s") +
+                             " visible (--ranks sets the ranks)");
+    }
+  }
   store_ = connect_store({"127.0.0.1", 0}, true, options_.timeout);  // any free loopback port
   next_job_ = 0;  // fresh ranks on a fresh store serve from job 0
   const auto port = static_cast<c10d::TCPStore&>(*store_).getPort();
@@ -234,7 +243,9 @@ void RankPool::start() {
                                            "--ranks",
                                            std::to_string(options_.ranks),
                                            "--timeout-ms",
-                                           std::to_string(options_.timeout.count())};
+                                           std::to_string(options_.timeout.count()),
+                                           "--backend",
+                                           to_string(options_.backend)};
     std::vector<char*> argv;
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
     argv.push_back(nullptr);
@@ -288,9 +299,10 @@ void RankPool::start_torchrun() {
   store_ = torchrun_store(master, true, options_.timeout);
   next_job_ = 0;
   auto own = torchrun_store(master, false, options_.timeout);
-  rank0_ = std::thread([own, ranks = options_.ranks, timeout = options_.timeout, find = options_.find] {
+  rank0_ = std::thread([own, ranks = options_.ranks, timeout = options_.timeout, find = options_.find,
+                        backend = options_.backend] {
     try {
-      serve(own, 0, ranks, timeout, find, false);
+      serve(own, 0, ranks, timeout, find, false, backend);
     } catch (const std::exception&) {
       // the driver sees rank 0 stop answering, and says so
     }
@@ -523,7 +535,7 @@ void shutdown_shared_pool() {
 // --- the rank side ----------------------------------------------------------------------------
 
 void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
-           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback) {
+           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback, ProcessGroupBackend backend) {
   if (rank < 0 || rank >= ranks) {
     throw std::invalid_argument("rank " + std::to_string(rank) + " of a pool of " + std::to_string(ranks));
   }
@@ -555,7 +567,7 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
       auto& group = groups[world];
       if (!group) {
         group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout,
-                                               loopback);
+                                               ProcessGroupOptions{backend, loopback, cuda_device(rank, loopback)});
       }
       group->reset_counts();
       std::optional<Fault> fault;
@@ -599,9 +611,9 @@ c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_
 }
 
 void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout,
-                const LoopFinder& find, bool torchrun) {
+                const LoopFinder& find, bool torchrun, ProcessGroupBackend backend) {
   serve(torchrun ? torchrun_store(master, false, timeout) : connect_store(master, false, timeout), rank,
-        ranks, timeout, find, /*loopback=*/!torchrun);
+        ranks, timeout, find, /*loopback=*/!torchrun, backend);
 }
 
 }  // namespace gacc::distributed

@@ -1,6 +1,6 @@
 #pragma once
 /// Data parallelism on the real engine: W ranks, each its own process, in one c10d process group
-/// over Gloo. The `RankPool` (the driver) starts the rank processes (`gacc-rank`) once and hands them
+/// over Gloo (or NCCL: RankPoolOptions::backend). The `RankPool` (the driver) starts the rank processes (`gacc-rank`) once and hands them
 /// jobs — run this data-parallel loop on this scenario — through a c10d TCPStore; `serve` is the
 /// rank side. A job on W ranks runs on ranks 0..W-1 of the pool, in a process group of W (formed on
 /// first use and kept). Every rank returns its trace; the driver checks that the replicas agree.
@@ -30,6 +30,7 @@
 
 #include "core/scenario.h"
 #include "core/trace.h"
+#include "implementations/distributed/process_group_backend.h"
 
 namespace c10d {
 class Store;
@@ -73,6 +74,9 @@ struct RankPoolOptions {
   std::optional<Master> torchrun_master;
   /// torchrun: how this process' rank 0 finds a job's loop.
   LoopFinder find;
+  /// The process groups' backend. NCCL: one CUDA device per rank (a local pool's rank r on device
+  /// r; under torchrun, device LOCAL_RANK); a local pool with more ranks than devices does not start.
+  ProcessGroupBackend backend = ProcessGroupBackend::gloo;
 };
 
 /// The `gacc-rank` executable: GACC_RANK_EXECUTABLE, else next to the running executable, else the
@@ -133,11 +137,13 @@ c10::intrusive_ptr<c10d::Store> connect_store(const Master& master, bool server,
                                               std::chrono::milliseconds timeout);
 
 /// The rank side: serves jobs from `store` as `rank` of a pool of `ranks` until a shutdown job,
-/// finding each job's loop with `find`. Returns normally on shutdown. `loopback`: the process
-/// groups talk over 127.0.0.1 (a local pool); otherwise over the host's own address (torchrun,
-/// across hosts; GLOO_SOCKET_IFNAME picks the interface).
+/// finding each job's loop with `find`. Returns normally on shutdown. `loopback`: a local pool, its
+/// Gloo groups over 127.0.0.1 and its NCCL rank r on CUDA device r; otherwise torchrun, across hosts:
+/// Gloo over the host's own address (GLOO_SOCKET_IFNAME picks the interface), NCCL on CUDA device
+/// LOCAL_RANK (torchrun's local rank; the rank itself where it is not set).
 void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
-           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback = true);
+           std::chrono::milliseconds timeout, const LoopFinder& find, bool loopback = true,
+           ProcessGroupBackend backend = ProcessGroupBackend::gloo);
 
 /// torchrun's store: under torchrun's agent (TORCHELASTIC_USE_AGENT_STORE=True) the agent hosts it
 /// at `master` and every rank is a client; otherwise rank 0 hosts it (`rank0_hosts`). gacc's keys
@@ -149,6 +155,6 @@ c10::intrusive_ptr<c10d::Store> torchrun_store(const Master& master, bool rank0_
 /// pool. A gacc-rank of the local pool (`torchrun` false: loopback), or torchrun's rank 1..N-1
 /// (its store, Gloo over the host's address).
 void serve_rank(const Master& master, int rank, int ranks, std::chrono::milliseconds timeout,
-                const LoopFinder& find, bool torchrun);
+                const LoopFinder& find, bool torchrun, ProcessGroupBackend backend = ProcessGroupBackend::gloo);
 
 }  // namespace gacc::distributed

@@ -34,7 +34,7 @@ DEADLINE_S=${GACC_GPU_DEADLINE_S:-540}
 START=$SECONDS
 PY=$(command -v "${GACC_TORCH_PYTHON:-python3}" || echo "${GACC_TORCH_PYTHON:-python3}")
 TARGETS=(gacc_cuda_tests gacc_nccl_tests gacc_nccl_multi_gpu_tests gacc_tensor_accumulator_gpu_tests
-         gacc_torch_gpu_recipes_tests gacc)
+         gacc_torch_gpu_recipes_tests gacc_nccl_backend_gpu_tests gacc)
 if [[ -n ${GACC_GPU_TARGETS:-} ]]; then read -r -a TARGETS <<<"$GACC_GPU_TARGETS"; fi
 EXTRA_CMAKE_ARGS=()
 if [[ -n ${GACC_GPU_CMAKE_ARGS:-} ]]; then read -r -a EXTRA_CMAKE_ARGS <<<"$GACC_GPU_CMAKE_ARGS"; fi

@@ -7,6 +7,10 @@
 #   torchrun-launcher   the same under torchrun itself (PYTHON's environment; skipped, 77, without)
 #   torchrun-port-in-use | torchrun-no-master | torchrun-rank-missing | torchrun-bad-environment
 #                                           a clear message and the documented exit code
+#   nccl                the data-parallel recipes and pitfalls over NCCL on two GPUs: every correct
+#                       one passes, every pitfall is caught
+#   nccl-fault-crash | nccl-fault-hang      a NCCL rank dies or hangs: exit 4 naming it, no orphans
+#                       (the nccl cases skip, 77, without two CUDA devices or the NCCL plugin)
 set -u
 gacc=$1
 case_name=$2
@@ -18,6 +22,16 @@ free_port() {
 }
 
 run_dp=(run --filter ddp-accumulate --cases 60)
+
+# The NCCL cases need two devices and the plugin: skip when gacc says either is missing.
+skip_without_two_gpus() {
+  local probe
+  probe=$("$gacc" run --backend nccl --ranks 2 --filter no-such-recipe 2>&1)
+  if grep -Eq "needs 2 CUDA devices|needs at least 2 CUDA devices|without the NCCL backend|cannot load the NCCL plugin" <<<"$probe"; then
+    echo "$probe: skipped"
+    exit 77
+  fi
+}
 case "$case_name" in
   fault-crash)
     expect 4 "rank 1 \(pid [0-9]+\) was killed by signal 11 .* during job [0-9]+ \(ddp-accumulate on [0-9]+ ranks: gacc repro" \
@@ -82,6 +96,22 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(); print(s.getsockname()
     RANK=3 WORLD_SIZE=2 expect 2 "RANK=3 is not below WORLD_SIZE=2" "$gacc" run
     RANK=0 WORLD_SIZE=2 expect 2 "MASTER_ADDR and MASTER_PORT are not" "$gacc" run
     RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=99999 expect 2 'MASTER_PORT "99999" is not a port number' "$gacc" run ;;
+  nccl)
+    skip_without_two_gpus
+    expect 0 "every correct recipe passes and every pitfall is caught" \
+      "$gacc" run --backend nccl --ranks 2 --filter data-parallel --cases 60
+    grep -Eq "^data-parallel +ddp-accumulate +correct +pass +[1-9]" "$dir/out" || fail "no data-parallel case judged over NCCL"
+    no_orphans ;;
+  nccl-fault-crash)
+    skip_without_two_gpus
+    expect 4 "rank 1 \(pid [0-9]+\) was killed by signal 11 .* during job [0-9]+ \(ddp-accumulate on 2 ranks" \
+      "$gacc" "${run_dp[@]}" --backend nccl --ranks 2 --timeout 5 --inject-fault crash:1
+    no_orphans ;;
+  nccl-fault-hang)
+    skip_without_two_gpus
+    expect 4 "rank 1 hung: no result and no progress for 6000 ms" \
+      "$gacc" "${run_dp[@]}" --backend nccl --ranks 2 --timeout 5 --inject-fault hang:1
+    no_orphans ;;
   *)
     fail "unknown case" ;;
 esac

@@ -3,18 +3,12 @@
 #define CATCH_CONFIG_RUNNER
 #include <torch/torch.h>
 
-#include <catch2/catch.hpp>
-#include <iostream>
-
 #include "implementations/cuda/load_torch_cuda.h"
+#include "tests/support/device_main.h"
 
 int main(int argc, char** argv) {
-  Catch::Session session;
-  if (const int rc = session.applyCommandLine(argc, argv)) return rc;
-  if (!session.configData().listTests && !session.configData().listTestNamesOnly &&
-      !gacc::cuda::load_torch_cuda()) {
-    std::cout << "needs a LibTorch with CUDA and a CUDA device: skipped\n";
-    return 77;
-  }
-  return session.run();
+  return gacc::testing::run_where_devices_are(argc, argv, []() -> std::optional<std::string> {
+    if (gacc::cuda::load_torch_cuda()) return std::nullopt;
+    return std::string("needs a LibTorch with CUDA and a CUDA device");
+  });
 }
