@@ -566,8 +566,10 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
       const Scenario scenario = parse_scenario(spec.at("scenario").dump());
       auto& group = groups[world];
       if (!group) {
+        ProcessGroupOptions options{backend, loopback, 0};
+        if (backend == ProcessGroupBackend::nccl) options.device = cuda_device(rank, loopback);
         group = std::make_unique<Communicator>(store, "group/" + std::to_string(world), rank, world, timeout,
-                                               ProcessGroupOptions{backend, loopback, cuda_device(rank, loopback)});
+                                               options);
       }
       group->reset_counts();
       std::optional<Fault> fault;
