@@ -478,17 +478,20 @@ Trace RankPool::run(const std::string& loop, const Scenario& scenario, JobTiming
 
   std::vector<Trace> traces;
   std::string errors;
+  bool environment = false;  // a rank's error is its environment's (EnvironmentError), not the loop's
   for (int rank = 0; rank < world; ++rank) {
     const auto& result = *results[static_cast<size_t>(rank)];
     if (result.contains("error")) {
       errors += (errors.empty() ? "" : "; ") + std::string("rank ") + std::to_string(rank) + ": " +
                 result.at("error").get<std::string>();
+      environment = environment || result.value("environment", false);
     } else {
       traces.push_back(trace_from_json(result.at("trace")));
     }
   }
   if (!errors.empty()) {
     stop(false);  // its peers may be stuck in a collective: start afresh
+    if (environment) throw EnvironmentError(errors + " during " + describe_job(job, loop, scenario));
     throw std::runtime_error(errors);
   }
   if (timing) {
@@ -597,6 +600,9 @@ void serve(const c10::intrusive_ptr<c10d::Store>& store, int rank, int ranks,
       result = {{"trace", to_json(trace)},
                 {"loop_seconds", std::chrono::duration<double>(Clock::now() - start).count()},
                 {"collective_seconds", group->collective_seconds()}};
+    } catch (const EnvironmentError& e) {
+      // The rank's environment (its process group, its device), not the loop: exit 4, not 1.
+      result = {{"error", e.what()}, {"environment", true}};
     } catch (const std::exception& e) {
       result = {{"error", e.what()}};
     }

@@ -9,7 +9,8 @@
 /// (signal or early exit), or one that neither answers nor makes progress for the collective timeout
 /// and a grace second (hung).
 /// A loop that throws on a rank is the recipe's failure (std::runtime_error with that rank's
-/// message). Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
+/// message); a rank whose environment fails it (its process group cannot form, its CUDA device is
+/// missing: EnvironmentError on the rank) is an EnvironmentError here too. Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
 ///
 /// The store protocol: the driver sets "job/<n>" (JSON: loop, scenario, optional fault); every rank
 /// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, "result/<n>/<r>" (JSON: trace or error, and

@@ -1,14 +1,19 @@
 // The process-group backend choice and the NCCL plugin's loading, on any machine: the plugin loads
 // (where this build has it) and answers, a device that is not there is a clear environment error
-// naming the rank, and a local NCCL pool with more ranks than devices does not start. The
+// naming the rank, a local NCCL pool with more ranks than devices does not start, and a group that
+// cannot form on the ranks is the environment's error (exit 4), not the recipe's. The
 // collectives themselves need devices: nccl_communicator_gpu_test.cpp and tests/cli (nccl cases).
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
 #include "core/errors.h"
@@ -17,6 +22,8 @@
 #include "implementations/distributed/nccl_plugin.h"
 #include "implementations/distributed/process_group_backend.h"
 #include "implementations/distributed/rank_pool.h"
+#include "implementations/registry.h"
+#include "tests/support/scenarios.h"
 
 using namespace gacc;
 using namespace gacc::distributed;
@@ -78,3 +85,63 @@ TEST_CASE("without the NCCL plugin, the NCCL backend says gacc was built without
   CHECK_THROWS_WITH(nccl_device_count(), Contains("built without the NCCL backend"));
 }
 #endif
+
+namespace {
+
+/// A loopback port that was free a moment ago.
+int free_port() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  address.sin_port = 0;
+  socklen_t length = sizeof address;
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&address), length) == 0);
+  REQUIRE(getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0);
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+}  // namespace
+
+TEST_CASE("a process group that cannot form on the ranks is an environment error, not the recipe's failure",
+          "[distributed]") {
+  // torchrun's convention, both ranks in this process: rank 0 in the pool's thread, rank 1 in the
+  // test's. A LOCAL_RANK that names no device fails every NCCL rank as its group forms, before any
+  // device is touched, so this runs the same with or without GPUs and with or without the plugin.
+  setenv("LOCAL_RANK", "not-a-device", 1);
+  const Master master{"127.0.0.1", free_port()};
+  const auto timeout = std::chrono::milliseconds(5000);
+  std::thread rank1([&] {
+    try {
+      serve_rank(master, 1, 2, timeout, gacc::find_data_parallel_loop, /*torchrun=*/true, ProcessGroupBackend::nccl);
+    } catch (const std::exception&) {
+      // the pool's end reaches this rank as a shutdown job or a closed store
+    }
+  });
+  {
+    RankPoolOptions options;
+    options.ranks = 2;
+    options.timeout = timeout;
+    options.backend = ProcessGroupBackend::nccl;
+    options.torchrun_master = master;
+    options.find = gacc::find_data_parallel_loop;
+    RankPool pool(options);
+    Scenario sc = testing::mlp_scenario();
+    sc.world_size = 2;
+    sc.data.windows = {{{2, 1}, {1, 2}}, {{3, 1}, {1, 1}}, {{2}, {3}}};
+    sc.accumulation_steps = 2;
+    validate(sc);
+    std::string message = "no EnvironmentError";
+    try {
+      pool.run("ddp-accumulate", sc);
+    } catch (const EnvironmentError& e) {
+      message = e.what();
+    }
+    CHECK_THAT(message, Contains("rank 0: LOCAL_RANK=\"not-a-device\" (torchrun's convention) is not a device "
+                                 "index; rank 1: LOCAL_RANK=") &&
+                            Contains("during job 0 (ddp-accumulate on 2 ranks"));
+  }
+  rank1.join();
+  unsetenv("LOCAL_RANK");
+}
