@@ -6,7 +6,9 @@
 #include <string>
 
 #include "bench/timing.h"
+#include "core/errors.h"
 #include "core/trace.h"
+#include "implementations/distributed/nccl_plugin.h"
 #include "implementations/distributed/rank_pool.h"
 #include "implementations/torch/training_loop.h"
 
@@ -40,22 +42,33 @@ Scenario mlp_scenario(int world) {
 
 }  // namespace
 
-nlohmann::json run_data_parallel_bench(std::ostream& out) {
+nlohmann::json run_data_parallel_bench(std::ostream& out, distributed::ProcessGroupBackend backend) {
   nlohmann::json figures = nlohmann::json::array();
   distributed::RankPoolOptions options;
   options.ranks = 8;
+  options.backend = backend;
+  const bool nccl = backend == distributed::ProcessGroupBackend::nccl;
+  if (nccl) {
+    options.ranks = std::min(options.ranks, distributed::nccl_device_count());
+    if (options.ranks < 2) {
+      throw EnvironmentError("gacc bench data-parallel --backend nccl needs at least 2 CUDA devices (one per rank): " +
+                             std::to_string(options.ranks) + " visible");
+    }
+  }
   distributed::RankPool pool(options);
   const torch_recipes::TorchTrainingLoop single;
 
   char line[256];
   std::snprintf(line, sizeof line, "%-3s %-28s %11s %9s %13s %15s %9s %10s\n", "W", "loop", "collectives",
                 "bytes", "ms per step", "in collectives", "vs once", "job ms");
-  out << "data parallelism on c10d/Gloo (loopback), " << kSteps << " optimizer steps of K = " << kMicroBatches
+  out << (nccl ? "data parallelism on c10d/NCCL (one CUDA device per rank), "
+               : "data parallelism on c10d/Gloo (loopback), ") << kSteps << " optimizer steps of K = " << kMicroBatches
       << " micro-batches of " << kMicroBatchSize
       << " examples per rank, mlp_tanh 16-256-8 (Adam); per optimizer "
       << "step on rank 0 (fastest of 5 jobs)\n"
       << line;
   for (int world : {2, 4, 8}) {
+    if (world > options.ranks) continue;  // NCCL: not that many devices
     const Scenario sc = mlp_scenario(world);
     Scenario merged = sc;  // the same global batch on one process, one micro-batch per window
     merged.world_size = 1;
@@ -83,7 +96,8 @@ nlohmann::json run_data_parallel_bench(std::ostream& out) {
                     collectives, bytes, seconds * 1e3, best.collective_seconds / kSteps * 1e3,
                     seconds / once_seconds, job_seconds * 1e3);
       out << line;
-      figures.push_back({{"world", world},
+      figures.push_back({{"backend", distributed::to_string(backend)},
+                         {"world", world},
                          {"loop", loop},
                          {"collectives_per_step", collectives},
                          {"bytes_per_step", bytes},

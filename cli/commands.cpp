@@ -337,12 +337,15 @@ int list_command(bool json) {
   return 0;
 }
 
-int bench_command(const std::string& what, const std::string& json_path) {
+int bench_command(const std::string& what, const std::string& json_path, const std::string& backend) {
+  if (what != "data-parallel" && backend != "gloo") {
+    throw UsageError("--backend is for gacc bench data-parallel, not " + what);
+  }
   nlohmann::json figures;
   if (what == "oracle") {
     figures = bench::run_oracle_bench(std::cout);
   } else if (what == "data-parallel") {
-    figures = bench::run_data_parallel_bench(std::cout);
+    figures = bench::run_data_parallel_bench(std::cout, distributed::parse_process_group_backend(backend));
   } else if (what == "accumulate") {
 #ifdef GACC_WITH_GPU_BENCH
     figures = bench::run_accumulate_gpu_bench(std::cout);

@@ -56,7 +56,9 @@ int pitfalls_command(const PitfallsArguments& args);
 int explain_command(const std::string& pitfall, int cases, uint64_t seed);
 
 /// `gacc bench WHAT [--json F]`: WHAT is "oracle" or "data-parallel" (more arrive with the CUDA path).
-int bench_command(const std::string& what, const std::string& json_path);
+/// `gacc bench WHAT`; `backend` ("gloo" or "nccl") is data-parallel's process groups (a UsageError
+/// for another benchmark when not gloo).
+int bench_command(const std::string& what, const std::string& json_path, const std::string& backend = "gloo");
 
 struct ReproArguments {
   std::string scenario;    ///< Scenario JSON text, or the path of a file holding it

@@ -115,6 +115,10 @@ int main(int argc, char** argv) {
       "accumulate (the fused accumulator on the GPU against copy bandwidth and LibTorch)");
   bench->add_option("what", bench_what, "which benchmark: oracle, data-parallel or accumulate")->required();
   bench->add_option("--json", bench_json, "write the figures to this file")->check(path_validator());
+  std::string bench_backend = "gloo";
+  bench->add_option("--backend", bench_backend,
+                    "data-parallel: the process groups, gloo (default) or nccl (one CUDA device per rank)")
+      ->check(CLI::IsMember({"gloo", "nccl"}));
 
   gacc::cli::ReproArguments repro_args;
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe, verbosely");
@@ -234,7 +238,7 @@ int main(int argc, char** argv) {
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);
     if (*repro) return gacc::cli::repro_command(repro_args);
-    if (*bench) return gacc::cli::bench_command(bench_what, bench_json);
+    if (*bench) return gacc::cli::bench_command(bench_what, bench_json, bench_backend);
     if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
     if (*case_export) return gacc::cli::case_export_command(export_args);
     if (*case_verify) return gacc::cli::case_verify_command(verify_args);
