@@ -48,13 +48,7 @@ nlohmann::json run_data_parallel_bench(std::ostream& out, distributed::ProcessGr
   options.ranks = 8;
   options.backend = backend;
   const bool nccl = backend == distributed::ProcessGroupBackend::nccl;
-  if (nccl) {
-    options.ranks = std::min(options.ranks, distributed::nccl_device_count());
-    if (options.ranks < 2) {
-      throw EnvironmentError("gacc bench data-parallel --backend nccl needs at least 2 CUDA devices (one per rank): " +
-                             std::to_string(options.ranks) + " visible");
-    }
-  }
+  if (nccl) options.ranks = distributed::local_nccl_ranks(0, "gacc bench data-parallel --backend nccl");
   distributed::RankPool pool(options);
   const torch_recipes::TorchTrainingLoop single;
 

@@ -83,12 +83,8 @@ std::optional<TorchrunRank> torchrun_from_environment() {
   const char* world_text = std::getenv("WORLD_SIZE");
   if (!rank_text || !world_text) return std::nullopt;
   const auto number = [](const char* name, const char* text, int lowest) {
-    try {
-      size_t used = 0;
-      const int value = std::stoi(text, &used);
-      if (used == std::strlen(text) && value >= lowest) return value;
-    } catch (const std::exception&) {
-    }
+    const auto value = distributed::whole_integer(text);
+    if (value && *value >= lowest) return *value;
     throw UsageError(std::string(name) + "=\"" + text + "\" (torchrun's convention) is not an integer of at least " +
                      std::to_string(lowest));
   };
@@ -126,20 +122,8 @@ bool configure_data_parallel(const DataParallelArguments& args) {
     options.torchrun_master = torchrun->master;
     options.find = find_data_parallel_loop;
   } else if (options.backend == distributed::ProcessGroupBackend::nccl) {
-    // A local NCCL pool: one rank per device, and a data-parallel job needs two. Said now, not when
-    // the first data-parallel case starts the pool.
-    const int devices = distributed::nccl_device_count();
-    if (args.ranks == 0) options.ranks = std::min(devices, 8);
-    const std::string visible =
-        std::to_string(devices) + " CUDA device" + (devices == 1 ? " is" : "s are") + " visible";
-    if (options.ranks < 2) {
-      throw EnvironmentError("--backend nccl needs at least 2 CUDA devices (one per rank; a data-parallel job has "
-                             "2 ranks or more): " + visible);
-    }
-    if (options.ranks > devices) {
-      throw EnvironmentError("--backend nccl --ranks " + std::to_string(options.ranks) + " needs " +
-                             std::to_string(options.ranks) + " CUDA devices (one per rank): " + visible);
-    }
+    // A local NCCL pool: said now, not when the first data-parallel case starts the pool.
+    options.ranks = distributed::local_nccl_ranks(args.ranks, "--backend nccl");
   }
   distributed::configure_shared_pool(std::move(options));
   return torchrun && torchrun->rank > 0;

@@ -40,14 +40,11 @@ Communicator::~Communicator() = default;
 
 void Communicator::all_reduce(torch::Tensor& tensor) {
   const auto start = std::chrono::steady_clock::now();
-  if (device_ < 0) {
-    std::vector<at::Tensor> tensors{tensor};
-    group_->allreduce(tensors)->wait();
-  } else {
-    std::vector<at::Tensor> tensors{tensor.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)))};
-    group_->allreduce(tensors)->wait();
-    tensor.copy_(tensors.front());  // waits for the device
-  }
+  // NCCL reduces on the rank's device: a copy there, and the sum copied back (which waits for it).
+  std::vector<at::Tensor> tensors{
+      device_ < 0 ? tensor : tensor.to(torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(device_)))};
+  group_->allreduce(tensors)->wait();
+  if (device_ >= 0) tensor.copy_(tensors.front());
   collective_seconds_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
 #include <string>
 
 #include "core/errors.h"
@@ -65,6 +66,21 @@ int nccl_device_count() {
   const int count = plugin().device_count(error, sizeof error);
   if (count < 0) throw EnvironmentError(std::string("NCCL backend: cannot count the CUDA devices: ") + error);
   return count;
+}
+
+int local_nccl_ranks(int requested, const std::string& what) {
+  const int devices = nccl_device_count();
+  const int ranks = requested > 0 ? requested : std::min(devices, 8);
+  const std::string visible = std::to_string(devices) + " CUDA device" + (devices == 1 ? " is" : "s are") + " visible";
+  if (ranks < 2) {
+    throw EnvironmentError(what + " needs at least 2 CUDA devices (one per rank; a data-parallel job has 2 ranks "
+                                  "or more): " + visible);
+  }
+  if (ranks > devices) {
+    throw EnvironmentError(what + " --ranks " + std::to_string(ranks) + " needs " + std::to_string(ranks) +
+                           " CUDA devices (one per rank): " + visible);
+  }
+  return ranks;
 }
 
 c10::intrusive_ptr<c10d::Backend> make_nccl_process_group(const c10::intrusive_ptr<c10d::Store>& store, int rank,

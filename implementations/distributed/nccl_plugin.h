@@ -13,12 +13,18 @@
 #include <torch/csrc/distributed/c10d/Store.hpp>
 
 #include <chrono>
+#include <string>
 
 namespace gacc::distributed {
 
 /// The CUDA devices LibTorch sees, for one NCCL rank each. Throws EnvironmentError when the plugin
 /// was not built or cannot be loaded, saying why.
 int nccl_device_count();
+
+/// The ranks of a local NCCL pool, one CUDA device each: `requested`, or with 0 one per device up to
+/// 8. Throws EnvironmentError, its message starting with `what`, when that is fewer than 2 (a
+/// data-parallel job has 2 ranks or more) or more than the devices.
+int local_nccl_ranks(int requested, const std::string& what);
 
 /// A ProcessGroupNCCL of `world` ranks as `rank` on CUDA device `device`, meeting through `store`;
 /// a collective waiting longer than `timeout` throws on the waiting rank. Throws EnvironmentError

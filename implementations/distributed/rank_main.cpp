@@ -16,10 +16,9 @@
 namespace {
 
 int integer(const std::string& flag, const std::string& value) {
-  size_t used = 0;
-  const int n = std::stoi(value, &used);
-  if (used != value.size()) throw std::invalid_argument(flag + " " + value);
-  return n;
+  const auto n = gacc::distributed::whole_integer(value);
+  if (!n) throw std::invalid_argument(flag + " " + value);
+  return *n;
 }
 
 }  // namespace

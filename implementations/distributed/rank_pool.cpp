@@ -75,12 +75,8 @@ int cuda_device(int rank, bool local_pool) {
   if (local_pool) return rank;
   const char* local_rank = std::getenv("LOCAL_RANK");
   if (local_rank == nullptr) return rank;
-  try {
-    size_t used = 0;
-    const int device = std::stoi(local_rank, &used);
-    if (used == std::strlen(local_rank) && device >= 0) return device;
-  } catch (const std::exception&) {
-  }
+  const auto device = whole_integer(local_rank);
+  if (device && *device >= 0) return *device;
   throw EnvironmentError(std::string("LOCAL_RANK=\"") + local_rank + "\" (torchrun's convention) is not a device index");
 }
 
@@ -148,14 +144,9 @@ Fault parse_fault(const std::string& spec) {
   } else {
     throw UsageError("fault \"" + spec + "\": expected crash:RANK, hang:RANK, exit:RANK or throw:RANK");
   }
-  try {
-    size_t used = 0;
-    const std::string rank = colon == std::string::npos ? "" : spec.substr(colon + 1);
-    fault.rank = std::stoi(rank, &used);
-    if (used != rank.size() || fault.rank < 0) throw std::invalid_argument(rank);
-  } catch (const std::exception&) {
-    throw UsageError("fault \"" + spec + "\": the rank must be a non-negative integer");
-  }
+  const auto rank = whole_integer(colon == std::string::npos ? "" : spec.substr(colon + 1));
+  if (!rank || *rank < 0) throw UsageError("fault \"" + spec + "\": the rank must be a non-negative integer");
+  fault.rank = *rank;
   return fault;
 }
 
@@ -166,15 +157,18 @@ std::string find_rank_executable() {
                          "; set GACC_RANK_EXECUTABLE");
 }
 
-Master parse_master(const std::string& host, const std::string& port) {
-  Master master{host, 0};
+std::optional<int> whole_integer(const std::string& text) {
   try {
     size_t used = 0;
-    master.port = std::stoi(port, &used);
-    if (used != port.size()) throw std::invalid_argument(port);
+    const int value = std::stoi(text, &used);
+    if (used == text.size()) return value;
   } catch (const std::exception&) {
-    master.port = -1;
   }
+  return std::nullopt;
+}
+
+Master parse_master(const std::string& host, const std::string& port) {
+  Master master{host, whole_integer(port).value_or(-1)};
   if (host.empty()) throw UsageError("MASTER_ADDR is empty");
   if (master.port < 1 || master.port > 65535) {
     throw UsageError("MASTER_PORT \"" + port + "\" is not a port number (1 to 65535)");

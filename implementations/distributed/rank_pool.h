@@ -56,6 +56,10 @@ Fault parse_fault(const std::string& text);
 /// Finds a data-parallel loop by name (null if none): how a rank learns what a job runs.
 using LoopFinder = std::function<const torch_recipes::TorchTrainingLoop*(const std::string&)>;
 
+/// `text` as a whole integer (std::stoi's syntax, nothing left over); nullopt otherwise. How the
+/// ranks, ports, devices and flags of the data-parallel world are read.
+std::optional<int> whole_integer(const std::string& text);
+
 /// Where the ranks meet: the TCPStore's host and port (torchrun's MASTER_ADDR and MASTER_PORT).
 struct Master {
   std::string host;

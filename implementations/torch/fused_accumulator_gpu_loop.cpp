@@ -28,8 +28,7 @@ class GpuBuffer : public FlatGradientBuffer {
 }  // namespace
 
 std::string FusedAccumulatorGpuLoop::summary() const {
-  return "the fused-accumulator loop on the GPU: each micro-batch's gradients copied to the device and "
-         "summed "
+  return "the fused-accumulator loop on the GPU: each micro-batch's gradients copied to the device and summed "
          "by gacc's multi-tensor CUDA kernel; finalize's norm, clip coefficient and clip on the device";
 }
 
