@@ -188,6 +188,12 @@ class Workers {
   bool stopping_ = false;
 };
 
+/// The one set of workers every launch uses.
+inline Workers& workers() {
+  static Workers instance;
+  return instance;
+}
+
 /// Runs `kernel()` as a grid of `blocks` blocks of `threads` threads (see Note [kernel emulation]).
 /// Refuses what CUDA refuses as an invalid configuration, and a block that is not whole warps.
 /// One launch at a time.
@@ -197,11 +203,10 @@ void launch(unsigned blocks, unsigned threads, Kernel kernel) {
     throw std::invalid_argument("kernel emulation: a launch of " + std::to_string(blocks) + " blocks of " +
                                 std::to_string(threads) + " threads");
   }
-  static Workers workers;
   Block state(threads);
   running_block = &state;
   blockDim = {threads, 1, 1};
-  workers.run(threads, [&state, &kernel, blocks](unsigned t) {
+  workers().run(threads, [&state, &kernel, blocks](unsigned t) {
     threadIdx = {t, 0, 0};
     for (unsigned b = 0; b < blocks; ++b) {
       blockIdx = {b, 0, 0};
