@@ -4,14 +4,17 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "core/errors.h"
 #include "implementations/cuda/cuda_check.h"
 #include "implementations/cuda/grad_accumulator.h"
+#include "implementations/cuda/grad_accumulator_cpu.h"
 #include "implementations/cuda/load_torch_cuda.h"
 
 namespace gacc::bench {
@@ -177,6 +180,52 @@ std::string percent(double x, double target) {
   return text;
 }
 
+/// Throws unless the two buffers hold the same bits everywhere (the data here is finite).
+void require_same_bits(const std::vector<float>& gpu, const std::vector<float>& twin,
+                       const std::string& what) {
+  if (gpu.size() != twin.size()) throw std::runtime_error(what + ": buffers of different sizes");
+  for (size_t i = 0; i < gpu.size(); ++i) {
+    if (std::memcmp(&gpu[i], &twin[i], sizeof(float)) != 0) {
+      throw std::runtime_error(what + " differs from the CPU twin at element " + std::to_string(i) +
+                               ": GPU " + std::to_string(gpu[i]) + ", twin " + std::to_string(twin[i]) +
+                               " (not timed: a wrong kernel is not worth timing)");
+    }
+  }
+}
+
+/// Before timing `what`: the fused path on these device gradients against the CPU twin on the same
+/// values — two accumulates (scales 0.5 and -3) bit for bit, then finalize (unscale by 1/1024, clip
+/// to norm 1): the norm within one fp32 rounding, the clipped buffer bit for bit where the two
+/// coefficients agree. Throws std::runtime_error on the first difference.
+void validate_against_twin(const std::vector<int64_t>& sizes,
+                           const std::vector<cuda::GradientView>& device_views, const std::string& what) {
+  std::vector<std::vector<float>> host(device_views.size());  // float storage: aligned for every type
+  std::vector<cuda::GradientView> host_views;
+  for (size_t t = 0; t < device_views.size(); ++t) {
+    const auto& g = device_views[t];
+    const size_t bytes = static_cast<size_t>(g.numel) * static_cast<size_t>(cuda::element_bytes(g.type));
+    host[t].resize((bytes + 3) / 4);
+    if (bytes > 0) GACC_CUDA_CHECK(cudaMemcpy(host[t].data(), g.data, bytes, cudaMemcpyDeviceToHost));
+    host_views.push_back({host[t].data(), g.numel, g.type});
+  }
+  cuda::GradAccumulator gpu(sizes);
+  cuda::CpuGradAccumulator twin(sizes);
+  for (const float scale : {0.5f, -3.0f}) {
+    gpu.accumulate(device_views, scale);
+    twin.accumulate(host_views, scale);
+  }
+  require_same_bits(gpu.copy_to_host(), twin.buffer(), what + ", accumulate");
+  const auto on_gpu = gpu.finalize(1.0f / 1024.0f, 1.0f, /*apply_clip=*/true);
+  const auto on_twin = twin.finalize(1.0f / 1024.0f, 1.0f, /*apply_clip=*/true);
+  if (on_gpu.found_non_finite || !(std::fabs(on_gpu.norm - on_twin.norm) <= std::ldexp(on_twin.norm, -23))) {
+    throw std::runtime_error(what + ", finalize: norm " + std::to_string(on_gpu.norm) + " on the GPU, " +
+                             std::to_string(on_twin.norm) + " on the CPU twin (not timed)");
+  }
+  if (on_gpu.clip_coefficient == on_twin.clip_coefficient) {
+    require_same_bits(gpu.copy_to_host(), twin.buffer(), what + ", finalize");
+  }
+}
+
 torch::Tensor device_view(void* data, const std::vector<int64_t>& shape, torch::Dtype dtype) {
   return torch::from_blob(data, shape, torch::TensorOptions().dtype(dtype).device(torch::kCUDA));
 }
@@ -198,6 +247,8 @@ nlohmann::json run_accumulate_gpu_bench(std::ostream& out) {
     out << "  gacc's LibTorch has no CUDA: the LibTorch rows are not measured (build against a CUDA "
            "LibTorch)\n";
   }
+  out << "  every fused figure is validated against the CPU twin first (bit for bit; finalize's norm to "
+         "fp32 rounding)\n";
   Table table(out);
   nlohmann::json result;
 
@@ -216,6 +267,8 @@ nlohmann::json run_accumulate_gpu_bench(std::ostream& out) {
       cuda::GradAccumulator acc({static_cast<int64_t>(n)});
       const std::vector<cuda::GradientView> views = {
           {grads.get(), static_cast<int64_t>(n), bf16 ? cuda::GradientType::bf16 : cuda::GradientType::fp32}};
+      validate_against_twin({static_cast<int64_t>(n)}, views,
+                            std::string(bf16 ? "bf16" : "fp32") + " into " + std::to_string(mib) + " MiB");
       const double ms = median_ms([&] { acc.accumulate(views, 0.5f); }, 20);
       const double bytes = static_cast<double>(n) * (bf16 ? 10 : 12);
       table.add({std::string("fused accumulate, ") + (bf16 ? "bf16" : "fp32") + " into " +
@@ -253,9 +306,10 @@ nlohmann::json run_accumulate_gpu_bench(std::ostream& out) {
           {grads.get() + at * bytes_per, s, bf16 ? cuda::GradientType::bf16 : cuda::GradientType::fp32});
       at += (s + 3) / 4 * 4;
     }
+    const char* type = bf16 ? "bf16" : "fp32";
+    validate_against_twin(sizes, views, std::string("the ") + type + " list");
     cuda::GradAccumulator acc(sizes);
     const double bytes = static_cast<double>(total) * (bf16 ? 10 : 12);
-    const char* type = bf16 ? "bf16" : "fp32";
     const double checked_ms = median_ms([&] { acc.accumulate(views, 0.5f); }, 10);
     const double trusted_ms =
         median_ms([&] { acc.accumulate(views, 0.5f, cuda::PointerCheck::trusted); }, 10);
@@ -334,6 +388,7 @@ nlohmann::json run_accumulate_gpu_bench(std::ostream& out) {
   }
   result["device"] = properties.name;
   result["libtorch_cuda"] = libtorch;
+  result["validated_against_twin"] = true;
   result["rows"] = table.figures();
   return result;
 }
