@@ -97,6 +97,17 @@ TEST_CASE("the accumulate kernel equals the CPU twin in the production configura
   compare_accumulate<EmulatedAccumulator>({65536 + 65536 + 13, 5, 0, 4096}, ChunkPlanLimits{}, kAllTypes, 0);
 }
 
+TEST_CASE("the accumulate kernel equals the CPU twin with launches filled to their metadata's capacity",
+          "[accumulator][emulated]") {
+  // 300 tensors of up to 4 chunks: launches of kMaxLaunchTensors entries or kMaxLaunchBlocks chunks.
+  const ChunkPlanLimits full{64, kMaxLaunchTensors, kMaxLaunchBlocks};
+  const auto sizes = random_sizes(300, 256, 5);
+  const auto plan = plan_chunks(sizes, full);
+  REQUIRE(plan.size() >= 3);
+  CHECK((plan[0].tensors.size() == kMaxLaunchTensors || plan[0].blocks.size() == kMaxLaunchBlocks));
+  compare_accumulate<EmulatedAccumulator>(sizes, full, kAllTypes, 0);
+}
+
 TEST_CASE("a non-finite gradient at the first, a middle or the last element sets the kernels' sticky flag",
           "[accumulator][emulated]") {
   check_sticky_flag<EmulatedAccumulator>(3 * 64 + 17, ChunkPlanLimits{64, 2, 3});  // 4 chunks, 2 launches
