@@ -9,9 +9,10 @@
 // nvcc compiles the kernels for the device; this header lets the host compiler compile the same
 // source, with CUDA's vocabulary defined here:
 // - A launch of B blocks of T threads runs T OS threads (kept from launch to launch) that go
-//   through the B blocks one after another (CUDA promises neither an order nor concurrency between blocks),
-//   so the threads of a block run concurrently: a barrier (__syncthreads, __syncthreads_or) waits for all T,
-//   a shuffle (__shfl_down_sync) for the 32 lanes of a warp, exactly where the device would.
+//   through the B blocks one after another (CUDA promises neither an order nor concurrency between
+//   blocks), so the threads of a block run concurrently: a barrier (__syncthreads,
+//   __syncthreads_or) waits for all T, a shuffle (__shfl_down_sync) for the 32 lanes of a warp,
+//   exactly where the device would.
 // - __shared__ becomes `static`: with one block at a time, a function's static is its block's
 //   shared memory. Every thread waits at the end of a block before the next one starts.
 // - float4 and uint4 are 16-byte aligned, as on the device: a vector access through a misaligned
