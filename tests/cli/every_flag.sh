@@ -57,6 +57,7 @@ for command in run pitfalls "explain zero-grad-every-micro-batch" "repro $scenar
   row 2 "--timeout: Value 3601 not in range" "$@" --timeout 3601
   row 2 "--timeout.*(could not be converted|not in range)|--timeout" "$@" --timeout soon
   row 2 "expected crash:RANK, hang:RANK, exit:RANK or throw:RANK" "$@" --inject-fault melt:1
+  row 2 "--backend: mpi not in \{gloo,nccl\}" "$@" --backend mpi
   row 2 "--colour" "$@" --colour
 done
 
@@ -93,6 +94,8 @@ row 2 "unknown benchmark \"gpu-magic\"" bench gpu-magic
 row 2 "--json: must name a path" bench oracle --json ""
 row 4 "cannot write $unwritable.json" bench oracle --json "$unwritable.json"
 row 4 "cannot write $unwritable.json" bench data-parallel --json "$unwritable.json"
+row 2 "--backend: mpi not in \{gloo,nccl\}" bench data-parallel --backend mpi
+row 2 "--backend is for gacc bench data-parallel, not oracle" bench oracle --backend nccl
 
 # repro
 row 2 "scenario is required" repro
