@@ -30,18 +30,66 @@ GradientType gradient_type(const torch::Tensor& g, size_t index) {
 
 }  // namespace
 
-/// One of the two accumulators behind the adapter.
+/// What the adapter asks of either accumulator; the views are checked against the device already.
 struct TensorGradAccumulator::Backend {
-  std::unique_ptr<CpuGradAccumulator> cpu;
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  std::unique_ptr<GradAccumulator> gpu;
-#endif
+  virtual ~Backend() = default;
+  virtual void accumulate(const std::vector<GradientView>& views, float scale) = 0;
+  virtual FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) = 0;
+  virtual void reset() = 0;
+  virtual bool found_non_finite() const = 0;
+  virtual const BufferLayout& layout() const = 0;
+  /// The buffer's first element, in the accumulator's memory.
+  virtual float* buffer() = 0;
 };
 
+namespace {
+
+class CpuBackend final : public TensorGradAccumulator::Backend {
+ public:
+  explicit CpuBackend(std::vector<int64_t> sizes) : acc_(std::move(sizes)) {}
+  void accumulate(const std::vector<GradientView>& views, float scale) override {
+    acc_.accumulate(views, scale);
+  }
+  FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) override {
+    return acc_.finalize(inv_scale, max_norm, apply_clip);
+  }
+  void reset() override { acc_.reset(); }
+  bool found_non_finite() const override { return acc_.found_non_finite(); }
+  const BufferLayout& layout() const override { return acc_.layout(); }
+  float* buffer() override { return const_cast<float*>(acc_.buffer().data()); }
+
+ private:
+  CpuGradAccumulator acc_;
+};
+
+#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
+class CudaBackend final : public TensorGradAccumulator::Backend {
+ public:
+  CudaBackend(std::vector<int64_t> sizes, const GradAccumulatorOptions& options)
+      : acc_(std::move(sizes), options) {}
+  void accumulate(const std::vector<GradientView>& views, float scale) override {
+    // A CUDA tensor knows its device (checked by the adapter) and its extent: no need to ask CUDA.
+    acc_.accumulate(views, scale, PointerCheck::trusted);
+  }
+  FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip) override {
+    return acc_.finalize(inv_scale, max_norm, apply_clip);
+  }
+  void reset() override { acc_.reset(); }
+  bool found_non_finite() const override { return acc_.found_non_finite(); }
+  const BufferLayout& layout() const override { return acc_.layout(); }
+  float* buffer() override { return acc_.device_buffer(); }
+
+ private:
+  GradAccumulator acc_;
+};
+#endif
+
+}  // namespace
+
 TensorGradAccumulator::TensorGradAccumulator(std::vector<int64_t> sizes, torch::Device device)
-    : backend_(std::make_unique<Backend>()), device_(device) {
+    : device_(device) {
   if (device.is_cpu()) {
-    backend_->cpu = std::make_unique<CpuGradAccumulator>(std::move(sizes));
+    backend_ = std::make_unique<CpuBackend>(std::move(sizes));
     return;
   }
   if (device.is_cuda()) {
@@ -49,7 +97,7 @@ TensorGradAccumulator::TensorGradAccumulator(std::vector<int64_t> sizes, torch::
     GradAccumulatorOptions options;
     options.device = device.has_index() ? device.index() : 0;
     device_ = torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(options.device));
-    backend_->gpu = std::make_unique<GradAccumulator>(std::move(sizes), options);
+    backend_ = std::make_unique<CudaBackend>(std::move(sizes), options);
     return;
 #else
     throw std::invalid_argument(
@@ -77,47 +125,18 @@ void TensorGradAccumulator::accumulate(const std::vector<torch::Tensor>& grads, 
     views.push_back({g.data_ptr(), g.numel(), type});
   }
   // Counts, sizes, null and misaligned pointers: the accumulators' own checks (the same messages).
-  if (backend_->cpu) {
-    backend_->cpu->accumulate(views, scale);
-    return;
-  }
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  // A CUDA tensor knows its device (checked above) and its extent: no need to ask CUDA again.
-  backend_->gpu->accumulate(views, scale, PointerCheck::trusted);
-#endif
+  backend_->accumulate(views, scale);
 }
 
 FinalizeResult TensorGradAccumulator::finalize(float inv_scale, float max_norm, bool apply_clip) {
-  if (backend_->cpu) return backend_->cpu->finalize(inv_scale, max_norm, apply_clip);
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  return backend_->gpu->finalize(inv_scale, max_norm, apply_clip);
-#else
-  return {};
-#endif
+  return backend_->finalize(inv_scale, max_norm, apply_clip);
 }
 
-void TensorGradAccumulator::reset() {
-  if (backend_->cpu) return backend_->cpu->reset();
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  backend_->gpu->reset();
-#endif
-}
+void TensorGradAccumulator::reset() { backend_->reset(); }
 
-bool TensorGradAccumulator::found_non_finite() const {
-  if (backend_->cpu) return backend_->cpu->found_non_finite();
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  return backend_->gpu->found_non_finite();
-#else
-  return false;
-#endif
-}
+bool TensorGradAccumulator::found_non_finite() const { return backend_->found_non_finite(); }
 
-const BufferLayout& TensorGradAccumulator::layout() const {
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  if (backend_->gpu) return backend_->gpu->layout();
-#endif
-  return backend_->cpu->layout();
-}
+const BufferLayout& TensorGradAccumulator::layout() const { return backend_->layout(); }
 
 torch::Tensor TensorGradAccumulator::slot(size_t index, at::IntArrayRef shape) {
   const auto& l = layout();
@@ -132,14 +151,7 @@ torch::Tensor TensorGradAccumulator::slot(size_t index, at::IntArrayRef shape) {
                                 std::to_string(l.sizes[index]) + " elements, not " +
                                 std::to_string(elements));
   }
-  float* base = nullptr;
-  if (backend_->cpu) {
-    base = const_cast<float*>(backend_->cpu->buffer().data());
-  }
-#ifdef GACC_TENSOR_ACCUMULATOR_CUDA
-  if (backend_->gpu) base = backend_->gpu->device_buffer();
-#endif
-  return torch::from_blob(base + l.offsets[index], shape,
+  return torch::from_blob(backend_->buffer() + l.offsets[index], shape,
                           torch::TensorOptions().dtype(torch::kFloat32).device(device_));
 }
 

@@ -36,8 +36,10 @@ class TensorGradAccumulator {
   const BufferLayout& layout() const;
   torch::Device device() const { return device_; }
 
- private:
+  /// The accumulator behind the adapter (opaque: the CPU twin, or the GPU's GradAccumulator).
   struct Backend;
+
+ private:
   std::unique_ptr<Backend> backend_;
   torch::Device device_;
 };
