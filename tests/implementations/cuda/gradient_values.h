@@ -73,8 +73,10 @@ struct HostGradients {
         std::copy(values.begin(), values.end(), fp32.back().begin() + static_cast<std::ptrdiff_t>(skip));
         data = fp32.back().data() + skip;
       } else {
-        low.back().resize(skip);
-        for (float v : values) low.back().push_back(type == GradientType::bf16 ? bf16_bits(v) : fp16_bits(v));
+        low.back().resize(skip + values.size());  // one allocation of exactly that size
+        for (size_t i = 0; i < values.size(); ++i) {
+          low.back()[skip + i] = type == GradientType::bf16 ? bf16_bits(values[i]) : fp16_bits(values[i]);
+        }
         data = low.back().data() + skip;
       }
       views.push_back({data, sizes[t], type});
