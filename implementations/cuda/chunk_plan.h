@@ -34,6 +34,13 @@ struct PlannedLaunch {
 /// order and chunk order. Throws std::invalid_argument on a negative size or a limit below 1.
 std::vector<PlannedLaunch> plan_chunks(const std::vector<int64_t>& sizes, const ChunkPlanLimits& limits = {});
 
+/// The chunks of every launch of `plan`: one block each, one partial sum each in finalize.
+inline int64_t chunk_count(const std::vector<PlannedLaunch>& plan) {
+  int64_t chunks = 0;
+  for (const auto& launch : plan) chunks += static_cast<int64_t>(launch.blocks.size());
+  return chunks;
+}
+
 /// [begin, end) of chunk `chunk` of a tensor of `size` elements.
 inline int64_t chunk_begin(int64_t chunk, const ChunkPlanLimits& limits) {
   return chunk * limits.chunk_elements;

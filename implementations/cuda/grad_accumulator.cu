@@ -156,7 +156,7 @@ GradAccumulator::GradAccumulator(std::vector<int64_t> sizes, GradAccumulatorOpti
   s.buckets = plan_buckets(s.layout, options.bucket_elements);
   s.limits = limits;
   s.plan = plan_chunks(s.layout.sizes, limits);
-  for (const auto& planned : s.plan) s.chunks += static_cast<int64_t>(planned.blocks.size());
+  s.chunks = chunk_count(s.plan);
   if (options.device < 0) {
     GACC_CUDA_CHECK(cudaGetDevice(&options.device));
   }

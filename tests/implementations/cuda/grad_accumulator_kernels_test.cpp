@@ -29,9 +29,9 @@ class EmulatedAccumulator {
   EmulatedAccumulator(const std::vector<int64_t>& sizes, const ChunkPlanLimits& limits)
       : layout_(make_layout(sizes)),
         plan_(plan_chunks(layout_.sizes, limits)),
-        buffer_(static_cast<size_t>(layout_.total), kNaN) {
-    for (const auto& planned : plan_) chunks_ += static_cast<int64_t>(planned.blocks.size());
-    partials_.assign(static_cast<size_t>(chunks_ > 0 ? chunks_ : 1), 0.0);
+        buffer_(static_cast<size_t>(layout_.total), kNaN),
+        chunks_(chunk_count(plan_)),
+        partials_(static_cast<size_t>(chunks_ > 0 ? chunks_ : 1), 0.0) {
     launches_ = make_launch_args(plan_, layout_, limits, buffer_.data());
     reset();
   }
@@ -76,9 +76,9 @@ class EmulatedAccumulator {
   BufferLayout layout_;
   std::vector<PlannedLaunch> plan_;
   std::vector<float> buffer_;  // never resized: the launches point into it
+  int64_t chunks_;
   std::vector<double> partials_;
   std::vector<LaunchArgs> launches_;
-  int64_t chunks_ = 0;
   int flags_[2] = {0, 0};
   DeviceResult result_{};
 };
