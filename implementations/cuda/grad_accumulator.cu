@@ -24,7 +24,7 @@ class DeviceGuard {
     changed_ = previous_ != device;
   }
   ~DeviceGuard() {
-    if (changed_) cudaSetDevice(previous_);
+    if (changed_ && cudaSetDevice(previous_) != cudaSuccess) cudaGetLastError();  // must not throw
   }
   DeviceGuard(const DeviceGuard&) = delete;
   DeviceGuard& operator=(const DeviceGuard&) = delete;
@@ -122,7 +122,8 @@ struct GradAccumulator::State {
   bool finalized = false;
 
   ~State() {
-    // Errors while freeing are ignored: a destructor must not throw.
+    // Errors while freeing are ignored (a destructor must not throw) and cleared, so that a later
+    // launch check does not report them as its own.
     cudaFree(buffer);
     cudaFree(partials);
     cudaFree(flags);
@@ -130,13 +131,14 @@ struct GradAccumulator::State {
     cudaFreeHost(host_result);
     cudaFreeHost(host_staging);
     cudaFree(device_staging);
+    cudaGetLastError();
   }
 
-  /// Launches `kernel` over every launch of the plan.
-  template <class Launch>
-  void for_each_launch(Launch&& launch) {
+  /// Launches `kernel` over every launch of the plan: its metadata, then `arguments`.
+  template <class Kernel, class... Arguments>
+  void for_each_launch(Kernel kernel, const Arguments&... arguments) {
     for (size_t l = 0; l < launches.size(); ++l) {
-      launch(launches[l], static_cast<unsigned>(plan[l].blocks.size()));
+      launch(kernel, static_cast<unsigned>(plan[l].blocks.size()), stream, launches[l], arguments...);
       GACC_CUDA_CHECK_LAUNCH();
     }
   }
@@ -187,9 +189,7 @@ void GradAccumulator::accumulate(const std::vector<GradientView>& grads, float s
     for (size_t t = 0; t < grads.size(); ++t) check_device_pointer(grads[t], t, s.device);
   }
   set_sources(s.launches, s.plan, grads);
-  s.for_each_launch([&](const LaunchArgs& args, unsigned blocks) {
-    accumulate_kernel<<<blocks, kThreads, 0, s.stream>>>(args, scale, s.flags);
-  });
+  s.for_each_launch(accumulate_kernel, scale, s.flags);
 }
 
 void GradAccumulator::accumulate_from_host(const std::vector<GradientView>& host_grads, float scale) {
@@ -235,17 +235,10 @@ FinalizeResult GradAccumulator::finalize(float inv_scale, float max_norm, bool a
   s.finalized = true;
   DeviceGuard guard(s.device);
   const bool unscale = inv_scale != 1.0f;  // multiplying by 1 changes no bits: a read-only pass then
-  s.for_each_launch([&](const LaunchArgs& args, unsigned blocks) {
-    finalize_partials_kernel<<<blocks, kThreads, 0, s.stream>>>(args, inv_scale, unscale, s.partials,
-                                                                s.flags + 1);
-  });
-  finalize_result_kernel<<<1, kThreads, 0, s.stream>>>(s.partials, s.chunks, max_norm, s.flags, s.result);
+  s.for_each_launch(finalize_partials_kernel, inv_scale, unscale, s.partials, s.flags + 1);
+  launch(finalize_result_kernel, 1, s.stream, s.partials, s.chunks, max_norm, s.flags, s.result);
   GACC_CUDA_CHECK_LAUNCH();
-  if (apply_clip) {
-    s.for_each_launch([&](const LaunchArgs& args, unsigned blocks) {
-      apply_clip_kernel<<<blocks, kThreads, 0, s.stream>>>(args, s.result);
-    });
-  }
+  if (apply_clip) s.for_each_launch(apply_clip_kernel, s.result);
   GACC_CUDA_CHECK(
       cudaMemcpyAsync(s.host_result, s.result, sizeof(DeviceResult), cudaMemcpyDeviceToHost, s.stream));
   GACC_CUDA_CHECK(cudaStreamSynchronize(s.stream));

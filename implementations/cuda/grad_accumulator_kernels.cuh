@@ -1,13 +1,13 @@
 #pragma once
 /// The fused accumulator's device code: the launch metadata, the four kernels and their helpers,
-/// and the host functions that fill the metadata from the chunk plan. grad_accumulator.cu includes
-/// it under nvcc; the CPU test of the kernels (tests/implementations/cuda/kernel_emulation.h)
-/// includes it under a small emulation of the CUDA execution model, so that the kernels' own source
-/// runs in CI against the CPU twin. Include <cuda_fp16.h> and <cuda_runtime.h> first (nvcc), or the
-/// emulation.
+/// and the host functions that fill the metadata from the chunk plan and launch the kernels.
+/// grad_accumulator.cu includes it. Under nvcc it is compiled for the device; in the emulated build
+/// (tests/implementations/cuda/emulation/, label cpu) the host compiler compiles it against an
+/// emulation of the CUDA runtime and execution model, so that the kernels' own source runs in CI.
+/// Include <cuda_fp16.h> and <cuda_runtime.h> first.
 
-#if !defined(__CUDACC__) && !defined(GACC_KERNEL_EMULATION)
-#error "grad_accumulator_kernels.cuh needs nvcc or tests/implementations/cuda/kernel_emulation.h"
+#if !defined(__CUDACC__) && !defined(GACC_CUDA_EMULATION)
+#error "grad_accumulator_kernels.cuh needs nvcc or the CUDA emulation (tests/.../cuda/emulation)"
 #endif
 
 #include <cstdint>
@@ -252,6 +252,19 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
 }
 
 // Host side: the launch metadata of a plan.
+
+/// Launches `kernel` as `blocks` blocks of kThreads threads on `stream`, asynchronously; a bad
+/// configuration is left for cudaGetLastError (GACC_CUDA_CHECK_LAUNCH). In the emulated build the
+/// emulated runtime queues the launch with its own copy of the arguments, as the device copies them.
+template <class... Parameters, class... Arguments>
+void launch(void (*kernel)(Parameters...), unsigned blocks, cudaStream_t stream,
+            const Arguments&... arguments) {
+#ifdef __CUDACC__
+  kernel<<<blocks, kThreads, 0, stream>>>(arguments...);
+#else
+  emulation::launch_on(stream, blocks, kThreads, [kernel, arguments...] { kernel(arguments...); });
+#endif
+}
 
 inline uint8_t type_code(GradientType type) {
   switch (type) {

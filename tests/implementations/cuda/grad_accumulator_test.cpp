@@ -2,9 +2,13 @@
 // whole buffer, padding included) and a float64 reference (finalize): twin_comparison.h's cases —
 // fresh random data in every dtype, the buffer poisoned before each run, sizes around chunk
 // boundaries, misaligned sources (the scalar path), NaN/Inf at the first, a middle and the last
-// element — plus more tensors than one launch holds, host staging, streams, and bad input refused
-// before any launch. The same comparisons run in CI on the kernels' source under the CPU emulation
-// (grad_accumulator_kernels_test.cpp).
+// element — plus more tensors than one launch holds, launches filled to their metadata's capacity,
+// host staging, streams, and bad input refused before any launch.
+//
+// This file is built twice: against CUDA (gacc_cuda_tests, label gpu, on a device) and against the
+// CUDA emulation (gacc_cuda_emulated_tests, label cpu, in CI: grad_accumulator.cu's host code and
+// kernels run on the CPU; see tests/implementations/cuda/emulation). Under the emulation the
+// largest cases shrink to what the CPU runs in seconds, keeping what they exercise.
 
 #include "implementations/cuda/grad_accumulator.h"
 
@@ -25,6 +29,18 @@ using namespace gacc::cuda::test;
 using Catch::Matchers::Contains;
 
 namespace {
+
+#ifdef GACC_CUDA_EMULATION
+constexpr bool kEmulated = true;
+#else
+constexpr bool kEmulated = false;
+#endif
+
+/// `on_device` on a GPU, `emulated` under the emulation.
+template <class T>
+T sized(T on_device, T emulated) {
+  return kEmulated ? emulated : on_device;
+}
 
 /// Device memory for a test, freed at scope exit.
 class DeviceBytes {
@@ -106,18 +122,44 @@ TEST_CASE("accumulate equals the CPU twin bit for bit around chunk boundaries, i
 }
 
 TEST_CASE("accumulate equals the CPU twin on hundreds of mixed tensors and on one large buffer", "[gpu]") {
-  // Up to two default chunks each: more tensors than one launch holds.
-  compare_accumulate<OnDevice>(random_sizes(300, 70000, 7), ChunkPlanLimits{}, kAllTypes, 0);
-  compare_accumulate<OnDevice>({(int64_t{1} << 22) + 3}, ChunkPlanLimits{}, {GradientType::bf16}, 0);
+  // Up to two default chunks each (on a device): more tensors than one launch holds.
+  compare_accumulate<OnDevice>(random_sizes(300, sized(70000, 700), 7), ChunkPlanLimits{}, kAllTypes, 0);
+  compare_accumulate<OnDevice>({sized(int64_t{1} << 22, int64_t{1} << 17) + 3}, ChunkPlanLimits{},
+                               {GradientType::bf16}, 0);
+}
+
+TEST_CASE("accumulate equals the CPU twin in the production configuration", "[gpu]") {
+  // Default chunks of 64Ki elements: each thread's vector loop runs its 32 steps, and a tensor of
+  // two chunks plus a tail ends in the scalar loop.
+  compare_accumulate<OnDevice>({65536 + 65536 + 13, 5, 0, 4096}, ChunkPlanLimits{}, kAllTypes, 0);
+}
+
+TEST_CASE("accumulate equals the CPU twin with launches filled to their metadata's capacity", "[gpu]") {
+  // 300 tensors of up to 4 chunks: launches of kMaxLaunchTensors entries or kMaxLaunchBlocks chunks.
+  const ChunkPlanLimits full{64, kMaxLaunchTensors, kMaxLaunchBlocks};
+  const auto sizes = random_sizes(300, 256, 5);
+  const auto plan = plan_chunks(sizes, full);
+  REQUIRE(plan.size() >= 3);
+  CHECK((plan[0].tensors.size() == kMaxLaunchTensors || plan[0].blocks.size() == kMaxLaunchBlocks));
+  compare_accumulate<OnDevice>(sizes, full, kAllTypes, 0);
 }
 
 TEST_CASE("a non-finite gradient at the first, a middle or the last element sets the sticky flag", "[gpu]") {
-  check_sticky_flag<OnDevice>(3 * 65536 + 17, ChunkPlanLimits{});  // four chunks
+  // Four chunks: of the default size on a device; of 64 elements in launches of 3 chunks emulated.
+  check_sticky_flag<OnDevice>(sized(3 * 65536 + 17, 3 * 64 + 17),
+                              sized(ChunkPlanLimits{}, ChunkPlanLimits{64, 2, 3}));
 }
 
 TEST_CASE("finalize unscales bit for bit and measures the norm to fp32 rounding of a float64 reference",
           "[gpu]") {
+  // Clipping active, inactive and off; unscaling by a power of two, by 1/3 (inexact) and not at all
+  // (the read-only pass). Emulated, a finalize block passes about 25 barriers: fewer, smaller cases.
   std::vector<std::pair<float, float>> cases;
+  if (kEmulated) {
+    cases = {{0.5f, 1024.0f}, {0.5f, 1.0f}, {1e6f, 3.0f}, {std::numeric_limits<float>::infinity(), 1024.0f}};
+    compare_finalize<OnDevice>(random_sizes(12, 1500, 3), ChunkPlanLimits{512, 4, 9}, cases);
+    return;
+  }
   for (const float max_norm : {0.5f, 1e6f, std::numeric_limits<float>::infinity()}) {
     for (const float loss_scale : {1.0f, 1024.0f, 3.0f}) cases.emplace_back(max_norm, loss_scale);
   }
@@ -130,13 +172,15 @@ TEST_CASE("an unscale that overflows is found non-finite, and an empty accumulat
 }
 
 TEST_CASE("host gradients staged through one copy equal device gradients", "[gpu]") {
+  // Different gradients each round: a staging area rewritten before its copy ran would show.
   const std::vector<int64_t> sizes = {5, 0, 70000, 33};
-  const HostGradients grads(sizes, kAllTypes, 5);
-  const DeviceGradients device(grads);
   GradAccumulator from_device(sizes), from_host(sizes);
-  for (int round = 0; round < 2; ++round) {
+  for (uint32_t round = 0; round < 2; ++round) {
+    const HostGradients grads(sizes, kAllTypes, 5 + round);
+    const DeviceGradients device(grads);
     from_device.accumulate(device.views, 0.25f);
     from_host.accumulate_from_host(grads.views, 0.25f);
+    from_device.synchronize();  // before the device copies are freed
   }
   require_same_buffer(from_host.copy_to_host(), from_device.copy_to_host());
 }

@@ -1,8 +1,7 @@
 #pragma once
-// The comparisons of an accumulator under test with the CPU twin, shared by the GPU's tests
-// (grad_accumulator_test.cpp, on a device) and the emulated kernels' tests
-// (grad_accumulator_kernels_test.cpp, in CI): the same cases, the same checks. An accumulator under
-// test `A` offers:
+// The comparisons of an accumulator under test with the CPU twin, as the GPU's tests
+// (grad_accumulator_test.cpp, on a device and under the CUDA emulation in CI) and the emulation's
+// own tests make them. An accumulator under test `A` offers:
 //   A(sizes, limits)                                     its buffer poisoned, then reset
 //   void accumulate(const HostGradients&, float scale)   copying them where it needs them
 //   FinalizeResult finalize(float inv_scale, float max_norm, bool apply_clip)

@@ -1,8 +1,9 @@
 #pragma once
 // A small emulation of the CUDA execution model on the CPU, for tests only: enough of it to run the
 // fused accumulator's kernels (implementations/cuda/grad_accumulator_kernels.cuh) from their own
-// source, in CI, where no GPU is. See Note [kernel emulation]. Including this header includes the
-// kernels (at its end, after the vocabulary they need).
+// source, in CI, where no GPU is. See Note [kernel emulation]; the runtime API around it is
+// runtime.h's (Note [runtime emulation]). Code includes neither directly: it includes
+// <cuda_runtime.h>, which is include/cuda_runtime.h in an emulated build.
 //
 // Note [kernel emulation]
 // ~~~~~~~~~~~~~~~~~~~~~~~
@@ -24,7 +25,7 @@
 // device's rounding of math functions other than fma, sqrt and the conversions (the kernels use no
 // others), timing. The GPU tests (label gpu) cover those on a device.
 
-#define GACC_KERNEL_EMULATION 1
+#define GACC_CUDA_EMULATION 1
 
 #include <array>
 #include <chrono>
@@ -272,6 +273,3 @@ inline float __half2float(__half h) {
   }
   return (h.bits & 0x8000u) != 0 ? -magnitude : magnitude;
 }
-
-// The kernels, compiled with the vocabulary above.
-#include "implementations/cuda/grad_accumulator_kernels.cuh"
