@@ -251,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, kBlocksPerSm)
   for_each_element<true>(args.dst[c.e], c.begin, c.end, [&](float& v) { v *= coefficient; });
 }
 
-// Host side: the launch metadata of a plan.
+// Host side: the launches, and the launch metadata of a plan.
 
 /// Launches `kernel` as `blocks` blocks of kThreads threads on `stream`, asynchronously; a bad
 /// configuration is left for cudaGetLastError (GACC_CUDA_CHECK_LAUNCH). In the emulated build the

@@ -151,6 +151,8 @@ TEST_CASE("emulated memory follows CUDA's rules and refuses what CUDA refuses", 
   CHECK(cudaMemcpy(pageable.data(), pinned, 100, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
   CHECK(cudaMemcpyAsync(device, pageable.data(), 100, cudaMemcpyDeviceToDevice) == cudaErrorInvalidValue);
   CHECK(cudaMemset(pinned, 0, 100) == cudaErrorInvalidValue);
+  CHECK(cudaMemcpy(nullptr, device, 100, cudaMemcpyDeviceToHost) == cudaErrorInvalidValue);
+  CHECK(cudaMemsetAsync(nullptr, 0, 4) == cudaErrorInvalidValue);
   CHECK(cudaMemsetAsync(device, 0, 101) == cudaErrorInvalidValue);
   CHECK(cudaFree(device + 1) == cudaErrorInvalidValue);
   CHECK(cudaFree(pinned) == cudaErrorInvalidValue);

@@ -83,8 +83,10 @@ const std::pair<const uintptr_t, Allocation>* find_allocation(const void* pointe
 }
 
 /// Where [pointer, pointer + bytes) lies: inside one device or pinned allocation, outside every
-/// allocation (pageable host memory), or starting in one and running past its end.
+/// allocation (pageable host memory), or nowhere valid (null, or starting in an allocation and
+/// running past its end).
 Memory classify(const void* pointer, size_t bytes) {
+  if (pointer == nullptr) return Memory::invalid;
   std::lock_guard<std::mutex> lock(device().mutex);
   const auto* found = find_allocation(pointer);
   if (found == nullptr) return Memory::pageable;
