@@ -56,8 +56,8 @@ nlohmann::json run_data_parallel_bench(std::ostream& out, distributed::ProcessGr
   std::snprintf(line, sizeof line, "%-3s %-28s %11s %9s %13s %15s %9s %10s\n", "W", "loop", "collectives",
                 "bytes", "ms per step", "in collectives", "vs once", "job ms");
   out << (nccl ? "data parallelism on c10d/NCCL (one CUDA device per rank), "
-               : "data parallelism on c10d/Gloo (loopback), ") << kSteps << " optimizer steps of K = " << kMicroBatches
-      << " micro-batches of " << kMicroBatchSize
+               : "data parallelism on c10d/Gloo (loopback), ")
+      << kSteps << " optimizer steps of K = " << kMicroBatches << " micro-batches of " << kMicroBatchSize
       << " examples per rank, mlp_tanh 16-256-8 (Adam); per optimizer "
       << "step on rank 0 (fastest of 5 jobs)\n"
       << line;

@@ -18,7 +18,7 @@ namespace gacc::bench {
 /// collectives (fastest of 5 jobs), and the whole job as the driver sees it (dispatch, traces and the
 /// replica check included), beside one process running the same global batch. Prints a table;
 /// returns the figures.
-nlohmann::json run_data_parallel_bench(std::ostream& out,
-                                       distributed::ProcessGroupBackend backend = distributed::ProcessGroupBackend::gloo);
+nlohmann::json run_data_parallel_bench(
+    std::ostream& out, distributed::ProcessGroupBackend backend = distributed::ProcessGroupBackend::gloo);
 
 }  // namespace gacc::bench

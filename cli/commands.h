@@ -55,9 +55,9 @@ int pitfalls_command(const PitfallsArguments& args);
 /// `gacc explain PITFALL`: the bug, a minimal counterexample (shrunk), the fix as code.
 int explain_command(const std::string& pitfall, int cases, uint64_t seed);
 
-/// `gacc bench WHAT [--json F]`: WHAT is "oracle" or "data-parallel" (more arrive with the CUDA path).
-/// `gacc bench WHAT`; `backend` ("gloo" or "nccl") is data-parallel's process groups (a UsageError
-/// for another benchmark when not gloo).
+/// `gacc bench WHAT [--json F] [--backend B]`: WHAT is "oracle", "data-parallel" or "accumulate";
+/// `backend` ("gloo" or "nccl") is data-parallel's process groups (a UsageError for another
+/// benchmark when not gloo).
 int bench_command(const std::string& what, const std::string& json_path, const std::string& backend = "gloo");
 
 struct ReproArguments {

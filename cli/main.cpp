@@ -116,8 +116,9 @@ int main(int argc, char** argv) {
   bench->add_option("what", bench_what, "which benchmark: oracle, data-parallel or accumulate")->required();
   bench->add_option("--json", bench_json, "write the figures to this file")->check(path_validator());
   std::string bench_backend = "gloo";
-  bench->add_option("--backend", bench_backend,
-                    "data-parallel: the process groups, gloo (default) or nccl (one CUDA device per rank)")
+  bench
+      ->add_option("--backend", bench_backend,
+                   "data-parallel: the process groups, gloo (default) or nccl (one CUDA device per rank)")
       ->check(CLI::IsMember({"gloo", "nccl"}));
 
   gacc::cli::ReproArguments repro_args;

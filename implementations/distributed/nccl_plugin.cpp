@@ -71,10 +71,11 @@ int nccl_device_count() {
 int local_nccl_ranks(int requested, const std::string& what) {
   const int devices = nccl_device_count();
   const int ranks = requested > 0 ? requested : std::min(devices, 8);
-  const std::string visible = std::to_string(devices) + " CUDA device" + (devices == 1 ? " is" : "s are") + " visible";
+  const std::string visible =
+      std::to_string(devices) + " CUDA device" + (devices == 1 ? " is" : "s are") + " visible";
   if (ranks < 2) {
-    throw EnvironmentError(what + " needs at least 2 CUDA devices (one per rank; a data-parallel job has 2 ranks "
-                                  "or more): " + visible);
+    throw EnvironmentError(what + " needs at least 2 CUDA devices (one per rank; a data-parallel job " +
+                           "has 2 ranks or more): " + visible);
   }
   if (ranks > devices) {
     throw EnvironmentError(what + " --ranks " + std::to_string(ranks) + " needs " + std::to_string(ranks) +

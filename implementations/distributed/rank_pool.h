@@ -1,16 +1,18 @@
 #pragma once
 /// Data parallelism on the real engine: W ranks, each its own process, in one c10d process group
-/// over Gloo (or NCCL: RankPoolOptions::backend). The `RankPool` (the driver) starts the rank processes (`gacc-rank`) once and hands them
-/// jobs — run this data-parallel loop on this scenario — through a c10d TCPStore; `serve` is the
-/// rank side. A job on W ranks runs on ranks 0..W-1 of the pool, in a process group of W (formed on
-/// first use and kept). Every rank returns its trace; the driver checks that the replicas agree.
+/// over Gloo (or NCCL: RankPoolOptions::backend). The `RankPool` (the driver) starts the rank processes
+/// (`gacc-rank`) once and hands them jobs — run this data-parallel loop on this scenario — through a c10d
+/// TCPStore; `serve` is the rank side. A job on W ranks runs on ranks 0..W-1 of the pool, in a process group
+/// of W (formed on first use and kept). Every rank returns its trace; the driver checks that the replicas
+/// agree.
 ///
 /// Faults end the pool and surface as EnvironmentError (exit 4) naming the rank: a rank that dies
 /// (signal or early exit), or one that neither answers nor makes progress for the collective timeout
 /// and a grace second (hung).
 /// A loop that throws on a rank is the recipe's failure (std::runtime_error with that rank's
 /// message); a rank whose environment fails it (its process group cannot form, its CUDA device is
-/// missing: EnvironmentError on the rank) is an EnvironmentError here too. Rank processes die with the driver (PR_SET_PDEATHSIG) and are reaped; none is left.
+/// missing: EnvironmentError on the rank) is an EnvironmentError here too. Rank processes die with the driver
+/// (PR_SET_PDEATHSIG) and are reaped; none is left.
 ///
 /// The store protocol: the driver sets "job/<n>" (JSON: loop, scenario, optional fault); every rank
 /// sets "ready/<r>" once, "progress/<n>/<r>" as it goes, "result/<n>/<r>" (JSON: trace or error, and

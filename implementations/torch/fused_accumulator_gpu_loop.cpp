@@ -28,8 +28,8 @@ class GpuBuffer : public FlatGradientBuffer {
 }  // namespace
 
 std::string FusedAccumulatorGpuLoop::summary() const {
-  return "the fused-accumulator loop on the GPU: each micro-batch's gradients copied to the device and summed "
-         "by gacc's multi-tensor CUDA kernel; finalize's norm, clip coefficient and clip on the device";
+  return "the fused-accumulator loop on the GPU: each micro-batch's gradients copied to the device and "
+         "summed by gacc's multi-tensor CUDA kernel; finalize's norm, clip coefficient and clip on the device";
 }
 
 std::shared_ptr<FlatGradientBuffer> FusedAccumulatorGpuLoop::make_buffer(std::vector<int64_t> sizes) const {

@@ -114,7 +114,8 @@ TEST_CASE("a process group that cannot form on the ranks is an environment error
   const auto timeout = std::chrono::milliseconds(5000);
   std::thread rank1([&] {
     try {
-      serve_rank(master, 1, 2, timeout, gacc::find_data_parallel_loop, /*torchrun=*/true, ProcessGroupBackend::nccl);
+      serve_rank(master, 1, 2, timeout, gacc::find_data_parallel_loop, /*torchrun=*/true,
+                 ProcessGroupBackend::nccl);
     } catch (const std::exception&) {
       // the pool's end reaches this rank as a shutdown job or a closed store
     }
@@ -138,9 +139,10 @@ TEST_CASE("a process group that cannot form on the ranks is an environment error
     } catch (const EnvironmentError& e) {
       message = e.what();
     }
-    CHECK_THAT(message, Contains("rank 0: LOCAL_RANK=\"not-a-device\" (torchrun's convention) is not a device "
-                                 "index; rank 1: LOCAL_RANK=") &&
-                            Contains("during job 0 (ddp-accumulate on 2 ranks"));
+    CHECK_THAT(message,
+               Contains("rank 0: LOCAL_RANK=\"not-a-device\" (torchrun's convention) is not a device "
+                        "index; rank 1: LOCAL_RANK=") &&
+                   Contains("during job 0 (ddp-accumulate on 2 ranks"));
   }
   rank1.join();
   unsetenv("LOCAL_RANK");

@@ -10,40 +10,17 @@
 
 #include "implementations/cuda/grad_accumulator.h"
 #include "implementations/cuda/grad_accumulator_cpu.h"
-#include "tests/implementations/cuda/gradient_values.h"
+#include "tests/implementations/cuda/device_gradients.h"
 #include "tests/implementations/cuda/twin_comparison.h"
 
 using namespace gacc::cuda;
 using namespace gacc::cuda::test;
 using namespace gacc::cuda::emulation;
 
-namespace {
-
-/// Host gradients copied into device memory of their own (freed by the caller's scope).
-struct Uploaded {
-  std::vector<GradientView> views;
-  std::vector<void*> memory;
-  explicit Uploaded(const HostGradients& grads) {
-    for (const auto& g : grads.views) {
-      const size_t bytes = static_cast<size_t>(g.numel) * static_cast<size_t>(element_bytes(g.type));
-      void* device = nullptr;
-      REQUIRE(cudaMalloc(&device, bytes) == cudaSuccess);
-      if (bytes > 0) REQUIRE(cudaMemcpy(device, g.data, bytes, cudaMemcpyHostToDevice) == cudaSuccess);
-      memory.push_back(device);
-      views.push_back({device, g.numel, g.type});
-    }
-  }
-  ~Uploaded() {
-    for (void* device : memory) cudaFree(device);
-  }
-};
-
-}  // namespace
-
 TEST_CASE("accumulate and reset only queue work; finalize and the readers wait for it", "[emulation]") {
   const std::vector<int64_t> sizes = {3000, 17, 0, 70000};
   const HostGradients grads(sizes, kAllTypes, 11);
-  const Uploaded device(grads);
+  const DeviceGradients device(grads);
   GradAccumulator gpu(sizes);
   CHECK(queued_operations() == 0);  // the constructor waits for its reset
   gpu.accumulate(device.views, 0.5f);
@@ -64,7 +41,7 @@ TEST_CASE("accumulate and reset only queue work; finalize and the readers wait f
   // Two queued accumulates with different gradients: each launch keeps the sources it was given,
   // though the host's metadata is rewritten for the second before the first has run.
   const HostGradients other(sizes, kAllTypes, 12);
-  const Uploaded other_device(other);
+  const DeviceGradients other_device(other);
   gpu.reset();
   gpu.accumulate(device.views, 1.0f);
   gpu.accumulate(other_device.views, 1.0f);
