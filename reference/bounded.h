@@ -295,13 +295,15 @@ Host<T> host_value(Compute compute) {
 Bounded host_scalar_rounded(const Bounded& computed_in_fp64);
 
 /// A host value applied as a constant in the implementation's format (a step size, 1 - beta):
-/// host_value, then one rounding into the format (for float: the cast; for Bounded: its bound).
+/// host_value, then one rounding into the format.
 template <class T, class Compute>
 T host_scalar(Compute compute) {
   if constexpr (std::is_same_v<T, Bounded>) {
     return host_scalar_rounded(host_value<T>(compute));
+  } else if constexpr (std::is_same_v<Host<T>, T>) {
+    return host_value<T>(compute);  // the truth: no format to round into
   } else {
-    return T(host_value<T>(compute));
+    return constant<T>(host_value<T>(compute));  // float: the cast; Stochastic: rounded to nearest
   }
 }
 

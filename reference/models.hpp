@@ -10,6 +10,7 @@
 #include <cmath>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "reference/bounded.h"
 #include "reference/models.h"
@@ -68,7 +69,14 @@ struct Gradients {
   /// The evaluation's gradient and format flags, in canonical order.
   void finish(ModelEvaluation<T>& out) const {
     out.grad.reserve(sums.size());
-    for (const auto& s : sums) out.grad.push_back(s.result());
+    for (size_t i = 0; i < sums.size(); ++i) {
+      out.grad.push_back(sums[i].result());
+      // A draw stores a low-precision product's gradient in its format once per evaluation (one
+      // micro-batch); Bounded charges that rounding in Sum.
+      if constexpr (std::is_same_v<T, Stochastic>) {
+        if (low[i]) round_low(out.grad.back());
+      }
+    }
     out.grad_low = low;
   }
 };

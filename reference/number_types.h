@@ -5,7 +5,9 @@
 ///   double         a fast oracle, and the twin of LibTorch float64 in tests;
 ///   float          an fp32 re-enactment, used by tests to check that the bounds really bound;
 ///   Bounded        the value with a first-order bound on the rounding error of an
-///                  implementation (see Note [tolerance] in reference/bounded.h).
+///                  implementation (see Note [tolerance] in reference/bounded.h);
+///   Stochastic     one draw of an implementation's rounding errors (stochastic rounding; see
+///                  Note [probabilistic tolerance] in reference/stochastic.h).
 /// The elementary functions are overloaded here for each, so that templated code calls them
 /// unqualified (exp(x), erf(x), ...) and gets the right one.
 
@@ -16,6 +18,7 @@
 #include <boost/multiprecision/cpp_bin_float.hpp>
 
 #include "reference/bounded.h"
+#include "reference/stochastic.h"
 
 namespace gacc::reference {
 

@@ -13,6 +13,8 @@
 #include "reference/models.h"
 #include "reference/number_types.h"
 #include "reference/optimizers.h"
+#include "reference/stochastic.h"
+#include "fixtures/random.h"
 
 namespace gacc::reference {
 namespace {
@@ -33,13 +35,46 @@ struct WindowResult {
 template <class T>
 void unscale(std::vector<T>& grad, double loss_scale) {
   if (loss_scale == 1.0) return;
-  if constexpr (std::is_same_v<T, Bounded> || std::is_same_v<T, float>) {
+  if constexpr (std::is_same_v<T, Bounded> || std::is_same_v<T, Stochastic> || std::is_same_v<T, float>) {
     const T inverse = constant<T>(1.0 / loss_scale);
     for (auto& g : grad) g = g * inverse;
   } else {
     const T scale = T(loss_scale);
     for (auto& g : grad) g = g / scale;
   }
+}
+
+/// The window's loss, gradient (scaled by `loss_scale`) and buffers after it. The truth and the bound
+/// evaluate the window as one batch (BatchNorm over `virtual_batches` when ghost: Note [tolerance]
+/// makes the bound hold for every split). A rounding draw evaluates it as a correct accumulating
+/// implementation does (Note [probabilistic tolerance]): each micro-batch of each rank on its own,
+/// normalized by the window's loss elements, BatchNorm's buffers carried from one to the next, the
+/// gradients and losses summed in fp32 — except BatchNorm over the whole window (not ghost), which
+/// no split computes.
+template <class T>
+ModelEvaluation<T> evaluate_window(const Scenario& scenario, int step, const fixtures::Batch& batch,
+                                   const std::vector<int64_t>& virtual_batches, double loss_scale,
+                                   const std::vector<T>& params, const std::vector<T>& buffers) {
+  EvaluationOptions options;
+  options.loss_scale = loss_scale;
+  const bool whole_window_batch_norm = is_batch_coupled(scenario.model) && virtual_batches.empty();
+  if (!std::is_same_v<T, Stochastic> || whole_window_batch_norm) {
+    options.virtual_batches = virtual_batches;
+    return loss_and_gradient(scenario, params, buffers, batch, options);
+  }
+  options.loss_elements = fixtures::window_loss_elements(scenario, step);
+  ModelEvaluation<T> total{T(0), std::vector<T>(params.size(), T(0)), buffers, {}};
+  const auto& window = scenario.data.windows[static_cast<size_t>(step)];
+  for (size_t rank = 0; rank < window.size(); ++rank) {
+    for (size_t micro = 0; micro < window[rank].size(); ++micro) {
+      const auto micro_batch = fixtures::micro_batch(scenario, step, static_cast<int>(rank), static_cast<int>(micro));
+      auto part = loss_and_gradient(scenario, params, total.buffers_after, micro_batch, options);
+      total.loss = total.loss + part.loss;
+      for (size_t i = 0; i < part.grad.size(); ++i) total.grad[i] = total.grad[i] + part.grad[i];
+      total.buffers_after = std::move(part.buffers_after);
+    }
+  }
+  return total;
 }
 
 /// One optimizer step of large-batch training: the window's loss and gradient (the backward pass
@@ -51,10 +86,7 @@ WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout
                            const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
                            double loss_scale, bool skipped, std::vector<T> params, StateOf<T> state,
                            const std::vector<T>& buffers) {
-  EvaluationOptions options;
-  options.virtual_batches = virtual_batches;
-  options.loss_scale = loss_scale;
-  auto evaluation = loss_and_gradient(scenario, params, buffers, batch, options);
+  auto evaluation = evaluate_window(scenario, step, batch, virtual_batches, loss_scale, params, buffers);
   WindowResult<T> out;
   out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
   out.loss = evaluation.loss;
@@ -139,11 +171,57 @@ std::vector<double> values_of(const std::vector<T>& x) {
 /// The tolerance of a Bounded result: kToleranceMargin times its bound (Note [tolerance]).
 double tolerance_of(const Bounded& x) { return kToleranceMargin * x.error; }
 
-std::vector<double> tolerances_of(const std::vector<Bounded>& x) {
+/// The rounding draws of one window (Note [probabilistic tolerance]): none under fp32.
+using Draws = std::vector<WindowResult<Stochastic>>;
+
+/// Tolerances of one quantity: kToleranceMargin times, elementwise, the smaller of the strict bound
+/// and the probabilistic one — kRoundingSpread times the root-mean-square deviation from the truth of
+/// the draws whose values are all finite, floored at one rounding of the value, used only when at
+/// least half the draws are (Note [probabilistic tolerance]).
+std::vector<double> tolerances_of(const std::vector<Bounded>& bounded, const std::vector<double>& truth,
+                                  const std::vector<const std::vector<Stochastic>*>& drawn) {
+  std::vector<const std::vector<Stochastic>*> finite;
+  for (const auto* values : drawn) {
+    bool ok = values->size() == truth.size();
+    for (size_t i = 0; ok && i < values->size(); ++i) ok = std::isfinite((*values)[i].value);
+    if (ok) finite.push_back(values);
+  }
+  const bool calibrated = !finite.empty() && 2 * finite.size() >= static_cast<size_t>(kRoundingDraws);
   std::vector<double> out;
-  out.reserve(x.size());
-  for (const auto& v : x) out.push_back(tolerance_of(v));
+  out.reserve(bounded.size());
+  for (size_t i = 0; i < bounded.size(); ++i) {
+    double bound = bounded[i].error;
+    if (calibrated) {
+      double squares = 0.0;
+      for (const auto* values : finite) {
+        const double deviation = (*values)[i].value - truth[i];
+        squares += deviation * deviation;
+      }
+      const double spread = std::sqrt(squares / static_cast<double>(finite.size()));
+      bound = std::min(bound, std::max(kRoundingSpread * spread, unit_roundoff() * std::fabs(truth[i])));
+    }
+    out.push_back(kToleranceMargin * bound);
+  }
   return out;
+}
+
+/// tolerances_of for one value of each draw, picked by `pick`.
+template <class Pick>
+double tolerance_of(const Bounded& bounded, double truth, const Draws& draws, Pick pick) {
+  std::vector<std::vector<Stochastic>> values;
+  for (const auto& draw : draws) values.push_back({pick(draw)});
+  std::vector<const std::vector<Stochastic>*> drawn;
+  for (const auto& v : values) drawn.push_back(&v);
+  return tolerances_of({bounded}, {truth}, drawn).front();
+}
+
+/// tolerances_of for one vector of each draw, picked by `pick`.
+template <class Pick>
+std::vector<double> tolerances_of(const std::vector<Bounded>& bounded, const std::vector<double>& truth,
+                                  const Draws& draws, Pick pick) {
+  std::vector<const std::vector<Stochastic>*> drawn;
+  for (const auto& draw : draws) drawn.push_back(&pick(draw));
+  return tolerances_of(bounded, truth, drawn);
 }
 
 /// An implementation may step its scheduler in chained form (PyTorch's schedulers update the rate
@@ -152,30 +230,71 @@ double chained_schedule_allowance(int step, double lr) {
   return kScaleRoundings * (step + 1) * unit_roundoff(kFp64) * std::fabs(lr);
 }
 
-/// Combines the truth (values) and the Bounded run (tolerances) of one window.
+/// Combines the truth (values), the Bounded run and the rounding draws (tolerances) of one window.
 template <class T>
 WindowExpectation expectation(int step, double loss_scale, Overflow overflow, const WindowResult<T>& truth,
-                              const WindowResult<Bounded>& bounded) {
+                              const WindowResult<Bounded>& bounded, const Draws& draws) {
   WindowExpectation e;
   e.step = step;
   e.lr = to_double(truth.lr);
   e.lr_tolerance = tolerance_of(bounded.lr) + kToleranceMargin * chained_schedule_allowance(step, e.lr);
   e.loss = to_double(truth.loss);
-  e.loss_tolerance = tolerance_of(bounded.loss);
+  e.loss_tolerance = tolerance_of(bounded.loss, e.loss, draws, [](const auto& d) { return d.loss; });
   e.grad = values_of(truth.grad);
-  e.grad_tolerance = tolerances_of(bounded.grad);
+  e.grad_tolerance = tolerances_of(bounded.grad, e.grad, draws, [](const auto& d) -> const auto& { return d.grad; });
   e.norm = to_double(truth.norm);
-  e.norm_tolerance = tolerance_of(bounded.norm);
+  e.norm_tolerance = tolerance_of(bounded.norm, e.norm, draws, [](const auto& d) { return d.norm; });
   e.params_after = values_of(truth.params_after);
-  e.params_after_tolerance = tolerances_of(bounded.params_after);
+  e.params_after_tolerance =
+      tolerances_of(bounded.params_after, e.params_after, draws, [](const auto& d) -> const auto& { return d.params_after; });
   for (const auto& [name, values] : truth.state_after) e.state_after[name] = values_of(values);
-  for (const auto& [name, values] : bounded.state_after) e.state_after_tolerance[name] = tolerances_of(values);
+  for (const auto& [name, values] : bounded.state_after) {
+    const std::string& key = name;
+    e.state_after_tolerance[name] = tolerances_of(values, e.state_after.at(name), draws,
+                                                  [&key](const auto& d) -> const auto& { return d.state_after.at(key); });
+  }
   e.buffers_after = values_of(truth.buffers_after);
-  e.buffers_after_tolerance = tolerances_of(bounded.buffers_after);
+  e.buffers_after_tolerance = tolerances_of(bounded.buffers_after, e.buffers_after, draws,
+                                            [](const auto& d) -> const auto& { return d.buffers_after; });
   e.loss_scale = loss_scale;
   e.overflow = overflow;
   e.skipped = overflow == Overflow::definite;
   return e;
+}
+
+/// Where a rounding draw stands: its own parameters, optimizer state and buffers.
+struct DrawnState {
+  std::vector<Stochastic> params, buffers;
+  StateOf<Stochastic> state;
+};
+
+/// The seed of the rounding draws of window `step`: fixed by the scenario, so that a verdict is
+/// reproducible.
+uint64_t draw_seed(const Scenario& scenario, int step) {
+  return fixtures::random_bits(scenario.data.seed, scenario.model.init_seed, static_cast<uint64_t>(step));
+}
+
+/// Runs window `step` for every draw from where it stands, and moves each draw on. Under fp32 there
+/// are no draws (the strict bound stands alone: Note [probabilistic tolerance]).
+Draws draw_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
+                  const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches, double loss_scale,
+                  bool skipped, std::vector<DrawnState>& drawn) {
+  Draws draws;
+  for (size_t d = 0; d < drawn.size(); ++d) {
+    const RoundingDraw draw(draw_seed(scenario, step), static_cast<int>(d));
+    draws.push_back(run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, drawn[d].params,
+                               drawn[d].state, drawn[d].buffers));
+    drawn[d] = {draws.back().params_after, draws.back().buffers_after, draws.back().state_after};
+  }
+  return draws;
+}
+
+/// Every draw starting from the same exact values.
+std::vector<DrawnState> draws_from(const Scenario& scenario, const std::vector<double>& params,
+                                   const OptimizerState& state, const std::vector<double>& buffers) {
+  if (scenario.precision == Precision::fp32) return {};
+  return std::vector<DrawnState>(static_cast<size_t>(kRoundingDraws),
+                                 {convert<Stochastic>(params), convert<Stochastic>(buffers), convert<Stochastic>(state)});
 }
 
 /// Large-batch training from the initial weights, with GradScaler's state machine under fp16: the
@@ -193,6 +312,7 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
   std::vector<Bounded> bounded_buffers = convert<Bounded>(initial_buffers);
   StateOf<T> state;
   StateOf<Bounded> bounded_state;
+  auto drawn = draws_from(scenario, initial_params, {}, initial_buffers);
   const bool scaled = scenario.precision == Precision::fp16;
   LossScaleState scaler = initial_loss_scale(scenario.loss_scale);
   for (int s = 0; s < scenario.steps; ++s) {
@@ -203,7 +323,8 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
                             buffers);
     auto bounded = run_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped,
                               bounded_params, bounded_state, bounded_buffers);
-    out.push_back(expectation(s, loss_scale, overflow, truth, bounded));
+    const auto draws = draw_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped, drawn);
+    out.push_back(expectation(s, loss_scale, overflow, truth, bounded, draws));
     if (scaled) scaler = update_loss_scale(scenario.loss_scale, scaler, skipped);
     params = std::move(truth.params_after);
     state = std::move(truth.state_after);
@@ -227,7 +348,9 @@ WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayou
                           convert<T>(state), convert<T>(buffers));
   auto bounded = run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped,
                             convert<Bounded>(params), convert<Bounded>(state), convert<Bounded>(buffers));
-  return expectation(step, loss_scale, overflow, truth, bounded);
+  auto drawn = draws_from(scenario, params, state, buffers);
+  const auto draws = draw_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, drawn);
+  return expectation(step, loss_scale, overflow, truth, bounded, draws);
 }
 
 bool all_finite(const std::vector<double>& values) {
