@@ -17,6 +17,7 @@
 #include "core/errors.h"
 #include "core/files.h"
 #include "reference/oracle.h"
+#include "implementations/distributed/data_parallel.h"
 #include "implementations/distributed/nccl_plugin.h"
 #include "implementations/distributed/process_group_backend.h"
 #include "implementations/distributed/rank_pool.h"
@@ -138,6 +139,36 @@ int serve_torchrun_rank(const DataParallelArguments& args) {
   return 0;
 }
 
+properties::GeneratorRange command_range(const std::string& precision, int max_world) {
+  auto range = properties::whole_zoo();
+  range.max_world = max_world;
+  if (!precision.empty()) {
+    const auto named = std::find_if(range.precisions.begin(), range.precisions.end(),
+                                    [&](Precision p) { return to_string(p) == precision; });
+    if (named == range.precisions.end()) throw UsageError("--precision must be fp32, bf16 or fp16, got " + precision);
+    range.precisions = {*named};
+  }
+  return range;
+}
+
+namespace {
+
+/// The largest world the data-parallel recipes run (the rank pool's size; 1 with --ranks 1), and so
+/// the largest a command draws: a world no recipe runs would be judged by none.
+int data_parallel_world() {
+  return std::min(distributed::shared_pool_ranks(), properties::kMaxGeneratedWorld);
+}
+
+/// Runs every property against `recipes` on the stratified scenarios of `range` (Note [coverage]).
+properties::RunReport run_stratified(const std::vector<const properties::Property*>& properties,
+                                     const std::vector<const Recipe*>& recipes, const properties::GeneratorRange& range,
+                                     properties::RunOptions options) {
+  options.cells = properties::cell_names(range);
+  return properties::run_properties(properties, recipes, properties::stratified(range, options.seed), options);
+}
+
+}  // namespace
+
 int run_command(const RunArguments& args) {
   const Catalog catalog;
   properties::RunOptions options;
@@ -145,8 +176,8 @@ int run_command(const RunArguments& args) {
   options.seed = args.seed;
   options.filter = args.filter;
   options.progress = terminal_progress();
-  const auto report =
-      properties::run_properties(catalog.properties(), catalog.recipes(), properties::scenarios(), options);
+  const auto report = run_stratified(catalog.properties(), catalog.recipes(),
+                                     command_range(args.precision, data_parallel_world()), options);
   properties::print_table(std::cout, report, args.verbose);
   write_reports(report, args.json_path, args.junit_path);
   return static_cast<int>(report.exit_code());
@@ -159,7 +190,8 @@ int pitfalls_command(const PitfallsArguments& args) {
   options.seed = args.seed;
   options.progress = terminal_progress();
   const auto recipes = catalog.recipes();
-  const auto report = properties::run_properties(catalog.properties(), recipes, properties::scenarios(), options);
+  const auto report =
+      run_stratified(catalog.properties(), recipes, command_range(args.precision, data_parallel_world()), options);
   const auto pitfalls = properties::summarize_pitfalls(report, recipes);
   const auto separation = properties::separation(report, pitfalls);
 
@@ -228,7 +260,7 @@ std::string indented(const std::string& text, const std::string& indent) {
 
 }  // namespace
 
-int explain_command(const std::string& name, int cases, uint64_t seed) {
+int explain_command(const std::string& name, int cases, uint64_t seed, const std::string& precision) {
   const Catalog catalog;
   const Recipe* pitfall = nullptr;
   std::string known;
@@ -243,7 +275,8 @@ int explain_command(const std::string& name, int cases, uint64_t seed) {
   options.cases = cases;
   options.seed = seed;
   options.progress = terminal_progress();
-  const auto report = properties::run_properties(catalog.properties(), {pitfall}, properties::scenarios(), options);
+  const auto report =
+      run_stratified(catalog.properties(), {pitfall}, command_range(precision, data_parallel_world()), options);
   const auto summary = properties::summarize_pitfalls(report, {pitfall}).at(0);
 
   std::cout << pitfall->name() << " — " << pitfall->summary() << "\n";
@@ -462,10 +495,8 @@ int case_export_command(const CaseExportArguments& args) {
   if (!args.scenario.empty()) {
     scenario = scenario_argument(args.scenario);
   } else {
-    auto range = properties::whole_zoo();
-    range.max_world = 1;
     // The first case `gacc check-external --seed S` draws (with its default --ranks 1).
-    scenario = properties::generated_case(properties::scenarios(range), args.seed, 0).value();
+    scenario = properties::generated_case(properties::stratified(command_range("", 1), args.seed), args.seed, 0).value();
   }
   external::write_case(args.out, scenario);
   std::cout << "case: " << args.out << "\nscenario: " << to_json_text(scenario) << "\n";
@@ -656,8 +687,6 @@ int check_external_command(const CheckExternalArguments& args) {
     return check_external_differential(args, recipe);
   }
   const Catalog catalog;
-  auto range = properties::whole_zoo();
-  range.max_world = args.ranks;
   properties::RunOptions run;
   run.cases = args.cases;
   run.seed = args.seed;
@@ -665,7 +694,7 @@ int check_external_command(const CheckExternalArguments& args) {
   run.progress = terminal_progress();
   std::cout << "checking: " << args.command << "\n" << args.cases << " generated scenarios (seed " << args.seed
             << ", world sizes up to " << args.ranks << ")\n\n";
-  auto report = properties::run_properties(catalog.properties(), {&recipe}, properties::scenarios(range), run);
+  auto report = run_stratified(catalog.properties(), {&recipe}, command_range(args.precision, args.ranks), run);
   report.reproducer = [&recipe](const properties::Counterexample& c) {
     return "gacc case export --scenario " + external::shell_quoted(to_json_text(c.scenario)) +
            " --out case.pt && " + recipe.command_for("case.pt", "result.pt") +

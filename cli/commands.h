@@ -6,6 +6,7 @@
 #include <string>
 
 #include "core/scenario.h"
+#include "properties/generators.h"
 
 namespace gacc::cli {
 
@@ -31,6 +32,7 @@ int serve_torchrun_rank(const DataParallelArguments& args);
 
 struct RunArguments {
   std::string filter;
+  std::string precision;  ///< fp32, bf16 or fp16: draw only that precision (empty: all three)
   int cases = 100;
   uint64_t seed = 1;
   std::string json_path;
@@ -44,6 +46,7 @@ int list_command(bool json);
 
 struct PitfallsArguments {
   int cases = 200;
+  std::string precision;  ///< as RunArguments::precision
   uint64_t seed = 1;
   std::string json_path;
   std::string plot_directory;
@@ -53,7 +56,7 @@ struct PitfallsArguments {
 int pitfalls_command(const PitfallsArguments& args);
 
 /// `gacc explain PITFALL`: the bug, a minimal counterexample (shrunk), the fix as code.
-int explain_command(const std::string& pitfall, int cases, uint64_t seed);
+int explain_command(const std::string& pitfall, int cases, uint64_t seed, const std::string& precision = "");
 
 /// `gacc bench WHAT [--json F] [--backend B]`: WHAT is "oracle", "data-parallel" or "accumulate";
 /// `backend` ("gloo" or "nccl") is data-parallel's process groups (a UsageError for another
@@ -75,6 +78,10 @@ namespace gacc::cli {
 
 /// Scenario JSON given on the command line: the text itself (starting with `{`) or a file's path.
 Scenario scenario_argument(const std::string& text_or_path);
+
+/// What a command draws from: the whole zoo, in one precision when `precision` names one (fp32,
+/// bf16, fp16; empty: all), on up to `max_world` ranks.
+properties::GeneratorRange command_range(const std::string& precision, int max_world);
 
 struct CaseExportArguments {
   std::string scenario;  ///< Scenario JSON text or file; empty: the first scenario of `seed`
@@ -110,6 +117,7 @@ struct CheckExternalArguments {
   std::string junit_path;
   bool verbose = false;
   std::string mode = "oracle";  ///< or "differential": the stack's own model, splits only
+  std::string precision;        ///< as RunArguments::precision (oracle mode)
 };
 
 /// `gacc check-external --cmd ...`: the property loop against another program.

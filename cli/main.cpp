@@ -60,6 +60,12 @@ void add_data_parallel_options(CLI::App* command, gacc::cli::DataParallelArgumen
   command->add_option("--inject-fault", args.inject_fault, "testing: crash|hang|exit|throw:RANK")->group("");
 }
 
+/// --precision: draw only fp32, bf16 or fp16 scenarios.
+void add_precision_option(CLI::App* command, std::string& precision) {
+  command->add_option("--precision", precision, "draw only this precision policy: fp32, bf16 or fp16 (default: all three)")
+      ->check(CLI::IsMember({"fp32", "bf16", "fp16"}));
+}
+
 int usage_error(const CLI::App& app, const std::string& message) {
   std::cerr << "gacc: " << message << "\n\n" << app.help();
   return static_cast<int>(gacc::ExitCode::usage);
@@ -83,6 +89,7 @@ int main(int argc, char** argv) {
   run->add_option("--json", run_args.json_path, "write the JSON report to this file")->check(path_validator());
   run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file")->check(path_validator());
   run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
+  add_precision_option(run, run_args.precision);
   gacc::cli::DataParallelArguments data_parallel_args;
   add_data_parallel_options(run, data_parallel_args);
 
@@ -100,6 +107,7 @@ int main(int argc, char** argv) {
                        "write SVG loss curves (large batch, correct loop, each pitfall) into this directory")
       ->check(path_validator());
   add_data_parallel_options(pitfalls, data_parallel_args);
+  add_precision_option(pitfalls, pitfall_args.precision);
 
   std::string explain_pitfall, explain_seed;
   int explain_cases = 100;
@@ -108,6 +116,8 @@ int main(int argc, char** argv) {
   explain->add_option("--cases", explain_cases, "generated scenarios searched (default 100)")->check(CLI::Range(1, 10000000));
   explain->add_option("--seed", explain_seed, "seed of the scenario generator (default 1)")->check(seed_validator());
   add_data_parallel_options(explain, data_parallel_args);
+  std::string explain_precision;
+  add_precision_option(explain, explain_precision);
 
   std::string bench_what, bench_json;
   auto* bench = app.add_subcommand(
@@ -177,6 +187,7 @@ int main(int argc, char** argv) {
                              "oracle (gacc's zoo models against its oracle, default) or differential (the stack's own "
                              "model: accumulated against its own large batch)")
       ->check(CLI::IsMember({"oracle", "differential"}));
+  add_precision_option(check_external, external_args.precision);
 
   if (argc > 1 && argv[1][0] != '-') {
     const std::string command = argv[1];
@@ -244,7 +255,8 @@ int main(int argc, char** argv) {
     if (*case_export) return gacc::cli::case_export_command(export_args);
     if (*case_verify) return gacc::cli::case_verify_command(verify_args);
     if (*check_external) return gacc::cli::check_external_command(external_args);
-    if (*explain) return gacc::cli::explain_command(explain_pitfall, explain_cases, explain_seed.empty() ? 1 : *parse_seed(explain_seed));
+    if (*explain) return gacc::cli::explain_command(explain_pitfall, explain_cases, explain_seed.empty() ? 1 : *parse_seed(explain_seed),
+                                                         explain_precision);
   } catch (const gacc::Error& e) {
     std::cerr << "gacc: " << e.what() << "\n";
     return static_cast<int>(e.code());

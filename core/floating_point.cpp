@@ -1,6 +1,8 @@
 #include "core/floating_point.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <limits>
 
 namespace gacc {
@@ -21,10 +23,24 @@ double round_to(const FloatFormat& f, double x) {
   return rounded;
 }
 
-double unit_roundoff(const FloatFormat& f) { return std::ldexp(1.0, -f.precision); }
+namespace {
+
+/// The double of these bits (formats' constants built without ldexp: the oracle asks for them per
+/// operation).
+double from_bits(uint64_t bits) {
+  double out = 0.0;
+  std::memcpy(&out, &bits, sizeof out);
+  return out;
+}
+
+}  // namespace
+
+double unit_roundoff(const FloatFormat& f) { return from_bits(static_cast<uint64_t>(1023 - f.precision) << 52); }
 
 double max_finite(const FloatFormat& f) {
-  return std::ldexp(2.0 - std::ldexp(1.0, 1 - f.precision), f.max_exponent);
+  // 1.1...1 (precision bits) x 2^max_exponent
+  const uint64_t significand = ((uint64_t{1} << (f.precision - 1)) - 1) << (53 - f.precision);
+  return from_bits((static_cast<uint64_t>(f.max_exponent + 1023) << 52) | significand);
 }
 
 double overflow_threshold(const FloatFormat& f) {

@@ -12,11 +12,11 @@ namespace {
 // large batch's clipped gradient. Applies where clipping is configured (the generators make it
 // active).
 bool applies(const Scenario& scenario) {
-  return scenario.clipping.kind != ClippingKind::none && !is_batch_coupled(scenario.model);
+  return scenario.clipping.kind != ClippingKind::none;
 }
 
 CaseVerdict check(const CaseContext& context) {
-  const auto& oracle = context.oracle;
+  const auto& oracle = accumulation_oracle(context.oracle);
   Judgement judgement(oracle);
   check_gradients(oracle, context.trace, judgement);
   CaseVerdict verdict = judgement.verdict();

@@ -41,6 +41,22 @@ Comparison compare(const std::vector<double>& observed, const std::vector<double
   return c;
 }
 
+Resolution resolution(const std::vector<double>& expected, const std::vector<double>& tolerance) {
+  Resolution r;
+  double total = 0.0, resolved = 0.0;
+  bool exact = true;
+  for (size_t i = 0; i < expected.size() && i < tolerance.size(); ++i) {
+    const double mass = expected[i] * expected[i];
+    total += mass;
+    if (std::isfinite(tolerance[i]) && tolerance[i] < std::fabs(expected[i])) resolved += mass;
+    exact = exact && tolerance[i] == 0.0;
+  }
+  if (exact) return r;
+  r.resolved_share = total > 0.0 ? resolved / total : 0.0;
+  r.looked = r.resolved_share >= 0.5;
+  return r;
+}
+
 Comparison compare(double observed, double expected, double tolerance) {
   return compare(std::vector<double>{observed}, std::vector<double>{expected},
                  std::vector<double>{tolerance});

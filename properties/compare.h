@@ -19,6 +19,30 @@ struct Comparison {
   int64_t bad_count = 0;         ///< elements with ratio >= 1
 };
 
+/// Whether a comparison could see a difference the size of what it checks (Note [looked]).
+struct Resolution {
+  bool looked = true;
+  /// The share of the expected values' squared mass on elements whose tolerance is below their own
+  /// magnitude (1 for an exact check).
+  double resolved_share = 1.0;
+};
+
+// Note [looked]
+// ~~~~~~~~~~~~~
+// A check looked only if a wrong answer the size of the truth would fail it. Elementwise, an element
+// is resolved when its tolerance is finite and below its own expected magnitude (observing zero, or
+// twice the value, there fails). A comparison looked when its resolved elements carry at least half
+// of the expected values' squared mass, or when every tolerance is zero (an exact check): so a
+// tolerance that is infinite, or past the quantity it bounds, over most of a gradient does not
+// judge it, while one element the analysis cannot pin down (an Adam step on a gradient within
+// rounding of zero, whose sign decides a whole lr) does not void the others. A check that did not
+// look is "not judged", never "pass"; a comparison that fails (ratio >= 1) found something and counts
+// as judged. Verdicts count judged and not-judged checks apart; a case is judged when every check it
+// made looked (reports count cases both ways, and a property that judged no case says so).
+
+/// Whether comparing against `expected` under `tolerance` looked (Note [looked]).
+Resolution resolution(const std::vector<double>& expected, const std::vector<double>& tolerance);
+
 /// Ratio of one element: |observed - expected| / tolerance; 0 when equal; +inf when observed is not
 /// finite, or differs where the tolerance is zero.
 double element_ratio(double observed, double expected, double tolerance);

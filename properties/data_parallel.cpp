@@ -31,7 +31,10 @@ void check_collectives(const Scenario& sc, const Counters& counters, Judgement& 
     return counters.all_reduce_bytes == rounds * round_bytes && counters.all_reduces >= rounds &&
            counters.all_reduces % rounds == 0;
   };
-  if (consistent(once) || consistent(every)) return;
+  if (consistent(once) || consistent(every)) {
+    judgement.exact();
+    return;
+  }
   judgement.structural(std::to_string(counters.all_reduces) + " gradient collectives moving " +
                        std::to_string(counters.all_reduce_bytes) + " bytes over " + std::to_string(sc.steps) +
                        " windows of " + std::to_string(every) + " micro-batches in all; the fp32 gradient (" +

@@ -12,6 +12,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
 #include <ostream>
 #include <vector>
 
@@ -253,13 +256,101 @@ inline rc::Gen<PrecisionSpec> precision_specs(const std::vector<Precision>& prec
       rc::gen::sizedElement(2.0, 4.0), rc::gen::sizedElement(0.5, 0.25), rc::gen::sizedElement(int64_t{2000}, int64_t{1}, int64_t{2}));
 }
 
+/// The norm-clipping threshold of a stratum with clipping: below the zoo's gradient norms.
+constexpr double kForcedClipNorm = 1.0 / 64;
+
+/// Makes window 0's last micro-batch on rank 0 hold no counted token (every sequence empty), keeping
+/// a token in its first micro-batch (a window with no token has no token mean to judge).
+inline void empty_last_micro_batch(Scenario& sc) {
+  const auto& sizes = sc.data.windows[0][0];
+  if (sizes.size() < 2) return;
+  int64_t first = 0;
+  for (size_t i = 0; i + 1 < sizes.size(); ++i) first += sizes[i];
+  for (int64_t i = first; i < first + sizes.back(); ++i) sc.data.sequence_lengths[static_cast<size_t>(i)] = 0;
+  if (sc.data.sequence_lengths[0] == 0) sc.data.sequence_lengths[0] = 1;
+}
+
+// Note [coverage]
+// ~~~~~~~~~~~~~~~
+// A property can only judge what is drawn. Drawn independently, the cells the properties tell apart
+// (architecture x loss reduction x precision: 9 x 2 x 3 = 54) come up by chance, and a short run
+// often misses the one a bug lives in (a token-count bug needs the language model with a token mean
+// in a precision where the check can look). So a run's cases are stratified: case i belongs to
+// cell i mod C of a seed-dependent permutation of the C cells of the range (a fresh permutation
+// for every pass), so the first C cases of any run cover every cell once, and every later pass
+// covers them again. On top, each case is given about half of the triggers that make accumulation
+// bugs show — norm clipping at a threshold below the zoo's gradient norms, a partial last window, a
+// micro-batch without a counted token (language model), W > 1 (where ranks are allowed), an fp16
+// loss scale that overflows at once (fp16) — alternating among the cells a trigger applies to, in
+// the order they come up, so that every trigger meets every architecture within a pass or two.
+// Everything else (dimensions, split sizes, optimizer, schedule, seeds) is drawn as before, and
+// shrinking keeps the case in its cell and its triggers: a bf16 language-model counterexample
+// stays one. Reports say, per property, which cells and triggers it judged (Stratum, runner.h).
+
+/// The cell and triggers a case is drawn in (Note [coverage]).
+struct Stratum {
+  Architecture arch = Architecture::linear;
+  bool summed = false;  ///< Reduction::sum, else the model's mean (mean or token_mean)
+  Precision precision = Precision::fp32;
+  bool clipping = false;     ///< norm clipping at a threshold below the zoo's gradient norms
+  bool partial = false;      ///< a partial last window
+  bool token_free = false;   ///< a micro-batch without a counted token (language model, K >= 2)
+  bool multi_rank = false;   ///< W >= 2
+  bool overflow = false;     ///< fp16 at a loss scale that overflows from the first window
+};
+
+/// A cell's name in reports: "causal_lm x token_mean x bf16".
+std::string cell_name(Architecture arch, Reduction reduction, Precision precision);
+/// The cell a scenario belongs to.
+std::string cell_of(const Scenario& scenario);
+/// The names of a range's cells, in strata_cells' order.
+std::vector<std::string> cell_names(const GeneratorRange& range);
+
+/// The cells of a range, in a canonical order: architecture x {mean, sum} x precision.
+std::vector<Stratum> strata_cells(const GeneratorRange& range);
+
+/// The stratum of case `index` of a run under `seed` (Note [coverage]).
+Stratum stratum_of_case(const GeneratorRange& range, uint64_t seed, int index);
+
+/// Scenarios of a run, by case index (a stratified run draws each case in its own stratum).
+using CaseGenerator = std::function<rc::Gen<Scenario>(int index)>;
+
+rc::Gen<Scenario> scenarios_in(const GeneratorRange& range, const Stratum* stratum);
+
 /// Whole scenarios on W ranks (W up to the range's max_world), K in 1..4, S in 1..3, in the range's
-/// precisions.
-inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
+/// precisions, every part drawn independently.
+inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) { return scenarios_in(range, nullptr); }
+
+/// A run's stratified scenarios (Note [coverage]).
+CaseGenerator stratified(const GeneratorRange& range, uint64_t seed);
+
+/// Scenarios in `stratum` when given (see Stratum), else drawn independently.
+inline rc::Gen<Scenario> scenarios_in(const GeneratorRange& full_range, const Stratum* stratum) {
+  GeneratorRange range = full_range;
+  if (stratum) {
+    range.architectures = {stratum->arch};
+    range.precisions = {stratum->precision};
+  }
+  const std::optional<Stratum> forced = stratum ? std::optional<Stratum>(*stratum) : std::nullopt;
+  const int max_world = range.max_world;
   return rc::gen::apply(
-      [](int world, int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations, bool partial,
-         int kept, std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum, OptimizerSpec optimizer,
-         ScheduleSpec schedule, ClippingSpec clipping, PrecisionSpec precision) {
+      [forced, max_world](int world, int k, int steps, ModelSpec model, std::vector<int> base, std::vector<int> rotations,
+                          bool partial, int kept, std::vector<int> lengths, double ignored, uint32_t data_seed, bool sum,
+                          OptimizerSpec optimizer, ScheduleSpec schedule, ClippingSpec clipping, PrecisionSpec precision) {
+        if (forced) {
+          sum = forced->summed;
+          partial = partial || forced->partial;
+          if (forced->multi_rank && max_world >= 2) world = std::max(world, 2);
+          if (forced->token_free && is_token_model(model)) {
+            k = std::max(k, 2);
+            if (partial) steps = std::max(steps, 2);  // window 0 keeps all K micro-batches
+          }
+          if (forced->clipping) {
+            clipping.kind = ClippingKind::norm;
+            clipping.max_norm = kForcedClipNorm;
+          }
+          if (forced->overflow && precision.precision == Precision::fp16) precision.loss_scale.init_scale = 0x1p28;
+        }
         Scenario sc;
         sc.precision = precision.precision;
         sc.loss_scale = precision.loss_scale;
@@ -273,6 +364,7 @@ inline rc::Gen<Scenario> scenarios(const GeneratorRange& range) {
         sc.world_size = world;
         sc.accumulation_steps = k;
         sc.steps = steps;
+        if (forced && forced->token_free && is_token_model(model)) empty_last_micro_batch(sc);
         return sc;
       },
       world_sizes(range.max_world), rc::gen::inRange(1, kMaxGeneratedK + 1), rc::gen::inRange(1, kMaxGeneratedSteps + 1),

@@ -14,11 +14,11 @@ namespace {
 // step leaves parameters and optimizer state untouched, and the scale follows the state machine
 // once per optimizer step — backed off once per skipped step, grown after growth_interval taken ones.
 bool applies(const Scenario& scenario) {
-  return scenario.precision != Precision::fp32 && !is_batch_coupled(scenario.model);
+  return scenario.precision != Precision::fp32;
 }
 
 CaseVerdict check(const CaseContext& context) {
-  const auto& oracle = context.oracle;
+  const auto& oracle = accumulation_oracle(context.oracle);  // ghost BatchNorm with BatchNorm
   const auto& trace = context.trace;
   Judgement judgement(oracle);
   if (!check_structure(trace, oracle, judgement)) return judgement.verdict();

@@ -23,6 +23,12 @@ struct CaseVerdict {
   /// The ratio measures a documented non-equivalence (BatchNorm against the large batch): a
   /// failure here is expected of a correct recipe, and still shows a pitfall.
   bool expected = false;
+  /// Comparisons made, and those among them that did not look (Note [looked], properties/compare.h).
+  int checks = 0;
+  int checks_not_judged = 0;
+
+  /// Whether the case was judged: it failed (found something), or every check it made looked.
+  bool judged() const { return !(ratio < 1.0) || (checks > 0 && checks_not_judged == 0); }
 };
 
 /// What a property sees of one recipe on one scenario.

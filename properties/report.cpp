@@ -24,6 +24,9 @@ bool unexpected(const ResultRow& row, const RunReport& report) {
   return std::find(escaping.begin(), escaping.end(), row.recipe) != escaping.end();
 }
 
+/// A row that judged nothing: no case applied, or none could look.
+bool not_judging(const ResultRow& row) { return row.verdict == Verdict::skip || row.verdict == Verdict::not_judged; }
+
 std::string xml_escape(const std::string& text) {
   std::string out;
   for (char c : text) {
@@ -65,9 +68,31 @@ std::string verdict_text(const ResultRow& row) {
         return "missed";
       case Verdict::skip:
         return "skip";
+      case Verdict::not_judged:
+        return "not judged";
     }
   }
+  if (row.verdict == Verdict::not_judged) return "not judged";
   return row.verdict == Verdict::expected_fail ? "expected" : to_string(row.verdict);
+}
+
+/// Per property, the cells and triggers it judged (Note [coverage]), then the warnings.
+void print_coverage(std::ostream& out, const RunReport& report) {
+  if (report.coverage.empty()) return;
+  out << "coverage: per property, cells (architecture x reduction x precision) and triggers judged / applied to\n";
+  for (const auto& [property, covered] : report.coverage) {
+    int judged = 0;
+    for (const auto& entry : covered.cells) judged += entry.second.judged > 0;
+    out << "  " << property << ": " << judged << "/" << covered.cells.size() << " cells";
+    if (!report.cells.empty()) out << " (of " << report.cells.size() << ")";
+    for (const auto& name : trigger_names()) {
+      const auto it = covered.triggers.find(name);
+      if (it != covered.triggers.end()) out << "; " << name << " " << it->second.judged << "/" << it->second.cases;
+    }
+    out << "\n";
+  }
+  for (const auto& warning : report.coverage_warnings()) out << "warning: " << warning << "\n";
+  out << "\n";
 }
 
 }  // namespace
@@ -90,19 +115,35 @@ nlohmann::json to_json(const RunReport& report) {
                        {"recipe_kind", to_string(row.kind)},
                        {"verdict", to_string(row.verdict)},
                        {"cases", row.cases},
+                       {"cases_judged", row.cases_judged},
+                       {"checks", row.checks},
+                       {"checks_not_judged", row.checks_not_judged},
                        {"worst_ratio", ratio_json(row.worst_ratio)},
                        {"worst_detail", row.worst_detail},
                        {"counterexample", counterexample}});
+  }
+  nlohmann::json coverage = nlohmann::json::object();
+  for (const auto& [property, covered] : report.coverage) {
+    nlohmann::json cells = nlohmann::json::object(), triggers = nlohmann::json::object();
+    for (const auto& [name, c] : covered.cells) cells[name] = {{"cases", c.cases}, {"judged", c.judged}};
+    for (const auto& [name, c] : covered.triggers) triggers[name] = {{"cases", c.cases}, {"judged", c.judged}};
+    coverage[property] = {{"cells", cells}, {"triggers", triggers}};
   }
   return {{"version", kVersion},
           {"seed", report.seed},
           {"cases", report.cases},
           {"results", results},
+          {"cells", report.cells},
+          {"coverage", coverage},
+          {"coverage_warnings", report.coverage_warnings()},
           {"summary",
            {{"pass", report.count(Verdict::pass)},
             {"fail", report.count(Verdict::fail)},
             {"expected_fail", report.count(Verdict::expected_fail)},
             {"skip", report.count(Verdict::skip)},
+            {"not_judged", report.count(Verdict::not_judged)},
+            {"checks", report.checks()},
+            {"checks_not_judged", report.checks_not_judged()},
             {"correct_failing", report.correct_failing()},
             {"pitfalls_escaping", report.pitfalls_escaping()},
             {"pitfalls_not_judged", report.pitfalls_not_judged()},
@@ -121,7 +162,7 @@ std::string to_junit(const RunReport& report) {
   for (const auto& row : report.rows) {
     ++total;
     failures += unexpected(row, report);
-    skipped += row.verdict == Verdict::skip && !unexpected(row, report);
+    skipped += not_judging(row) && !unexpected(row, report);
   }
   xml << "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n";
   xml << "<testsuites name=\"gacc\" tests=\"" << total << "\" failures=\"" << failures << "\" skipped=\""
@@ -132,7 +173,7 @@ std::string to_junit(const RunReport& report) {
       if (row.property != property) continue;
       ++suite_tests;
       suite_failures += unexpected(row, report);
-      suite_skipped += row.verdict == Verdict::skip && !unexpected(row, report);
+      suite_skipped += not_judging(row) && !unexpected(row, report);
     }
     xml << "  <testsuite name=\"" << xml_escape(property) << "\" tests=\"" << suite_tests << "\" failures=\""
         << suite_failures << "\" skipped=\"" << suite_skipped << "\">\n";
@@ -149,9 +190,13 @@ std::string to_junit(const RunReport& report) {
         xml << "</failure>\n";
       } else if (row.verdict == Verdict::skip) {
         xml << "      <skipped message=\"applied to no generated case\"/>\n";
+      } else if (row.verdict == Verdict::not_judged) {
+        xml << "      <skipped message=\"not judged: in every case a check could not see an error the size of the value\"/>\n";
       }
       xml << "      <system-out>"
-          << xml_escape("verdict " + verdict_text(row) + ", cases " + std::to_string(row.cases) +
+          << xml_escape("verdict " + verdict_text(row) + ", cases " + std::to_string(row.cases) + " (" +
+                        std::to_string(row.cases_judged) + " judged), checks " + std::to_string(row.checks) + " (" +
+                        std::to_string(row.checks_not_judged) + " not judged)" +
                         ", worst ratio " + format_ratio(row.worst_ratio) + ": " + row.worst_detail)
           << "</system-out>\n";
       xml << "    </testcase>\n";
@@ -169,14 +214,14 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
     rw = std::max(rw, row.recipe.size());
   }
   out << std::left << std::setw(static_cast<int>(pw) + 2) << "property" << std::setw(static_cast<int>(rw) + 2)
-      << "recipe" << std::setw(9) << "kind" << std::setw(10) << "verdict" << std::right << std::setw(6)
-      << "cases" << std::setw(13) << "worst ratio"
+      << "recipe" << std::setw(9) << "kind" << std::setw(12) << "verdict" << std::right << std::setw(6)
+      << "cases" << std::setw(8) << "judged" << std::setw(13) << "worst ratio"
       << "\n";
   for (const auto& row : report.rows) {
     out << std::left << std::setw(static_cast<int>(pw) + 2) << row.property
         << std::setw(static_cast<int>(rw) + 2) << row.recipe << std::setw(9) << to_string(row.kind)
-        << std::setw(10) << verdict_text(row) << std::right << std::setw(6) << row.cases << std::setw(13)
-        << format_ratio(row.worst_ratio) << "\n";
+        << std::setw(12) << verdict_text(row) << std::right << std::setw(6) << row.cases << std::setw(8)
+        << row.cases_judged << std::setw(13) << format_ratio(row.worst_ratio) << "\n";
   }
   out << "\n";
   for (const auto& row : report.rows) {
@@ -192,11 +237,18 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
       out << "  " << report.reproduce(c) << "\n";
     }
   }
+  print_coverage(out, report);
   const auto failing = report.correct_failing();
   const auto escaping = report.pitfalls_escaping();
   out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail) << " fail, "
-      << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip)
-      << " skip; seed " << report.seed << ", " << report.cases << " cases\n";
+      << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip) << " skip, "
+      << report.count(Verdict::not_judged) << " not judged; seed " << report.seed << ", " << report.cases << " cases\n";
+  if (report.checks() > 0) {
+    const int judged_checks = report.checks() - report.checks_not_judged();
+    out << "checks: " << judged_checks << " of " << report.checks() << " judged ("
+        << format_ratio(100.0 * judged_checks / report.checks()) << "%); a check that could not see an error the size "
+        << "of its value is not judged (Note [looked])\n";
+  }
   if (report.invalid_cases > 0) {
     out << report.invalid_cases << " generated case" << (report.invalid_cases == 1 ? "" : "s")
         << " not judged, the large-batch trajectory diverging (first: " << report.first_invalid << ")\n";

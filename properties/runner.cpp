@@ -1,12 +1,14 @@
 #include "properties/runner.h"
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <memory>
 #include <optional>
 
 #include "core/errors.h"
 #include "core/interrupt.h"
+#include "fixtures/fixtures.h"
 #include "fixtures/random.h"
 
 namespace gacc::properties {
@@ -82,6 +84,9 @@ void record(Cell& cell, const CaseVerdict& verdict) {
     row.worst_detail = verdict.detail;
   }
   ++row.cases;
+  row.cases_judged += verdict.judged();
+  row.checks += verdict.checks;
+  row.checks_not_judged += verdict.checks_not_judged;
   if (!(verdict.ratio < 1.0)) ++(verdict.expected ? cell.expected : cell.unexpected);
 }
 
@@ -127,7 +132,8 @@ Counterexample shrink(const Cell& cell, int max_evaluations) {
 Verdict final_verdict(const Cell& cell) {
   if (cell.row.cases == 0) return Verdict::skip;
   if (cell.unexpected > 0) return Verdict::fail;
-  return cell.expected > 0 ? Verdict::expected_fail : Verdict::pass;
+  if (cell.expected > 0) return Verdict::expected_fail;
+  return cell.row.cases_judged > 0 ? Verdict::pass : Verdict::not_judged;
 }
 
 std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
@@ -171,6 +177,9 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     return best;
   }
   const reference::Oracle& oracle = *valid_oracle;
+  const std::string stratum_cell = cell_of(scenario);
+  const auto triggers = triggers_of(scenario, oracle);
+  std::map<std::string, bool> property_judged;  // per property: judged on some recipe
   std::vector<std::pair<const Recipe*, RecipeOutcome>> outcomes;
   for (auto* cell : applicable) {
     const RecipeOutcome* outcome = nullptr;
@@ -183,6 +192,7 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     }
     const auto verdict = judge(*cell->property, *cell->recipe, oracle, *outcome);
     record(*cell, verdict);
+    property_judged[cell->property->name()] |= verdict.judged();
     if (shows(verdict, cell->recipe->kind()) && !cell->failure) {
       cell->failure = shrinkable;
       cell->failure_verdict = verdict;
@@ -197,13 +207,32 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
       it->second = verdict.ratio;
     }
   }
+  for (const auto& [property, judged] : property_judged) {
+    auto& coverage = report.coverage[property];
+    ++coverage.cells[stratum_cell].cases;
+    coverage.cells[stratum_cell].judged += judged;
+    for (const auto& trigger : triggers) {
+      ++coverage.triggers[trigger].cases;
+      coverage.triggers[trigger].judged += judged;
+    }
+  }
   return best;
 }
 
-RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_evaluations) {
+RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_evaluations, bool every_pitfall_row) {
+  std::vector<const Recipe*> shrunk_pitfalls;
   for (auto& cell : cells) {
     cell.row.verdict = final_verdict(cell);
-    if (cell.failure) cell.row.counterexample = shrink(cell, max_shrink_evaluations);
+    if (cell.failure) {
+      const bool pitfall = cell.recipe->kind() == RecipeKind::pitfall;
+      const bool first = std::find(shrunk_pitfalls.begin(), shrunk_pitfalls.end(), cell.recipe) == shrunk_pitfalls.end();
+      if (!pitfall || every_pitfall_row || first) {
+        cell.row.counterexample = shrink(cell, max_shrink_evaluations);
+        if (pitfall) shrunk_pitfalls.push_back(cell.recipe);
+      } else {
+        cell.row.counterexample = shrink(cell, 0);  // the generated case that showed it
+      }
+    }
     report.rows.push_back(std::move(cell.row));
   }
   return report;
@@ -223,6 +252,8 @@ std::string to_string(Verdict verdict) {
       return "expected_fail";
     case Verdict::skip:
       return "skip";
+    case Verdict::not_judged:
+      return "not_judged";
   }
   return "?";
 }
@@ -270,15 +301,95 @@ std::vector<std::string> RunReport::pitfalls_not_judged() const {
 
 bool RunReport::judged(const std::string& recipe) const {
   return std::any_of(rows.begin(), rows.end(),
-                     [&](const ResultRow& row) { return row.recipe == recipe && row.cases > 0; });
+                     [&](const ResultRow& row) { return row.recipe == recipe && row.cases_judged > 0; });
+}
+
+int RunReport::checks() const {
+  int n = 0;
+  for (const auto& row : rows) n += row.checks;
+  return n;
+}
+
+int RunReport::checks_not_judged() const {
+  int n = 0;
+  for (const auto& row : rows) n += row.checks_not_judged;
+  return n;
 }
 
 ExitCode RunReport::exit_code() const {
   return correct_failing().empty() && pitfalls_escaping().empty() ? ExitCode::ok : ExitCode::property_failed;
 }
 
+const std::vector<std::string>& trigger_names() {
+  static const std::vector<std::string> names = {"active clipping", "partial last window",
+                                                 "micro-batch without a counted token", "W > 1", "fp16 overflow"};
+  return names;
+}
+
+std::vector<std::string> triggers_of(const Scenario& sc, const reference::Oracle& oracle) {
+  const auto& names = trigger_names();
+  std::vector<std::string> out;
+  bool clipping = false, overflow = false;
+  for (const auto& window : oracle.trajectory()) {
+    if (sc.clipping.kind == ClippingKind::norm) clipping = clipping || window.norm > sc.clipping.max_norm;
+    if (sc.clipping.kind == ClippingKind::value) {
+      for (double g : window.grad) clipping = clipping || std::fabs(g) >= sc.clipping.clip_value;
+    }
+    overflow = overflow || window.overflow != reference::Overflow::none;
+  }
+  if (clipping) out.push_back(names[0]);
+  if (window_examples(sc, sc.steps - 1) < sc.data.global_batch) out.push_back(names[1]);
+  bool token_free = false;
+  if (is_token_model(sc.model)) {
+    for (int s = 0; s < sc.steps && !token_free; ++s) {
+      for (int r = 0; r < sc.world_size && !token_free; ++r) {
+        for (int k = 0; k < micro_batch_count(sc, s) && !token_free; ++k) {
+          token_free = fixtures::micro_batch(sc, s, r, k).counted_targets() == 0;
+        }
+      }
+    }
+  }
+  if (token_free) out.push_back(names[2]);
+  if (sc.world_size >= 2) out.push_back(names[3]);
+  if (overflow) out.push_back(names[4]);
+  return out;
+}
+
+std::vector<std::string> RunReport::coverage_warnings() const {
+  std::vector<std::string> out;
+  std::vector<std::string> undrawn;
+  for (const auto& cell : cells) {
+    const bool drawn = std::any_of(coverage.begin(), coverage.end(),
+                                   [&](const auto& entry) { return entry.second.cells.count(cell) > 0; });
+    if (!drawn) undrawn.push_back(cell);
+  }
+  if (!undrawn.empty()) {
+    std::string line = std::to_string(undrawn.size()) + " of " + std::to_string(cells.size()) +
+                       " cells not drawn in these cases (every cell needs --cases " + std::to_string(cells.size()) +
+                       " or more):";
+    for (const auto& cell : undrawn) line += " " + cell + ";";
+    line.pop_back();
+    out.push_back(line);
+  }
+  for (const auto& [property, covered] : coverage) {
+    for (const auto* group : {&covered.cells, &covered.triggers}) {
+      for (const auto& [name, c] : *group) {
+        if (c.cases > 0 && c.judged == 0) {
+          out.push_back(property + " applied to " + name + " in " + std::to_string(c.cases) + " case" +
+                        (c.cases == 1 ? "" : "s") + " and judged none (Note [looked])");
+        }
+      }
+    }
+  }
+  return out;
+}
+
 uint64_t case_seed(uint64_t seed, int index) {
   return fixtures::mix64(seed ^ fixtures::mix64(static_cast<uint64_t>(index) + 1));
+}
+
+rc::Shrinkable<Scenario> generated_case(const CaseGenerator& generator, uint64_t seed, int index) {
+  return generator(index)(rc::Random(case_seed(seed, index)), rc::kNominalSize);
 }
 
 rc::Shrinkable<Scenario> generated_case(const rc::Gen<Scenario>& generator, uint64_t seed, int index) {
@@ -288,11 +399,18 @@ rc::Shrinkable<Scenario> generated_case(const rc::Gen<Scenario>& generator, uint
 RunReport run_properties(const std::vector<const Property*>& properties,
                          const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
                          const RunOptions& options) {
+  return run_properties(properties, recipes, CaseGenerator([generator](int) { return generator; }), options);
+}
+
+RunReport run_properties(const std::vector<const Property*>& properties,
+                         const std::vector<const Recipe*>& recipes, const CaseGenerator& generator,
+                         const RunOptions& options) {
   if (options.cases < 1) throw UsageError("--cases must be at least 1, got " + std::to_string(options.cases));
   auto cells = make_cells(properties, recipes, options.filter);
   RunReport report;
   report.seed = options.seed;
   report.cases = options.cases;
+  report.cells = options.cells;
   for (int i = 0; i < options.cases; ++i) {
     for (const auto& [recipe, ratio] :
          judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i), report, true)) {
@@ -300,7 +418,7 @@ RunReport run_properties(const std::vector<const Property*>& properties,
     }
     if (options.progress) options.progress(i + 1, options.cases);
   }
-  return finish(cells, std::move(report), options.max_shrink_evaluations);
+  return finish(cells, std::move(report), options.max_shrink_evaluations, options.shrink_every_pitfall_row);
 }
 
 RunReport run_scenario(const std::vector<const Property*>& properties,
@@ -312,7 +430,7 @@ RunReport run_scenario(const std::vector<const Property*>& properties,
        judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0, report, false)) {
     report.case_ratios[recipe].emplace_back(0, ratio);
   }
-  return finish(cells, std::move(report), 0);
+  return finish(cells, std::move(report), 0, true);
 }
 
 std::string RunReport::reproduce(const Counterexample& counterexample) const {

@@ -17,6 +17,7 @@
 
 #include "core/errors.h"
 #include "core/recipe.h"
+#include "properties/generators.h"
 #include "properties/property.h"
 
 namespace gacc::properties {
@@ -26,6 +27,7 @@ enum class Verdict {
   fail,           ///< failed on some case where no failure is documented (for a pitfall: caught)
   expected_fail,  ///< failed only where the property documents a non-equivalence (for a pitfall: caught)
   skip,           ///< applied to no case
+  not_judged,     ///< applied, but no case was judged: every one had a check that could not look (Note [looked])
 };
 
 std::string to_string(Verdict verdict);
@@ -45,11 +47,35 @@ struct ResultRow {
   std::string recipe;
   RecipeKind kind = RecipeKind::correct;
   Verdict verdict = Verdict::skip;
-  int cases = 0;             ///< cases judged (the property applied and the recipe supported them)
-  double worst_ratio = 0.0;  ///< over every judged case
+  int cases = 0;             ///< cases the property applied to and the recipe supported
+  int cases_judged = 0;      ///< of those, cases whose every check looked, or that failed (Note [looked])
+  int checks = 0;            ///< comparisons made over all cases
+  int checks_not_judged = 0; ///< of those, comparisons that could not look
+  double worst_ratio = 0.0;  ///< over every case
   std::string worst_detail;  ///< where the worst ratio was
   std::optional<Counterexample> counterexample;
 };
+
+/// Cases a property applied to (some recipe supported them), and cases it judged (Note [looked]).
+struct Coverage {
+  int cases = 0;
+  int judged = 0;
+};
+
+/// What one property covered, per cell (architecture x reduction x precision) and per trigger
+/// (Note [coverage]: "active clipping", "partial last window", ...), as observed in the cases.
+struct PropertyCoverage {
+  std::map<std::string, Coverage> cells;
+  std::map<std::string, Coverage> triggers;
+};
+
+/// The triggers a case shows (observed, not intended): norm or value clipping active in the large
+/// batch, a partial last window, a micro-batch without a counted token, W > 1, an fp16 window that
+/// overflows (skipped or ambiguous).
+std::vector<std::string> triggers_of(const Scenario& scenario, const reference::Oracle& oracle);
+
+/// Every trigger's name, in report order.
+const std::vector<std::string>& trigger_names();
 
 struct RunOptions {
   int cases = 100;
@@ -58,8 +84,15 @@ struct RunOptions {
   std::string filter;
   /// Recipe and oracle evaluations allowed for shrinking one failure.
   int max_shrink_evaluations = 150;
+  /// Shrink every row where a pitfall shows; by default only its first (in property order): one
+  /// minimal counterexample per pitfall, which is what a caught pitfall needs (the other rows keep
+  /// the generated case that showed it). A correct recipe's failure is always shrunk.
+  bool shrink_every_pitfall_row = false;
   /// Called after each case with (cases done, cases in all); may be empty.
   std::function<void(int, int)> progress;
+  /// The cells the generator draws from (cell_names): reports warn about cells never drawn, or drawn
+  /// and applied to but never judged. Empty: no cell-level warnings.
+  std::vector<std::string> cells;
 };
 
 struct RunReport {
@@ -73,6 +106,12 @@ struct RunReport {
   /// judged format holds (reference::Oracle throws InvalidCase), and the first one's reason.
   int invalid_cases = 0;
   std::string first_invalid;
+  /// Per property, what it covered (Note [coverage]); and the cells the run drew from (RunOptions).
+  std::map<std::string, PropertyCoverage> coverage;
+  std::vector<std::string> cells;
+  /// What a person should know about coverage: cells never drawn, and for each property the cells
+  /// and triggers it applied to but judged in no case.
+  std::vector<std::string> coverage_warnings() const;
 
   int count(Verdict verdict) const;
   /// Correct recipes that failed some property.
@@ -82,8 +121,11 @@ struct RunReport {
   /// Pitfall recipes no property applied to in these cases (a narrow --filter, few --cases): not
   /// judged, so neither caught nor escaping.
   std::vector<std::string> pitfalls_not_judged() const;
-  /// Whether some property judged `recipe` on at least one case.
+  /// Whether some property judged `recipe` on at least one case (Note [looked]).
   bool judged(const std::string& recipe) const;
+  /// Checks made, and checks that could not look, over every row.
+  int checks() const;
+  int checks_not_judged() const;
   /// How a counterexample is rerun, when not by `gacc repro` (check-external sets it).
   std::function<std::string(const Counterexample&)> reproducer;
   /// The lines that rerun a counterexample: `reproducer`'s, or reproduce_line's.
@@ -96,9 +138,15 @@ struct RunReport {
 uint64_t case_seed(uint64_t seed, int index);
 
 /// Generated case `index` of run seed `seed`, as run_properties draws it (with its shrink tree).
+rc::Shrinkable<Scenario> generated_case(const CaseGenerator& generator, uint64_t seed, int index);
 rc::Shrinkable<Scenario> generated_case(const rc::Gen<Scenario>& generator, uint64_t seed, int index);
 
-/// Runs every property against every recipe on `options.cases` scenarios from `generator`.
+/// Runs every property against every recipe on `options.cases` scenarios from `generator` (case i
+/// from generator(i)).
+RunReport run_properties(const std::vector<const Property*>& properties,
+                         const std::vector<const Recipe*>& recipes, const CaseGenerator& generator,
+                         const RunOptions& options);
+/// The same with every case from one generator (no strata).
 RunReport run_properties(const std::vector<const Property*>& properties,
                          const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
                          const RunOptions& options);

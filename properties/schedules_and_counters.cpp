@@ -18,7 +18,9 @@ CaseVerdict check(const CaseContext& context) {
   const auto& sc = oracle.scenario();
   Judgement judgement(oracle);
   const auto expect_count = [&](const char* what, int64_t observed, int64_t expected) {
-    if (observed != expected) {
+    if (observed == expected) {
+      judgement.exact();
+    } else {
       judgement.structural(std::string(what) + ": " + std::to_string(observed) + " over " +
                            std::to_string(sc.steps) + " windows; one per optimizer step makes " +
                            std::to_string(expected));
@@ -30,17 +32,37 @@ CaseVerdict check(const CaseContext& context) {
   for (const auto& step : trace.steps) taken += !step.skipped;
   expect_count("optimizer.step() calls", trace.counters.optimizer_steps, taken);
   expect_count("windows in the trace", static_cast<int64_t>(trace.steps.size()), sc.steps);
-  if (sc.schedule.kind != ScheduleKind::constant) {
-    expect_count("scheduler steps", trace.counters.scheduler_steps, sc.steps);
-  } else if (trace.counters.scheduler_steps != 0) {
-    expect_count("scheduler steps", trace.counters.scheduler_steps, sc.steps);
+  int64_t micro_batches = 0;
+  for (int s = 0; s < sc.steps; ++s) micro_batches += micro_batch_count(sc, s);
+  if (trace.counters.micro_batches == micro_batches) {
+    judgement.exact();
+  } else {
+    judgement.structural("forward/backward passes: " + std::to_string(trace.counters.micro_batches) + "; the " +
+                         std::to_string(sc.steps) + " windows hold " + std::to_string(micro_batches) +
+                         " micro-batches (a window never run, or a micro-batch run twice)");
+  }
+  // zero_grad clears the window's gradient once per optimizer step: before each window or after each
+  // step, with or without one more at either end (S - 1 to S + 1 calls); more clears a micro-batch's.
+  const int64_t zero_grads = trace.counters.zero_grads;
+  if (zero_grads >= sc.steps - 1 && zero_grads <= sc.steps + 1) {
+    judgement.exact();
+  } else {
+    judgement.structural("zero_grad() calls: " + std::to_string(zero_grads) + " over " + std::to_string(sc.steps) +
+                         " windows; once per optimizer step makes " + std::to_string(sc.steps - 1) + " to " +
+                         std::to_string(sc.steps + 1) +
+                         (zero_grads > sc.steps + 1 ? " (more clears a micro-batch's gradient before the step)" : ""));
+  }
+  // The scheduler steps once per window, or (holding on steps GradScaler skipped) once per taken step.
+  const SchedulePolicy policy = schedule_policy(oracle, trace);
+  const int64_t scheduler_steps = policy == SchedulePolicy::holds ? taken : sc.steps;
+  if (sc.schedule.kind != ScheduleKind::constant || trace.counters.scheduler_steps != 0) {
+    expect_count("scheduler steps", trace.counters.scheduler_steps, scheduler_steps);
   }
   if (judgement.failed_structurally()) return judgement.verdict();
   int64_t steps_so_far = 0;
   for (int s = 0; s < sc.steps; ++s) {
-    const auto& expected = oracle.trajectory()[s];
-    judgement.scalar("step " + std::to_string(s) + " learning rate", trace.steps[s].lr, expected.lr,
-                     expected.lr_tolerance);
+    const auto [rate, tolerance] = oracle.scheduled_rate(schedule_position(trace, s, policy));
+    judgement.scalar("step " + std::to_string(s) + " learning rate", trace.steps[s].lr, rate, tolerance);
     const auto count = trace.steps[s].optimizer_state.find("step");
     steps_so_far += !trace.steps[s].skipped;
     if (sc.optimizer.kind != OptimizerKind::sgd && steps_so_far > 0) {
@@ -58,7 +80,12 @@ CaseVerdict check(const CaseContext& context) {
       }
     }
   }
-  return judgement.verdict();
+  CaseVerdict verdict = judgement.verdict();
+  if (policy == SchedulePolicy::holds) {
+    verdict.detail += " [the scheduler holds on steps GradScaler skipped, as accelerate does; stepping on every "
+                      "window, as PyTorch's AMP example does, is right too]";
+  }
+  return verdict;
 }
 
 }  // namespace

@@ -26,6 +26,8 @@ class Judgement {
   void scalar(const std::string& what, double observed, double expected, double tolerance);
   /// A failure that is not a numeric deviation (ratio +inf).
   void structural(const std::string& why);
+  /// An exact check that held (a count, a decision): judged by construction.
+  void exact() { ++checks_; }
   /// At step `step` fp16 overflow is within the bound (Note [overflow]): skipping and taking the
   /// step are both correct, and the recipe's choice was judged. The verdict says so.
   void free_choice(int step);
@@ -38,12 +40,17 @@ class Judgement {
 
  private:
   void keep_worst(const std::string& what, const Comparison& c, const std::string& element);
+  /// Counts a comparison, and whether it looked (Note [looked]).
+  void count(const std::string& what, const Comparison& c, const std::vector<double>& expected,
+             const std::vector<double>& tolerance);
 
   const reference::Oracle& oracle_;
   double worst_ = 0.0;
   std::string detail_;
   bool structural_ = false;
   bool any_ = false;
+  int checks_ = 0, not_judged_ = 0;
+  std::string first_not_judged_;
   std::vector<int> free_choices_;
   int left_trajectory_ = -1;
 };
@@ -53,11 +60,25 @@ class Judgement {
 /// records a structural failure and returns false.
 bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement);
 
+/// How a recipe's LR scheduler treats a step GradScaler skipped: it steps on every window (PyTorch's
+/// AMP example) or holds (accelerate). Both are correct; the rates the recipe reports tell which
+/// (steps when they fit both, or neither).
+enum class SchedulePolicy { steps, holds };
+SchedulePolicy schedule_policy(const reference::Oracle& oracle, const Trace& trace);
+/// Scheduler steps the recipe took before window `step` under its policy.
+int schedule_position(const Trace& trace, int step, SchedulePolicy policy);
+/// The oracle whose trajectory follows the recipe's policy (oracle.held() when it holds).
+const reference::Oracle& policy_oracle(const reference::Oracle& oracle, const Trace& trace);
+
 /// The oracle's large-batch window `step`, taken from the recipe's own parameters, optimizer state
-/// and buffers before that step, under the loss scale the recipe had in force (the local check).
-/// Requires check_structure.
+/// and buffers before that step, under the loss scale the recipe had in force and at the rate of
+/// its scheduler's position (the local check). Requires check_structure.
 const reference::WindowExpectation& local_expectation(const reference::Oracle& oracle,
                                                       const Trace& trace, int step);
+
+/// What a correct accumulating recipe must equal: the large batch, or with BatchNorm ghost BatchNorm
+/// over its micro-batches (each normalized by its own statistics).
+const reference::Oracle& accumulation_oracle(const reference::Oracle& oracle);
 
 /// How the recipe's step is judged against `expected` (Note [overflow]).
 enum class StepDecision {

@@ -8,14 +8,15 @@ namespace {
 thread_local const FloatFormat* t_format = &kFp32;
 thread_local const FloatFormat* t_low = nullptr;
 thread_local OverflowAnalysis* t_analysis = nullptr;
+thread_local bool t_propagation_only = false;
 
-double u() { return unit_roundoff(*t_format); }
+double u() { return t_propagation_only ? 0.0 : unit_roundoff(*t_format); }
 
 /// An error bound that arithmetic made NaN (an infinite bound times a zero) is unbounded.
 double bound(double error) { return std::isnan(error) ? HUGE_VAL : error; }
 
 /// Absolute accuracy of erf in the current format (Note [tolerance]).
-double erf_absolute() { return t_format->precision <= kFp32.precision ? kErfAbsolute : 0.0; }
+double erf_absolute() { return !t_propagation_only && t_format->precision <= kFp32.precision ? kErfAbsolute : 0.0; }
 
 /// A library function's rounding: k ulps of the result, 2 k u |v|.
 double function_rounding(double v) { return 2.0 * kFunctionUlps * u() * std::fabs(v); }
@@ -28,13 +29,16 @@ double unit_roundoff() { return u(); }
 RoundingScope::RoundingScope(const FloatFormat& format) : previous_(t_format) { t_format = &format; }
 RoundingScope::~RoundingScope() { t_format = previous_; }
 
-const FloatFormat* low_precision() { return t_low; }
+const FloatFormat* low_precision() { return t_propagation_only ? nullptr : t_low; }
+
+PropagationOnly::PropagationOnly() : previous_(t_propagation_only) { t_propagation_only = true; }
+PropagationOnly::~PropagationOnly() { t_propagation_only = previous_; }
 
 LowPrecisionScope::LowPrecisionScope(const FloatFormat* format) : previous_(t_low) { t_low = format; }
 LowPrecisionScope::~LowPrecisionScope() { t_low = previous_; }
 
 void round_low(Bounded& x) {
-  const FloatFormat* low = t_low;
+  const FloatFormat* low = low_precision();
   if (!low) return;
   if (t_analysis) t_analysis->store(*low, x);
   x.error = bound(x.error + unit_roundoff(*low) * std::fabs(x.value) + underflow_error(*low));

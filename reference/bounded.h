@@ -118,6 +118,21 @@ class LowPrecisionScope {
   const FloatFormat* previous_;
 };
 
+/// While it lives, Bounded arithmetic on the calling thread adds no rounding of its own: errors the
+/// inputs carry propagate through the operations' derivatives, and nothing else (no unit
+/// roundoff, no autocast store, no library function's ulps). How far an error in the parameters
+/// alone moves a window's results (Note [probabilistic tolerance], reference/stochastic.h).
+class PropagationOnly {
+ public:
+  PropagationOnly();
+  ~PropagationOnly();
+  PropagationOnly(const PropagationOnly&) = delete;
+  PropagationOnly& operator=(const PropagationOnly&) = delete;
+
+ private:
+  bool previous_;
+};
+
 /// gamma_k = k u / (1 - k u) for the current unit roundoff.
 double gamma_k(double k);
 

@@ -1,5 +1,6 @@
 #include "reference/oracle.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -24,6 +25,7 @@ struct WindowResult {
   Host<T> lr;
   T loss;
   std::vector<T> grad;
+  std::vector<T> unclipped;  ///< the unscaled gradient before clipping
   T norm;
   std::vector<T> params_after;
   StateOf<T> state_after;
@@ -77,28 +79,69 @@ ModelEvaluation<T> evaluate_window(const Scenario& scenario, int step, const fix
   return total;
 }
 
+/// What one window of a run is: its data, and the circumstances of its step.
+struct WindowSetup {
+  int step = 0;
+  const fixtures::Batch* batch = nullptr;
+  const std::vector<int64_t>* virtual_batches = nullptr;
+  double loss_scale = 1.0;  ///< the backward pass runs under it (fp16)
+  bool skipped = false;     ///< GradScaler skips the step (a definite fp16 overflow)
+  int schedule_position = 0;  ///< scheduler steps taken before this window: the rate is the schedule's there
+};
+
+/// Per element, caps on the bounds of a window's evaluation — its loss, buffers, unscaled gradient
+/// before clipping and norm — in a Bounded run (Note [probabilistic tolerance]); empty: no cap.
+struct EvaluationCaps {
+  std::vector<double> loss, buffers, unclipped, norm;
+};
+
+void cap(std::vector<Bounded>& x, const std::vector<double>& caps) {
+  if (caps.size() != x.size()) return;
+  for (size_t i = 0; i < x.size(); ++i) x[i].error = std::min(x[i].error, caps[i]);
+}
+
+void cap(Bounded& x, const std::vector<double>& caps) {
+  if (caps.size() == 1) x.error = std::min(x.error, caps[0]);
+}
+
 /// One optimizer step of large-batch training: the window's loss and gradient (the backward pass
-/// run under `loss_scale`, then unscaled), the pre-clip norm, clipping, the step — or, when the
-/// step is `skipped` (an fp16 overflow), the loss and buffers of the window with parameters and
-/// state untouched.
+/// run under the loss scale, then unscaled), the pre-clip norm, clipping, the step at the
+/// scheduled rate — or, when the step is skipped (an fp16 overflow), the loss and buffers of the
+/// window with parameters and state untouched. A Bounded run with `caps` caps its evaluation's
+/// bounds before clipping and the step carry them on.
 template <class T>
-WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                           const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
-                           double loss_scale, bool skipped, std::vector<T> params, StateOf<T> state,
-                           const std::vector<T>& buffers) {
-  auto evaluation = evaluate_window(scenario, step, batch, virtual_batches, loss_scale, params, buffers);
+WindowResult<T> run_window(const Scenario& scenario, const fixtures::ModelLayout& layout, const WindowSetup& window,
+                           std::vector<T> params, StateOf<T> state, const std::vector<T>& buffers,
+                           const EvaluationCaps* caps = nullptr) {
+  const double loss_scale = window.loss_scale;
+  auto evaluation =
+      evaluate_window(scenario, window.step, *window.batch, *window.virtual_batches, loss_scale, params, buffers);
   WindowResult<T> out;
-  out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, step); });
+  const int position = window.schedule_position;
+  out.lr = host_value<T>([&](auto h) { return learning_rate<decltype(h)>(scenario, position); });
   out.loss = evaluation.loss;
   out.buffers_after = std::move(evaluation.buffers_after);
-  if (skipped) {
+  if constexpr (std::is_same_v<T, Bounded>) {
+    if (caps) {
+      cap(out.loss, caps->loss);
+      cap(out.buffers_after, caps->buffers);
+    }
+  }
+  if (window.skipped) {
     out.norm = T(std::numeric_limits<double>::quiet_NaN());
   } else {
     unscale(evaluation.grad, loss_scale);
     out.norm = global_norm(layout, evaluation.grad);
+    if constexpr (std::is_same_v<T, Bounded>) {
+      if (caps) {
+        cap(evaluation.grad, caps->unclipped);
+        cap(out.norm, caps->norm);
+      }
+    }
+    out.unclipped = evaluation.grad;
     out.grad = std::move(evaluation.grad);
     clip(scenario, out.norm, out.grad);
-    optimizer_step(scenario, step, params, out.grad, state);
+    optimizer_step(scenario, position, params, out.grad, state);
   }
   out.params_after = std::move(params);
   out.state_after = std::move(state);
@@ -171,57 +214,79 @@ std::vector<double> values_of(const std::vector<T>& x) {
 /// The tolerance of a Bounded result: kToleranceMargin times its bound (Note [tolerance]).
 double tolerance_of(const Bounded& x) { return kToleranceMargin * x.error; }
 
-/// The rounding draws of one window (Note [probabilistic tolerance]): none under fp32.
-using Draws = std::vector<WindowResult<Stochastic>>;
-
-/// Tolerances of one quantity: kToleranceMargin times, elementwise, the smaller of the strict bound
-/// and the probabilistic one — kRoundingSpread times the root-mean-square deviation from the truth of
-/// the draws whose values are all finite, floored at one rounding of the value, used only when at
-/// least half the draws are (Note [probabilistic tolerance]).
-std::vector<double> tolerances_of(const std::vector<Bounded>& bounded, const std::vector<double>& truth,
-                                  const std::vector<const std::vector<Stochastic>*>& drawn) {
-  std::vector<const std::vector<Stochastic>*> finite;
-  for (const auto* values : drawn) {
-    bool ok = values->size() == truth.size();
-    for (size_t i = 0; ok && i < values->size(); ++i) ok = std::isfinite((*values)[i].value);
-    if (ok) finite.push_back(values);
-  }
-  const bool calibrated = !finite.empty() && 2 * finite.size() >= static_cast<size_t>(kRoundingDraws);
+std::vector<double> tolerances_of(const std::vector<Bounded>& x) {
   std::vector<double> out;
-  out.reserve(bounded.size());
-  for (size_t i = 0; i < bounded.size(); ++i) {
-    double bound = bounded[i].error;
-    if (calibrated) {
-      double squares = 0.0;
-      for (const auto* values : finite) {
-        const double deviation = (*values)[i].value - truth[i];
-        squares += deviation * deviation;
-      }
-      const double spread = std::sqrt(squares / static_cast<double>(finite.size()));
-      bound = std::min(bound, std::max(kRoundingSpread * spread, unit_roundoff() * std::fabs(truth[i])));
-    }
-    out.push_back(kToleranceMargin * bound);
+  out.reserve(x.size());
+  for (const auto& v : x) out.push_back(tolerance_of(v));
+  return out;
+}
+
+/// The root-mean-square deviation from `truth` of the draws whose values are all finite, elementwise;
+/// empty when fewer than half the draws are (Note [probabilistic tolerance]).
+std::vector<double> spread_of(const std::vector<double>& truth, const std::vector<std::vector<double>>& drawn) {
+  std::vector<const std::vector<double>*> finite;
+  for (const auto& values : drawn) {
+    bool ok = values.size() == truth.size();
+    for (size_t i = 0; ok && i < values.size(); ++i) ok = std::isfinite(values[i]);
+    if (ok) finite.push_back(&values);
+  }
+  if (finite.empty() || 2 * finite.size() < static_cast<size_t>(kRoundingDraws)) return {};
+  std::vector<double> out(truth.size(), 0.0);
+  for (size_t i = 0; i < truth.size(); ++i) {
+    double squares = 0.0;
+    for (const auto* values : finite) squares += ((*values)[i] - truth[i]) * ((*values)[i] - truth[i]);
+    out[i] = std::sqrt(squares / static_cast<double>(finite.size()));
   }
   return out;
 }
 
-/// tolerances_of for one value of each draw, picked by `pick`.
-template <class Pick>
-double tolerance_of(const Bounded& bounded, double truth, const Draws& draws, Pick pick) {
-  std::vector<std::vector<Stochastic>> values;
-  for (const auto& draw : draws) values.push_back({pick(draw)});
-  std::vector<const std::vector<Stochastic>*> drawn;
-  for (const auto& v : values) drawn.push_back(&v);
-  return tolerances_of({bounded}, {truth}, drawn).front();
+/// The caps of one quantity: where the draws give a spread, the error its inputs carry (`carried`,
+/// or none) plus kRoundingSpread times the spread, floored at one rounding of the value.
+std::vector<double> caps_of(const std::vector<double>& truth, const std::vector<std::vector<double>>& drawn,
+                            const std::vector<Bounded>* carried) {
+  auto caps = spread_of(truth, drawn);
+  for (size_t i = 0; i < caps.size(); ++i) {
+    caps[i] = std::max(kRoundingSpread * caps[i], unit_roundoff() * std::fabs(truth[i]));
+    if (carried && carried->size() == caps.size()) caps[i] += (*carried)[i].error;
+  }
+  return caps;
 }
 
-/// tolerances_of for one vector of each draw, picked by `pick`.
-template <class Pick>
-std::vector<double> tolerances_of(const std::vector<Bounded>& bounded, const std::vector<double>& truth,
-                                  const Draws& draws, Pick pick) {
-  std::vector<const std::vector<Stochastic>*> drawn;
-  for (const auto& draw : draws) drawn.push_back(&pick(draw));
-  return tolerances_of(bounded, truth, drawn);
+/// The probabilistic caps of a window's evaluation (Note [probabilistic tolerance]): kRoundingDraws
+/// evaluations in stochastic rounding from the exact `params` and `buffers` of `truth`'s window,
+/// measured against it, plus what `carried` (the same evaluation in Bounded arithmetic with fresh
+/// rounding off, from parameters that carry a bound) says their inputs' error adds. None under fp32.
+template <class T>
+EvaluationCaps evaluation_caps(const Scenario& scenario, const fixtures::ModelLayout& layout, const WindowSetup& window,
+                               const std::vector<double>& params, const std::vector<double>& buffers,
+                               const WindowResult<T>& truth, const WindowResult<Bounded>* carried) {
+  EvaluationCaps caps;
+  if (scenario.precision == Precision::fp32) return caps;
+  std::vector<std::vector<double>> loss, unclipped, norm, buffers_after;
+  const std::vector<Stochastic> drawn_params(params.begin(), params.end()), drawn_buffers(buffers.begin(), buffers.end());
+  for (int d = 0; d < kRoundingDraws; ++d) {
+    const RoundingDraw draw(fixtures::random_bits(scenario.data.seed, scenario.model.init_seed,
+                                                  static_cast<uint64_t>(window.step)),
+                            d);
+    auto evaluation = evaluate_window(scenario, window.step, *window.batch, *window.virtual_batches, window.loss_scale,
+                                      drawn_params, drawn_buffers);
+    loss.push_back({evaluation.loss.value});
+    buffers_after.push_back(values_of(evaluation.buffers_after));
+    if (!window.skipped) {
+      unscale(evaluation.grad, window.loss_scale);
+      norm.push_back({global_norm(layout, evaluation.grad).value});
+      unclipped.push_back(values_of(evaluation.grad));
+    }
+  }
+  const std::vector<Bounded> carried_loss{carried ? carried->loss : Bounded()};
+  const std::vector<Bounded> carried_norm{carried ? carried->norm : Bounded()};
+  caps.loss = caps_of({to_double(truth.loss)}, loss, &carried_loss);
+  caps.buffers = caps_of(values_of(truth.buffers_after), buffers_after, carried ? &carried->buffers_after : nullptr);
+  if (!window.skipped) {
+    caps.norm = caps_of({to_double(truth.norm)}, norm, &carried_norm);
+    caps.unclipped = caps_of(values_of(truth.unclipped), unclipped, carried ? &carried->unclipped : nullptr);
+  }
+  return caps;
 }
 
 /// An implementation may step its scheduler in chained form (PyTorch's schedulers update the rate
@@ -230,101 +295,71 @@ double chained_schedule_allowance(int step, double lr) {
   return kScaleRoundings * (step + 1) * unit_roundoff(kFp64) * std::fabs(lr);
 }
 
-/// Combines the truth (values), the Bounded run and the rounding draws (tolerances) of one window.
+/// Combines the truth (values) and the Bounded run (tolerances) of one window.
 template <class T>
 WindowExpectation expectation(int step, double loss_scale, Overflow overflow, const WindowResult<T>& truth,
-                              const WindowResult<Bounded>& bounded, const Draws& draws) {
+                              const WindowResult<Bounded>& bounded) {
   WindowExpectation e;
   e.step = step;
   e.lr = to_double(truth.lr);
   e.lr_tolerance = tolerance_of(bounded.lr) + kToleranceMargin * chained_schedule_allowance(step, e.lr);
   e.loss = to_double(truth.loss);
-  e.loss_tolerance = tolerance_of(bounded.loss, e.loss, draws, [](const auto& d) { return d.loss; });
+  e.loss_tolerance = tolerance_of(bounded.loss);
   e.grad = values_of(truth.grad);
-  e.grad_tolerance = tolerances_of(bounded.grad, e.grad, draws, [](const auto& d) -> const auto& { return d.grad; });
+  e.grad_tolerance = tolerances_of(bounded.grad);
   e.norm = to_double(truth.norm);
-  e.norm_tolerance = tolerance_of(bounded.norm, e.norm, draws, [](const auto& d) { return d.norm; });
+  e.norm_tolerance = tolerance_of(bounded.norm);
   e.params_after = values_of(truth.params_after);
-  e.params_after_tolerance =
-      tolerances_of(bounded.params_after, e.params_after, draws, [](const auto& d) -> const auto& { return d.params_after; });
+  e.params_after_tolerance = tolerances_of(bounded.params_after);
   for (const auto& [name, values] : truth.state_after) e.state_after[name] = values_of(values);
-  for (const auto& [name, values] : bounded.state_after) {
-    const std::string& key = name;
-    e.state_after_tolerance[name] = tolerances_of(values, e.state_after.at(name), draws,
-                                                  [&key](const auto& d) -> const auto& { return d.state_after.at(key); });
-  }
+  for (const auto& [name, values] : bounded.state_after) e.state_after_tolerance[name] = tolerances_of(values);
   e.buffers_after = values_of(truth.buffers_after);
-  e.buffers_after_tolerance = tolerances_of(bounded.buffers_after, e.buffers_after, draws,
-                                            [](const auto& d) -> const auto& { return d.buffers_after; });
+  e.buffers_after_tolerance = tolerances_of(bounded.buffers_after);
   e.loss_scale = loss_scale;
   e.overflow = overflow;
   e.skipped = overflow == Overflow::definite;
   return e;
 }
 
-/// Where a rounding draw stands: its own parameters, optimizer state and buffers.
-struct DrawnState {
-  std::vector<Stochastic> params, buffers;
-  StateOf<Stochastic> state;
-};
-
-/// The seed of the rounding draws of window `step`: fixed by the scenario, so that a verdict is
-/// reproducible.
-uint64_t draw_seed(const Scenario& scenario, int step) {
-  return fixtures::random_bits(scenario.data.seed, scenario.model.init_seed, static_cast<uint64_t>(step));
-}
-
-/// Runs window `step` for every draw from where it stands, and moves each draw on. Under fp32 there
-/// are no draws (the strict bound stands alone: Note [probabilistic tolerance]).
-Draws draw_window(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                  const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches, double loss_scale,
-                  bool skipped, std::vector<DrawnState>& drawn) {
-  Draws draws;
-  for (size_t d = 0; d < drawn.size(); ++d) {
-    const RoundingDraw draw(draw_seed(scenario, step), static_cast<int>(d));
-    draws.push_back(run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, drawn[d].params,
-                               drawn[d].state, drawn[d].buffers));
-    drawn[d] = {draws.back().params_after, draws.back().buffers_after, draws.back().state_after};
-  }
-  return draws;
-}
-
-/// Every draw starting from the same exact values.
-std::vector<DrawnState> draws_from(const Scenario& scenario, const std::vector<double>& params,
-                                   const OptimizerState& state, const std::vector<double>& buffers) {
-  if (scenario.precision == Precision::fp32) return {};
-  return std::vector<DrawnState>(static_cast<size_t>(kRoundingDraws),
-                                 {convert<Stochastic>(params), convert<Stochastic>(buffers), convert<Stochastic>(state)});
-}
-
 /// Large-batch training from the initial weights, with GradScaler's state machine under fp16: the
 /// scale backs off after a skipped step and grows after `growth_interval` taken ones. A step whose
-/// overflow is ambiguous is taken (an implementation that skips it leaves this path).
+/// overflow is ambiguous is taken (an implementation that skips it leaves this path). The scheduler
+/// steps on every window, or with `holds` only on taken steps.
 template <class T>
 std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fixtures::ModelLayout& layout,
                                              const std::vector<fixtures::Batch>& windows,
                                              const std::vector<std::vector<int64_t>>& virtual_batches,
                                              const std::vector<double>& initial_params,
-                                             const std::vector<double>& initial_buffers) {
+                                             const std::vector<double>& initial_buffers, bool holds) {
   std::vector<WindowExpectation> out;
   std::vector<T> params = convert<T>(initial_params), buffers = convert<T>(initial_buffers);
   std::vector<Bounded> bounded_params = convert<Bounded>(initial_params);
   std::vector<Bounded> bounded_buffers = convert<Bounded>(initial_buffers);
   StateOf<T> state;
   StateOf<Bounded> bounded_state;
-  auto drawn = draws_from(scenario, initial_params, {}, initial_buffers);
   const bool scaled = scenario.precision == Precision::fp16;
   LossScaleState scaler = initial_loss_scale(scenario.loss_scale);
+  int position = 0;
   for (int s = 0; s < scenario.steps; ++s) {
     const double loss_scale = scaled ? scaler.scale : 1.0;
     const Overflow overflow = window_overflow(scenario, s, bounded_params, bounded_buffers, loss_scale);
     const bool skipped = overflow == Overflow::definite;
-    auto truth = run_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped, params, state,
-                            buffers);
-    auto bounded = run_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped,
-                              bounded_params, bounded_state, bounded_buffers);
-    const auto draws = draw_window(scenario, layout, s, windows[s], virtual_batches[s], loss_scale, skipped, drawn);
-    out.push_back(expectation(s, loss_scale, overflow, truth, bounded, draws));
+    const WindowSetup window{s, &windows[s], &virtual_batches[s], loss_scale, skipped, position};
+    auto truth = run_window(scenario, layout, window, params, state, buffers);
+    EvaluationCaps caps;
+    if (scenario.precision != Precision::fp32) {
+      // This window's own rounding, drawn from the truth's state; what the parameters' bound carries
+      // into it, propagated (Note [probabilistic tolerance]).
+      const auto carried = [&] {
+        const PropagationOnly propagation;
+        return run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers);
+      }();
+      caps = evaluation_caps(scenario, layout, window, values_of(params), values_of(buffers), truth, &carried);
+    }
+    auto bounded = run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers, &caps);
+    out.push_back(expectation(s, loss_scale, overflow, truth, bounded));
+    out.back().schedule_position = position;
+    if (!(skipped && holds)) ++position;
     if (scaled) scaler = update_loss_scale(scenario.loss_scale, scaler, skipped);
     params = std::move(truth.params_after);
     state = std::move(truth.state_after);
@@ -336,21 +371,21 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
   return out;
 }
 
+/// The window from given exact values; `window.skipped` is decided here (Note [overflow]).
 template <class T>
-WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayout& layout, int step,
-                            const fixtures::Batch& batch, const std::vector<int64_t>& virtual_batches,
-                            double loss_scale, const std::vector<double>& params, const OptimizerState& state,
+WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayout& layout, WindowSetup window,
+                            const std::vector<double>& params, const OptimizerState& state,
                             const std::vector<double>& buffers) {
   const Overflow overflow =
-      window_overflow(scenario, step, convert<Bounded>(params), convert<Bounded>(buffers), loss_scale);
-  const bool skipped = overflow == Overflow::definite;
-  auto truth = run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, convert<T>(params),
-                          convert<T>(state), convert<T>(buffers));
-  auto bounded = run_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped,
-                            convert<Bounded>(params), convert<Bounded>(state), convert<Bounded>(buffers));
-  auto drawn = draws_from(scenario, params, state, buffers);
-  const auto draws = draw_window(scenario, layout, step, batch, virtual_batches, loss_scale, skipped, drawn);
-  return expectation(step, loss_scale, overflow, truth, bounded, draws);
+      window_overflow(scenario, window.step, convert<Bounded>(params), convert<Bounded>(buffers), window.loss_scale);
+  window.skipped = overflow == Overflow::definite;
+  auto truth = run_window(scenario, layout, window, convert<T>(params), convert<T>(state), convert<T>(buffers));
+  const auto caps = evaluation_caps(scenario, layout, window, params, buffers, truth, nullptr);
+  auto bounded = run_window(scenario, layout, window, convert<Bounded>(params), convert<Bounded>(state),
+                            convert<Bounded>(buffers), &caps);
+  auto e = expectation(window.step, window.loss_scale, overflow, truth, bounded);
+  e.schedule_position = window.schedule_position;
+  return e;
 }
 
 bool all_finite(const std::vector<double>& values) {
@@ -410,19 +445,20 @@ Oracle::Oracle(const Scenario& scenario, OracleOptions options)
     }
   }
   RoundingScope rounding(*format_);
+  const bool holds = options_.scheduler_holds_on_skipped_step;
   trajectory_ = options_.high_precision
                     ? trajectory_in<HighPrecision>(scenario_, layout_, windows_, virtual_batches_, initial_params_,
-                                                   initial_buffers_)
+                                                   initial_buffers_, holds)
                     : trajectory_in<double>(scenario_, layout_, windows_, virtual_batches_, initial_params_,
-                                            initial_buffers_);
+                                            initial_buffers_, holds);
   check_in_range(trajectory_, *format_);
 }
 
 double Oracle::unit_roundoff() const { return gacc::unit_roundoff(*format_); }
 
 const WindowExpectation& Oracle::window_from(int step, const std::vector<double>& params, const OptimizerState& state,
-                                             const std::vector<double>& buffers,
-                                             std::optional<double> loss_scale) const {
+                                             const std::vector<double>& buffers, std::optional<double> loss_scale,
+                                             std::optional<int> schedule_position) const {
   if (step < 0 || step >= scenario_.steps) {
     throw std::out_of_range("Oracle::window_from: step " + std::to_string(step) + " of " +
                             std::to_string(scenario_.steps));
@@ -442,16 +478,20 @@ const WindowExpectation& Oracle::window_from(int step, const std::vector<double>
                                 (scaled ? " (must be positive and finite)" : " without fp16 (must be 1)"));
   }
 
-  Key key{step, params, state, buffers, scale};
+  const int position = schedule_position.value_or(trajectory_[static_cast<size_t>(step)].schedule_position);
+  if (position < 0 || position > step) {
+    throw std::invalid_argument("Oracle::window_from: schedule position " + std::to_string(position) + " at step " +
+                                std::to_string(step) + " (the scheduler steps at most once per window)");
+  }
+  Key key{step, params, state, buffers, scale, position};
   std::lock_guard<std::mutex> lock(memo_mutex_);
   auto it = memo_.find(key);
   if (it != memo_.end()) return *it->second;
   RoundingScope rounding(*format_);
-  auto e = options_.high_precision
-               ? window_in<HighPrecision>(scenario_, layout_, step, windows_[step], virtual_batches_[step], scale,
-                                          params, state, buffers)
-               : window_in<double>(scenario_, layout_, step, windows_[step], virtual_batches_[step], scale, params,
-                                   state, buffers);
+  const WindowSetup setup{step, &windows_[static_cast<size_t>(step)], &virtual_batches_[static_cast<size_t>(step)],
+                          scale, false, position};
+  auto e = options_.high_precision ? window_in<HighPrecision>(scenario_, layout_, setup, params, state, buffers)
+                                   : window_in<double>(scenario_, layout_, setup, params, state, buffers);
   auto& slot = memo_[std::move(key)];
   slot = std::make_unique<WindowExpectation>(std::move(e));
   return *slot;
@@ -463,12 +503,61 @@ namespace gacc::reference {
 
 const Oracle& Oracle::ghost() const {
   std::lock_guard<std::mutex> lock(memo_mutex_);
+  if (options_.ghost_batch_norm) return *this;
   if (!ghost_) {
     OracleOptions options = options_;
     options.ghost_batch_norm = true;
     ghost_ = std::make_unique<Oracle>(scenario_, options);
   }
   return *ghost_;
+}
+
+const Oracle& Oracle::held() const {
+  std::lock_guard<std::mutex> lock(memo_mutex_);
+  if (options_.scheduler_holds_on_skipped_step) return *this;
+  if (!held_) {
+    OracleOptions options = options_;
+    options.scheduler_holds_on_skipped_step = true;
+    held_ = std::make_unique<Oracle>(scenario_, options);
+  }
+  return *held_;
+}
+
+std::vector<std::vector<double>> Oracle::buffers_in_other_orders(int step, const std::vector<double>& params,
+                                                                 const std::vector<double>& buffers) const {
+  const int micro_batches = micro_batch_count(scenario_, step);
+  if (!options_.ghost_batch_norm || !is_batch_coupled(scenario_.model) || scenario_.world_size != 1 ||
+      micro_batches < 2) {
+    return {};
+  }
+  // Each micro-batch's update from zero buffers is momentum x its statistics (mean, unbiased
+  // variance); the tracked-batches count (the last buffer) just counts.
+  const double momentum = scenario_.model.batch_norm_momentum;
+  std::vector<std::vector<double>> updates;
+  for (int k = 0; k < micro_batches; ++k) {
+    const auto batch = fixtures::micro_batch(scenario_, step, 0, k);
+    updates.push_back(
+        loss_and_gradient<double>(scenario_, params, std::vector<double>(buffers.size(), 0.0), batch).buffers_after);
+  }
+  std::vector<int> order(static_cast<size_t>(micro_batches));
+  for (int k = 0; k < micro_batches; ++k) order[static_cast<size_t>(k)] = k;
+  std::vector<std::vector<double>> out;
+  while (std::next_permutation(order.begin(), order.end())) {
+    std::vector<double> running = buffers;
+    for (int k : order) {
+      for (size_t i = 0; i + 1 < running.size(); ++i) running[i] = (1.0 - momentum) * running[i] + updates[k][i];
+      running.back() += 1.0;
+    }
+    out.push_back(std::move(running));
+  }
+  return out;
+}
+
+std::pair<double, double> Oracle::scheduled_rate(int position) const {
+  RoundingScope rounding(*format_);
+  const double rate = learning_rate<double>(scenario_, position);
+  const Bounded bounded = host_value<Bounded>([&](auto h) { return learning_rate<decltype(h)>(scenario_, position); });
+  return {rate, kToleranceMargin * (bounded.error + chained_schedule_allowance(position, rate))};
 }
 
 }  // namespace gacc::reference

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <optional>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "core/floating_point.h"
@@ -43,6 +44,9 @@ struct WindowExpectation {
   /// within the bound may skip or take the step; the values here are those of the step taken.
   Overflow overflow = Overflow::none;
   bool skipped = false;
+  /// Scheduler steps taken before this window: `lr` is the schedule's there (the window's index when
+  /// the scheduler steps on every window; fewer when it holds on skipped steps).
+  int schedule_position = 0;
 };
 
 struct OracleOptions {
@@ -56,6 +60,9 @@ struct OracleOptions {
   /// size, running statistics updated once per micro-batch) instead of over the whole window: what
   /// an accumulating recipe with BatchNorm computes.
   bool ghost_batch_norm = false;
+  /// The LR scheduler holds on a step GradScaler skipped (as accelerate does) instead of stepping on
+  /// every window (as PyTorch's AMP example does): both are in use, and both are correct.
+  bool scheduler_holds_on_skipped_step = false;
 };
 
 class Oracle {
@@ -83,12 +90,28 @@ class Oracle {
   /// trajectory's): the local check. Memoized: properties asking about the same recipe share one
   /// evaluation. Throws std::invalid_argument on sizes that do not fit, non-finite values, or a loss
   /// scale that is not a positive finite number (or not 1 without fp16).
+  /// `schedule_position` is the scheduler steps the recipe took before this window (by default the
+  /// trajectory's).
   const WindowExpectation& window_from(int step, const std::vector<double>& params, const OptimizerState& state,
                                        const std::vector<double>& buffers,
-                                       std::optional<double> loss_scale = std::nullopt) const;
+                                       std::optional<double> loss_scale = std::nullopt,
+                                       std::optional<int> schedule_position = std::nullopt) const;
 
   /// The same scenario under ghost BatchNorm (OracleOptions::ghost_batch_norm), built on first use.
   const Oracle& ghost() const;
+  /// The same scenario with the scheduler holding on skipped steps
+  /// (OracleOptions::scheduler_holds_on_skipped_step), built on first use.
+  const Oracle& held() const;
+
+  /// Ghost BatchNorm on one rank: the buffers after window `step`, from `params` and `buffers`, for
+  /// every order of its micro-batches but the case's (a loop may run them in any order, and running
+  /// statistics, an exponential moving average, depend on it). Empty for any other model or oracle.
+  /// In double: the order only reweights the same per-micro-batch statistics.
+  std::vector<std::vector<double>> buffers_in_other_orders(int step, const std::vector<double>& params,
+                                                           const std::vector<double>& buffers) const;
+
+  /// The scheduled learning rate after `position` scheduler steps, and its tolerance.
+  std::pair<double, double> scheduled_rate(int position) const;
 
  private:
   Scenario scenario_;
@@ -101,10 +124,11 @@ class Oracle {
   std::vector<std::vector<int64_t>> virtual_batches_;  ///< per window; empty unless ghost
   std::vector<WindowExpectation> trajectory_;
 
-  using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>, double>;
+  using Key = std::tuple<int, std::vector<double>, OptimizerState, std::vector<double>, double, int>;
   mutable std::mutex memo_mutex_;
   mutable std::map<Key, std::unique_ptr<WindowExpectation>> memo_;
   mutable std::unique_ptr<Oracle> ghost_;
+  mutable std::unique_ptr<Oracle> held_;
 };
 
 }  // namespace gacc::reference

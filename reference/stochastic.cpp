@@ -1,6 +1,8 @@
 #include "reference/stochastic.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 
 #include "fixtures/random.h"
 
@@ -19,24 +21,51 @@ RoundingDraw::RoundingDraw(uint64_t seed, int draw) : previous_(t_state) {
 
 RoundingDraw::~RoundingDraw() { t_state = previous_; }
 
-double next_uniform() {
+namespace {
+
+uint64_t next_bits() {
   t_state += 0x9e3779b97f4a7c15ULL;
-  return static_cast<double>(fixtures::mix64(t_state) >> 11) * 0x1p-53;
+  return fixtures::mix64(t_state);
 }
+
+/// The general case (values that are subnormal in double, or below the format's spacing).
+double round_stochastically_slow(const FloatFormat& format, double x) {
+  const double magnitude = std::fabs(x);
+  int exponent = 0;
+  std::frexp(magnitude, &exponent);  // magnitude in [2^(exponent-1), 2^exponent)
+  const double spacing = std::ldexp(1.0, std::max(exponent - 1, format.min_exponent) - (format.precision - 1));
+  const double lower = std::floor(magnitude / spacing) * spacing;
+  if (lower == magnitude) return x;
+  const double chosen = next_uniform() * spacing < magnitude - lower ? lower + spacing : lower;
+  return std::copysign(chosen > max_finite(format) ? HUGE_VAL : chosen, x);
+}
+
+}  // namespace
+
+double next_uniform() { return static_cast<double>(next_bits() >> 11) * 0x1p-53; }
 
 double round_stochastically(const FloatFormat& format, double x) {
   if (!std::isfinite(x) || x == 0.0) return x;
-  const double magnitude = std::fabs(x);
-  if (magnitude > max_finite(format)) return round_to(format, x);
-  int exponent = 0;
-  std::frexp(magnitude, &exponent);  // magnitude in [2^(exponent-1), 2^exponent)
-  const int spacing_exponent = std::max(exponent - 1, format.min_exponent) - (format.precision - 1);
-  const double spacing = std::ldexp(1.0, spacing_exponent);
-  const double lower = std::floor(magnitude / spacing) * spacing;
-  if (lower == magnitude) return x;
-  const double upper = lower + spacing;
-  const double chosen = next_uniform() * spacing < magnitude - lower ? upper : lower;
-  return std::copysign(chosen > max_finite(format) ? HUGE_VAL : chosen, x);
+  if (std::fabs(x) > max_finite(format)) return round_to(format, x);
+  uint64_t bits = 0;
+  std::memcpy(&bits, &x, sizeof bits);
+  const uint64_t sign = bits & (uint64_t{1} << 63), magnitude = bits & ~(uint64_t{1} << 63);
+  const int exponent = static_cast<int>(magnitude >> 52) - 1023;
+  // The double's significand bits below the format's spacing at x (more of them in the format's
+  // subnormal range).
+  const int drop = 53 - format.precision + std::max(0, format.min_exponent - exponent);
+  if (exponent == -1023 || drop > 52) return round_stochastically_slow(format, x);
+  if (drop <= 0) return x;
+  const uint64_t mask = (uint64_t{1} << drop) - 1, remainder = magnitude & mask;
+  if (remainder == 0) return x;
+  // Up with probability remainder / 2^drop; the carry of lower + spacing into the exponent is the
+  // next binade's first value, as it should be.
+  const uint64_t lower = magnitude & ~mask;
+  const uint64_t chosen = (next_bits() >> (64 - drop)) < remainder ? lower + (uint64_t{1} << drop) : lower;
+  double out = 0.0;
+  const uint64_t out_bits = chosen | sign;
+  std::memcpy(&out, &out_bits, sizeof out);
+  return std::fabs(out) > max_finite(format) ? std::copysign(HUGE_VAL, x) : out;
 }
 
 Stochastic operator+(const Stochastic& a, const Stochastic& b) { return rounded(a.value + b.value); }

@@ -17,45 +17,52 @@ namespace gacc::reference {
 // ~~~~~~~~~~~~~~~~~~~~~~~~~~~~~~
 // The first-order bound of Note [tolerance] is a proof: no implementation in the format can be
 // further from the truth. It is tight in fp32 (a correct recipe reaches half of it), but it charges
-// every rounding at its worst, with every sign aligned, and in bf16 (u = 2^-8) through a few layers
-// that worst case grows past the value it bounds, or to infinity where a first-order expansion
-// breaks down (a variance whose bound exceeds it). A check against such a tolerance passes a zero
-// gradient: it did not look. Measured on LibTorch's CPU autocast (bf16, the zoo): the real error of
-// a correct recipe's gradient is 0.1%..1.5% of its norm, while the strict bound is 5% to over 100x
-// of it.
+// every rounding at its worst, with every sign aligned, and under bf16 autocast (u = 2^-8) through a
+// few layers that worst case grows past the value it bounds, or to infinity where a first-order
+// expansion breaks down (a variance whose bound exceeds it). A check against such a tolerance passes
+// a zero gradient: it did not look (Note [looked], properties/compare.h). Measured on LibTorch's CPU
+// autocast over the zoo: the real error of a correct recipe's bf16 gradient is 0.1% to 1.5% of its
+// norm, while the strict bound is 5% to over 100 times it, or infinite.
 //
 // The realistic size of rounding errors is the subject of probabilistic rounding error analysis
 // (Higham & Mary, "A new approach to probabilistic rounding error analysis", SISC 2019; Connolly,
 // Higham & Mary, "Stochastic rounding and its probabilistic backward error analysis", SISC 2021):
-// model each rounding error as a random variable of mean zero bounded by u, and the error of a
-// computation of n roundings grows like sqrt(n) u, not n u. gacc measures that growth instead of
-// bounding it: the oracle's own code runs R = kRoundingDraws more times in `Stochastic`, where
-// every operation the Bounded analysis charges — each arithmetic operation and library function in
-// fp32, each value autocast stores in bf16 or fp16 (round_low), each constant and host scalar as
-// the implementation holds it — rounds to one of its two neighbours in the format, up with
-// probability equal to its distance from the lower one. Stochastic rounding is unbiased and its
-// error has twice the variance of round-to-nearest's on average (p(1 - p) ulp^2 against ulp^2 / 12),
-// so its spread over-estimates a round-to-nearest implementation's. Each draw runs the window as a
-// correct accumulating implementation does — every micro-batch of every rank on its own (its
-// products' low-precision outputs rounded per micro-batch), the gradients summed in fp32, then
-// unscale, norm, clipping, the optimizer — so the split's own roundings are part of the spread.
+// model each rounding error as a random variable of mean zero bounded by u, and the error of n
+// roundings grows like sqrt(n) u, not n u. gacc measures that growth rather than bounding it. The
+// oracle's own model code runs kRoundingDraws more times in `Stochastic`, where every operation the
+// Bounded analysis charges — each arithmetic operation and library function in fp32, each value
+// autocast stores in bf16 or fp16 (round_low), a low-precision product's gradient once per
+// micro-batch — rounds to one of its two neighbours in the format, up with probability equal to its
+// distance from the lower one. Stochastic rounding is unbiased, and its error has twice the variance
+// of round-to-nearest's on average (p(1 - p) ulp^2 against ulp^2 / 12), so the draws' spread
+// over-estimates a round-to-nearest implementation's. Each draw evaluates the window as a correct
+// accumulating implementation does — every micro-batch of every rank on its own, normalized by the
+// window's loss elements, the gradients summed in fp32 — so the split's own roundings are in the
+// spread.
 //
-// For each element the root mean square of the R draws' deviations from the truth, s, estimates the
-// standard deviation of an implementation's error. The probabilistic bound is kRoundingSpread * s:
-// an error of a correct implementation beyond it needs the implementation to be kRoundingSpread
-// estimated standard deviations out, which for a sum of many independent roundings (close to
-// Gaussian; the estimate from R = 16 draws follows Student's t with 16 degrees of freedom) has a
-// probability below 1e-8 per element: kRoundingSpread = 8 gives P(|t_16| > 8) = 5.5e-7 at the
-// tolerance's half (the 0.5 a correct recipe must stay under) once the factor 2 between stochastic
-// and nearest rounding's variance is counted (8 sqrt 2 = 11.3 standard deviations of the
-// nearest-rounding error: P(|t_16| > 11.3) = 4.4e-9). The tolerance is kToleranceMargin times the
-// smaller of the two bounds, elementwise: the strict one where it is tighter (it stays the proof),
-// the probabilistic one where the strict one has grown past it. The false-alarm rate is measured,
-// not assumed (bench/RESULTS.md: correct recipes' worst ratio over thousands of bf16 and fp16 cases).
-// A draw that overflows (fp16 at a scale within the bound of overflowing) is left out of the
-// spread; if fewer than half of the draws are finite, the strict bound stands alone.
+// The draws measure one thing only: what this window's rounding does to its evaluation — the loss,
+// the buffers, the unscaled gradient before clipping and its norm. For each of their elements s is
+// the draws' root-mean-square deviation from the truth, and the evaluation's bound is capped at
+// kRoundingSpread * s (at least one rounding of the value), or left as it is where that is smaller.
+// Everything downstream keeps the first-order analysis: clipping, the optimizer step and the
+// trajectory carry the capped bound through their own derivatives, in Bounded arithmetic. That
+// matters where the step is not smooth in the gradient: Adam's update at step one is lr * g / (|g| +
+// eps), a whole lr of either sign for a gradient element within rounding of zero, which a handful of
+// draws may never show flipping; propagated, the bound there is as wide as the flip, and only there.
+// Along the trajectory the evaluation's cap is the bound the parameters carry into it (the same
+// evaluation in Bounded arithmetic with fresh rounding off: PropagationOnly) plus kRoundingSpread * s
+// for this window's own rounding, drawn from the truth's state.
 //
-// The fp32 policy keeps the strict bound alone: there it is tight, and it is a proof.
+// kRoundingSpread = 8 (and kToleranceMargin = 2 on top, as for the strict bound): for a sum of many
+// independent roundings (close to Gaussian) whose standard deviation is estimated from R = 16 draws
+// (Student's t with 16 degrees of freedom), a round-to-nearest error beyond half the tolerance — 8
+// estimated standard deviations of stochastic rounding, 11.3 of nearest rounding's — has probability
+// P(|t_16| > 11.3) < 1e-8 per element. That is the model's figure; the false-alarm rate is measured,
+// not assumed (bench/RESULTS.md: correct recipes' worst ratio over thousands of bf16 and fp16 cases),
+// and the tests check that a round-to-nearest re-enactment of the oracle stays within half of it. A
+// draw that overflows (fp16 at a scale within the bound of overflowing) is left out; with fewer than
+// half the draws finite, the strict bound stands alone. The fp32 policy keeps the strict bound
+// alone: there it is tight, and it is a proof.
 
 /// Stochastic re-runs per window (R).
 constexpr int kRoundingDraws = 16;

@@ -245,12 +245,12 @@ Trace decode_result(const std::vector<char>& bytes, const Scenario& scenario, co
   const Node root = open_file(bytes, origin, "result", kResultFormat, kFormatVersion);
   root.only({"format", "version", "steps", "counters"});
   const auto layout = fixtures::model_layout(scenario.model);
-  const Node steps = root.at("steps").list_of(static_cast<size_t>(scenario.steps), "one per optimizer step of the case");
+  // One entry per optimizer step the stack took: a count other than the case's windows is the
+  // stack's behaviour, judged as a structural failure (properties/trace_checks.h), not bad input.
+  const Node steps = root.at("steps");
   const LayoutNames names(layout);
   Trace trace;
-  for (int s = 0; s < scenario.steps; ++s) {
-    trace.steps.push_back(read_step(steps.at(static_cast<size_t>(s)), layout, names));
-  }
+  for (size_t s = 0; s < steps.size(); ++s) trace.steps.push_back(read_step(steps.at(s), layout, names));
   trace.counters = read_counters(root.at("counters"));
   return trace;
 }

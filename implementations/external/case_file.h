@@ -29,8 +29,9 @@ void write_case(const std::string& path, const Scenario& scenario);
 Scenario decode_case(const std::vector<char>& bytes, const std::string& origin);
 Scenario read_case(const std::string& path);
 
-/// A result's trace, checked against the scenario of its case (every step, every parameter and
-/// buffer, shapes and dtypes).
+/// A result's trace, checked against the scenario of its case (every parameter and buffer of every
+/// step, shapes and dtypes). The number of steps is the stack's: any count reads (a wrong one is a
+/// failing verdict, not bad input).
 Trace decode_result(const std::vector<char>& bytes, const Scenario& scenario, const std::string& origin);
 Trace read_result(const std::string& path, const Scenario& scenario);
 

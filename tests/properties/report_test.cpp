@@ -12,20 +12,27 @@ using Catch::Matchers::Contains;
 
 namespace {
 
-/// A report with one passing correct row, one caught pitfall, one failing correct row, one skip.
+/// A report with one passing correct row, one caught pitfall, one failing correct row, one skip, and
+/// one row that applied but could not look (not judged).
 RunReport sample_report() {
   RunReport report;
   report.seed = 9;
   report.cases = 4;
-  ResultRow pass{"gradient-equivalence", "good", RecipeKind::correct, Verdict::pass, 4, 0.01, "fine", {}};
-  ResultRow caught{"gradient-equivalence", "bug", RecipeKind::pitfall, Verdict::fail, 4, 1e5, "way off", {}};
+  ResultRow pass{"gradient-equivalence", "good", RecipeKind::correct, Verdict::pass, 4, 3, 40, 2, 0.01, "fine", {}};
+  ResultRow caught{"gradient-equivalence", "bug", RecipeKind::pitfall, Verdict::fail, 4, 4, 40, 0, 1e5, "way off", {}};
   caught.counterexample = Counterexample{testing::linear_scenario(), 2e4, "step 0 grad", 3, 1, 77};
-  ResultRow broken{"step-equivalence", "good", RecipeKind::correct, Verdict::fail, 4,
-                   std::numeric_limits<double>::infinity(), "took 3 steps <&>", {}};
+  ResultRow broken{"step-equivalence", "good", RecipeKind::correct, Verdict::fail, 4, 4, 4,
+                   0, std::numeric_limits<double>::infinity(), "took 3 steps <&>", {}};
   broken.counterexample = Counterexample{testing::linear_scenario(), std::numeric_limits<double>::infinity(),
                                          "took 3 steps", 0, 2, 78};
-  ResultRow skipped{"step-equivalence", "bug", RecipeKind::pitfall, Verdict::skip, 0, 0.0, "", {}};
-  report.rows = {pass, caught, broken, skipped};
+  ResultRow skipped{"step-equivalence", "bug", RecipeKind::pitfall, Verdict::skip, 0, 0, 0, 0, 0.0, "", {}};
+  ResultRow vacuous{"mixed-precision", "good", RecipeKind::correct, Verdict::not_judged, 2, 0, 10, 3, 0.0,
+                    "step 0 grad: ... [not judged: 3 of 10 checks could not see an error the size of the value]", {}};
+  report.rows = {pass, caught, broken, skipped, vacuous};
+  report.cells = {"linear x mean x fp32", "causal_lm x token_mean x bf16"};
+  report.coverage["mixed-precision"].cells["causal_lm x token_mean x bf16"] = {2, 0};
+  report.coverage["gradient-equivalence"].cells["linear x mean x fp32"] = {4, 4};
+  report.coverage["gradient-equivalence"].triggers["partial last window"] = {2, 2};
   return report;
 }
 
@@ -36,8 +43,9 @@ TEST_CASE("the JSON report has the documented shape", "[report]") {
   CHECK(json.at("seed") == 9);
   CHECK(json.contains("version"));
   const auto& results = json.at("results");
-  REQUIRE(results.size() == 4);
-  for (const char* key : {"property", "recipe", "recipe_kind", "verdict", "cases", "worst_ratio", "counterexample"}) {
+  REQUIRE(results.size() == 5);
+  for (const char* key : {"property", "recipe", "recipe_kind", "verdict", "cases", "cases_judged", "checks",
+                          "checks_not_judged", "worst_ratio", "counterexample"}) {
     CHECK(results[0].contains(key));
   }
   CHECK(results[1].at("recipe_kind") == "pitfall");
@@ -50,13 +58,23 @@ TEST_CASE("the JSON report has the documented shape", "[report]") {
   CHECK(summary.at("fail") == 2);
   CHECK(summary.at("skip") == 1);
   CHECK(summary.at("expected_fail") == 0);
+  CHECK(summary.at("not_judged") == 1);
+  CHECK(summary.at("checks") == 94);
+  CHECK(summary.at("checks_not_judged") == 5);
+  CHECK(results[4].at("verdict") == "not_judged");
+  CHECK(results[0].at("cases_judged") == 3);
+  CHECK(json.at("coverage").at("mixed-precision").at("cells").at("causal_lm x token_mean x bf16").at("judged") == 0);
+  const auto warnings = json.at("coverage_warnings");
+  REQUIRE(warnings.size() == 1);  // every cell drawn; one applied but never judged
+  CHECK_THAT(warnings[0].get<std::string>(), Contains("mixed-precision applied to causal_lm x token_mean x bf16 in 2 cases and judged none"));
   CHECK(summary.at("correct_failing") == nlohmann::json::array({"good"}));
   CHECK(summary.at("pitfalls_escaping").empty());
 }
 
 TEST_CASE("JUnit fails exactly the unexpected rows and escapes XML", "[report]") {
   const std::string xml = to_junit(sample_report());
-  CHECK_THAT(xml, Contains("<testsuites name=\"gacc\" tests=\"4\" failures=\"1\" skipped=\"1\">"));
+  CHECK_THAT(xml, Contains("<testsuites name=\"gacc\" tests=\"5\" failures=\"1\" skipped=\"2\">"));
+  CHECK_THAT(xml, Contains("not judged: in every case a check could not see an error the size of the value"));
   CHECK_THAT(xml, Contains("<testsuite name=\"step-equivalence\" tests=\"2\" failures=\"1\""));
   CHECK_THAT(xml, Contains("correct recipe failed: took 3 steps &lt;&amp;&gt;"));
   CHECK_THAT(xml, Contains("<skipped"));
@@ -73,4 +91,8 @@ TEST_CASE("the table names what went wrong and how to reproduce it", "[report]")
   CHECK_THAT(text, Contains("gacc repro '"));
   CHECK_THAT(text, Contains("correct recipe failing: good"));
   CHECK(text.find("UNEXPECTED: gradient-equivalence on bug") == std::string::npos);
+  CHECK_THAT(text, Contains("not judged"));
+  CHECK_THAT(text, Contains("checks: 89 of 94 judged"));
+  CHECK_THAT(text, Contains("gradient-equivalence: 1/1 cells (of 2); partial last window 2/2"));
+  CHECK_THAT(text, Contains("warning: mixed-precision applied to causal_lm x token_mean x bf16"));
 }

@@ -65,7 +65,9 @@ TEST_CASE("broken loops are caught by a wide margin and shrunk to small countere
   const Harness h;
   const testing::Fp32ForgottenScaling forgotten;
   const testing::Fp32ZeroEachMicroBatch zeroed;
-  const auto report = run_properties(h.properties(), {&forgotten, &zeroed}, scenarios(), options(40, 5));
+  auto shrink_every_row = options(40, 5);
+  shrink_every_row.shrink_every_pitfall_row = true;
+  const auto report = run_properties(h.properties(), {&forgotten, &zeroed}, scenarios(), shrink_every_row);
   for (const auto& r : report.rows) {
     INFO(r.property << " / " << r.recipe << ": " << r.worst_detail);
     CHECK(r.verdict == Verdict::fail);
@@ -83,6 +85,49 @@ TEST_CASE("broken loops are caught by a wide margin and shrunk to small countere
   }
   CHECK(report.pitfalls_escaping().empty());
   CHECK(report.exit_code() == ExitCode::ok);
+}
+
+TEST_CASE("by default a caught pitfall is shrunk once, in its first catching row", "[runner]") {
+  const Harness h;
+  const testing::Fp32ZeroEachMicroBatch zeroed;
+  const auto report = run_properties(h.properties(), {&zeroed}, scenarios(), options(40, 5));
+  const auto& first = row(report, "gradient-equivalence", zeroed.name());
+  const auto& second = row(report, "step-equivalence", zeroed.name());
+  REQUIRE(first.counterexample.has_value());
+  REQUIRE(second.counterexample.has_value());
+  CHECK(first.counterexample->shrinks > 0);
+  CHECK(second.counterexample->shrinks == 0);  // the generated case that showed it
+  CHECK(second.counterexample->ratio >= 1);
+}
+
+TEST_CASE("a check that could not look is not judged, never a pass (Note [looked])", "[runner]") {
+  // Every case's one comparison has a tolerance past its value: the row is "not judged", and a
+  // pitfall judged only so is neither caught nor escaping.
+  const PropertyOf blind("blind", "compares under a tolerance past the value", [](const Scenario&) { return true; },
+                         [](const CaseContext&) { return CaseVerdict{0.0, "tolerance inf", false, 1, 1}; });
+  const PropertyOf looking("looking", "one check that looked", [](const Scenario&) { return true; },
+                           [](const CaseContext&) { return CaseVerdict{0.1, "fine", false, 1, 0}; });
+  const testing::Fp32Recipe correct;
+  const testing::Fp32DisguisedAsPitfall disguised;
+  const auto report = run_properties({&blind, &looking}, {&correct, &disguised}, scenarios(), options(3, 1));
+  const auto& vacuous = row(report, "blind", correct.name());
+  CHECK(vacuous.verdict == Verdict::not_judged);
+  CHECK(vacuous.cases == 3);
+  CHECK(vacuous.cases_judged == 0);
+  CHECK(vacuous.checks_not_judged == 3);
+  CHECK(row(report, "looking", correct.name()).verdict == Verdict::pass);
+  CHECK(report.checks() == 12);
+  CHECK(report.checks_not_judged() == 6);
+  // The disguised pitfall was judged (by "looking") and passed: it escapes. Judged only by "blind",
+  // it would be not judged.
+  CHECK(report.pitfalls_escaping() == std::vector<std::string>{"fp32-not-really-broken"});
+  const auto only_blind = run_properties({&blind}, {&disguised}, scenarios(), options(3, 1));
+  CHECK(only_blind.pitfalls_escaping().empty());
+  CHECK(only_blind.pitfalls_not_judged() == std::vector<std::string>{"fp32-not-really-broken"});
+  CHECK(only_blind.exit_code() == ExitCode::ok);
+  std::ostringstream table;
+  print_table(table, report, false);
+  CHECK_THAT(table.str(), Contains("not judged"));
 }
 
 TEST_CASE("a pitfall that no property catches makes the run fail", "[runner]") {

@@ -50,6 +50,8 @@ class Fp32Recipe : public Recipe {
       for (int r = 0; r < sc.world_size; ++r) {
         std::vector<float> rank_grad(params.size(), 0.0f);
         for (int k = 0; k < micro_batch_count(sc, s); ++k) {
+          if (r == 0) ++trace.counters.micro_batches;  // the trace is rank 0's
+          if (r == 0 && zero_each_micro_batch()) ++trace.counters.zero_grads;
           const auto micro = fixtures::micro_batch(sc, s, r, k);
           reference::EvaluationOptions options;
           options.loss_elements = normalizer(micro.counted_targets(), window_elements);
@@ -99,6 +101,7 @@ class Fp32Recipe : public Recipe {
       for (const auto& [name, values] : state) record.optimizer_state[name].assign(values.begin(), values.end());
       record.buffers_after.assign(buffers.begin(), buffers.end());
       trace.steps.push_back(std::move(record));
+      if (!zero_each_micro_batch()) ++trace.counters.zero_grads;  // once per window
       if (sc.schedule.kind != ScheduleKind::constant) trace.counters.scheduler_steps += scheduler_steps_per_window();
     }
     return trace;

@@ -43,7 +43,8 @@ TEST_CASE("every correct recipe passes, or deviates only as documented", "[mutat
   const auto& report = matrix().report;
   for (const auto& row : report.rows) {
     if (row.kind != RecipeKind::correct) continue;
-    INFO(row.property << " / " << row.recipe << ": " << row.worst_detail);
+    INFO(row.property << " / " << row.recipe << ": " << row.worst_detail
+                      << (row.counterexample ? "\n" + report.reproduce(*row.counterexample) : std::string()));
     CHECK(row.verdict != properties::Verdict::fail);
     if (row.verdict == properties::Verdict::pass) CHECK(row.worst_ratio <= 0.5);
   }
