@@ -9,6 +9,7 @@
 
 #include <unistd.h>
 
+#include "bench/coverage_bench.h"
 #include "bench/data_parallel_bench.h"
 #ifdef GACC_WITH_GPU_BENCH
 #include "bench/accumulate_gpu_bench.h"
@@ -164,6 +165,7 @@ properties::RunReport run_stratified(const std::vector<const properties::Propert
                                      const std::vector<const Recipe*>& recipes, const properties::GeneratorRange& range,
                                      properties::RunOptions options) {
   options.cells = properties::cell_names(range);
+  options.pass = properties::pass_length(range);
   return properties::run_properties(properties, recipes, properties::stratified(range, options.seed), options);
 }
 
@@ -208,6 +210,7 @@ int pitfalls_command(const PitfallsArguments& args) {
     if (p.caught_by.empty()) std::cout << " nothing — it ESCAPES";
     for (const auto& [property, ratio] : p.caught_by) std::cout << " " << property << " (" << properties::format_ratio(ratio) << ")";
     std::cout << "\n";
+    if (!p.diagnoses.empty()) std::cout << "  diagnosed as: " << p.diagnoses.front() << "\n";
     if (p.counterexample) {
       std::cout << "  smallest counterexample (" << p.counterexample_property << "): "
                 << properties::reproduce_line(*p.counterexample, report.seed) << "\n";
@@ -289,6 +292,7 @@ int explain_command(const std::string& name, int cases, uint64_t seed, const std
     const auto scenario = to_json(c.scenario);
     for (const auto& [key, value] : scenario.items()) std::cout << "  " << key << ": " << value.dump() << "\n";
     std::cout << wrapped(c.detail, 100, "  ");
+    if (!c.diagnosis.empty()) std::cout << wrapped("diagnosis: " + c.diagnosis, 100, "  ");
     std::cout << "  " << properties::reproduce_line(c, report.seed) << "\n\n";
   } else {
     std::cout << "no counterexample in " << cases << " cases: it did not show (try --cases or --seed)\n\n";
@@ -354,15 +358,28 @@ int list_command(bool json) {
   return 0;
 }
 
-int bench_command(const std::string& what, const std::string& json_path, const std::string& backend) {
-  if (what != "data-parallel" && backend != "gloo") {
+int bench_command(const BenchArguments& args) {
+  const std::string& what = args.what;
+  if (what != "data-parallel" && args.backend != "gloo") {
     throw UsageError("--backend is for gacc bench data-parallel, not " + what);
+  }
+  if (what != "coverage" && (args.cases != 0 || !args.precision.empty())) {
+    throw UsageError("--cases and --precision are for gacc bench coverage, not " + what);
   }
   nlohmann::json figures;
   if (what == "oracle") {
     figures = bench::run_oracle_bench(std::cout);
   } else if (what == "data-parallel") {
-    figures = bench::run_data_parallel_bench(std::cout, distributed::parse_process_group_backend(backend));
+    figures = bench::run_data_parallel_bench(std::cout, distributed::parse_process_group_backend(args.backend));
+  } else if (what == "coverage") {
+    const Catalog catalog;
+    std::vector<const Recipe*> pitfalls;
+    for (const auto* r : catalog.recipes()) {
+      if (r->kind() == RecipeKind::pitfall) pitfalls.push_back(r);
+    }
+    figures = bench::run_coverage_bench(std::cout, catalog.properties(), pitfalls,
+                                        command_range(args.precision, data_parallel_world()),
+                                        args.cases > 0 ? args.cases : 300, 20);
   } else if (what == "accumulate") {
 #ifdef GACC_WITH_GPU_BENCH
     figures = bench::run_accumulate_gpu_bench(std::cout);
@@ -371,9 +388,9 @@ int bench_command(const std::string& what, const std::string& json_path, const s
                            "(nvcc was not found when it was configured)");
 #endif
   } else {
-    throw UsageError("unknown benchmark \"" + what + "\" (available: oracle, data-parallel, accumulate)");
+    throw UsageError("unknown benchmark \"" + what + "\" (available: oracle, data-parallel, accumulate, coverage)");
   }
-  if (!json_path.empty()) write_file_atomically(json_path, figures.dump(2) + "\n");
+  if (!args.json_path.empty()) write_file_atomically(args.json_path, figures.dump(2) + "\n");
   return 0;
 }
 

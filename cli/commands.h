@@ -58,10 +58,18 @@ int pitfalls_command(const PitfallsArguments& args);
 /// `gacc explain PITFALL`: the bug, a minimal counterexample (shrunk), the fix as code.
 int explain_command(const std::string& pitfall, int cases, uint64_t seed, const std::string& precision = "");
 
-/// `gacc bench WHAT [--json F] [--backend B]`: WHAT is "oracle", "data-parallel" or "accumulate";
-/// `backend` ("gloo" or "nccl") is data-parallel's process groups (a UsageError for another
-/// benchmark when not gloo).
-int bench_command(const std::string& what, const std::string& json_path, const std::string& backend = "gloo");
+struct BenchArguments {
+  std::string what;              ///< oracle, data-parallel, accumulate or coverage
+  std::string json_path;
+  std::string backend = "gloo";  ///< data-parallel: the process groups' backend (gloo or nccl)
+  int cases = 0;                 ///< coverage: the most cases per seed (0: the default, 300)
+  std::string precision;         ///< coverage: as RunArguments::precision
+};
+
+/// `gacc bench WHAT`: WHAT is "oracle", "data-parallel", "accumulate" or "coverage"; a flag that
+/// belongs to another benchmark (--backend but for data-parallel, --cases and --precision but for
+/// coverage) is a UsageError.
+int bench_command(const BenchArguments& args);
 
 struct ReproArguments {
   std::string scenario;    ///< Scenario JSON text, or the path of a file holding it

@@ -119,17 +119,20 @@ int main(int argc, char** argv) {
   std::string explain_precision;
   add_precision_option(explain, explain_precision);
 
-  std::string bench_what, bench_json;
+  gacc::cli::BenchArguments bench_args;
   auto* bench = app.add_subcommand(
       "bench", "performance: oracle (the oracle's cost on the tiny LM), data-parallel (collectives and time per step), "
-      "accumulate (the fused accumulator on the GPU against copy bandwidth and LibTorch)");
-  bench->add_option("what", bench_what, "which benchmark: oracle, data-parallel or accumulate")->required();
-  bench->add_option("--json", bench_json, "write the figures to this file")->check(path_validator());
-  std::string bench_backend = "gloo";
+      "accumulate (the fused accumulator on the GPU against copy bandwidth and LibTorch), coverage (cases until "
+      "every pitfall is caught, independent draws against stratified ones)");
+  bench->add_option("what", bench_args.what, "which benchmark: oracle, data-parallel, accumulate or coverage")->required();
+  bench->add_option("--json", bench_args.json_path, "write the figures to this file")->check(path_validator());
   bench
-      ->add_option("--backend", bench_backend,
+      ->add_option("--backend", bench_args.backend,
                    "data-parallel: the process groups, gloo (default) or nccl (one CUDA device per rank)")
       ->check(CLI::IsMember({"gloo", "nccl"}));
+  bench->add_option("--cases", bench_args.cases, "coverage: the most cases per seed (default 300)")
+      ->check(CLI::Range(1, 10000000));
+  add_precision_option(bench, bench_args.precision);
 
   gacc::cli::ReproArguments repro_args;
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe, verbosely");
@@ -231,7 +234,7 @@ int main(int argc, char** argv) {
   // Tiny tensors: one intra-op thread is fastest, and keeps every run's arithmetic the same.
   torch::set_num_threads(1);
   try {
-    if (*run || *pitfalls || *explain || *repro) {
+    if (*run || *pitfalls || *explain || *repro || (*bench && bench_args.what == "coverage")) {
       // Under torchrun, ranks 1..N-1 serve rank 0's jobs; rank 0 runs the command.
       if (gacc::cli::configure_data_parallel(data_parallel_args)) {
         return gacc::cli::serve_torchrun_rank(data_parallel_args);
@@ -239,7 +242,7 @@ int main(int argc, char** argv) {
     }
     // Every path the command writes, checked before its work: a report that cannot be written is
     // better known now than after an hour of cases.
-    for (const std::string* file : {&run_args.json_path, &run_args.junit_path, &pitfall_args.json_path, &bench_json,
+    for (const std::string* file : {&run_args.json_path, &run_args.junit_path, &pitfall_args.json_path, &bench_args.json_path,
                                     &repro_args.trace_path, &export_args.out, &verify_args.json_path,
                                     &external_args.json_path, &external_args.junit_path}) {
       if (!file->empty()) gacc::check_file_writable(*file);
@@ -250,7 +253,7 @@ int main(int argc, char** argv) {
     if (*run) return gacc::cli::run_command(run_args);
     if (*list) return gacc::cli::list_command(list_json);
     if (*repro) return gacc::cli::repro_command(repro_args);
-    if (*bench) return gacc::cli::bench_command(bench_what, bench_json, bench_backend);
+    if (*bench) return gacc::cli::bench_command(bench_args);
     if (*pitfalls) return gacc::cli::pitfalls_command(pitfall_args);
     if (*case_export) return gacc::cli::case_export_command(export_args);
     if (*case_verify) return gacc::cli::case_verify_command(verify_args);

@@ -76,8 +76,15 @@ std::vector<Stratum> strata_cells(const GeneratorRange& range) {
   return cells;
 }
 
+int pass_length(const GeneratorRange& range) {
+  int length = 0;
+  for (const auto& cell : strata_cells(range)) length += draw_shares(cell.arch);
+  return length;
+}
+
 Stratum stratum_of_case(const GeneratorRange& range, uint64_t seed, int index) {
-  const auto cells = strata_cells(range);
+  std::vector<Stratum> cells;  // a pass: each cell once per draw share of its architecture
+  for (const auto& cell : strata_cells(range)) cells.insert(cells.end(), static_cast<size_t>(draw_shares(cell.arch)), cell);
   const size_t pass = static_cast<size_t>(index) / cells.size(), position = static_cast<size_t>(index) % cells.size();
   const auto order = permutation(cells.size(), fixtures::random_bits(seed, 0xce11, pass));
   Stratum stratum = cells[order[position]];

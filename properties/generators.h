@@ -275,14 +275,16 @@ inline void empty_last_micro_batch(Scenario& sc) {
 // A property can only judge what is drawn. Drawn independently, the cells the properties tell apart
 // (architecture x loss reduction x precision: 9 x 2 x 3 = 54) come up by chance, and a short run
 // often misses the one a bug lives in (a token-count bug needs the language model with a token mean
-// in a precision where the check can look). So a run's cases are stratified: case i belongs to
-// cell i mod C of a seed-dependent permutation of the C cells of the range (a fresh permutation
-// for every pass), so the first C cases of any run cover every cell once, and every later pass
-// covers them again. On top, each case is given about half of the triggers that make accumulation
-// bugs show — norm clipping at a threshold below the zoo's gradient norms, a partial last window, a
-// micro-batch without a counted token (language model), W > 1 (where ranks are allowed), an fp16
-// loss scale that overflows at once (fp16) — alternating among the cells a trigger applies to, in
-// the order they come up, so that every trigger meets every architecture within a pass or two.
+// in a precision where the check can look). So a run's cases are stratified. A pass lists every
+// cell of the range once per draw share of its architecture (the language model three times, the
+// routed MLP twice: more bugs live there; 72 entries for the whole zoo), in a seed-dependent order
+// (a fresh one for every pass): case i is entry i mod P of its pass, so the first P cases of any run
+// cover every cell, and every later pass covers them again. On top, each case is given about half
+// of the triggers that make accumulation bugs show — norm clipping at a threshold below the zoo's
+// gradient norms, a partial last window, a micro-batch without a counted token (language model),
+// W > 1 (where ranks are allowed; without it the case has one rank), an fp16 loss scale that
+// overflows at once (fp16) — alternating among the entries a trigger applies to, in the order they
+// come up, so that every trigger meets every architecture within a pass or two.
 // Everything else (dimensions, split sizes, optimizer, schedule, seeds) is drawn as before, and
 // shrinking keeps the case in its cell and its triggers: a bf16 language-model counterexample
 // stays one. Reports say, per property, which cells and triggers it judged (Stratum, runner.h).
@@ -308,6 +310,9 @@ std::vector<std::string> cell_names(const GeneratorRange& range);
 
 /// The cells of a range, in a canonical order: architecture x {mean, sum} x precision.
 std::vector<Stratum> strata_cells(const GeneratorRange& range);
+
+/// Cases in one stratified pass: the first this many cases of a run draw every cell (Note [coverage]).
+int pass_length(const GeneratorRange& range);
 
 /// The stratum of case `index` of a run under `seed` (Note [coverage]).
 Stratum stratum_of_case(const GeneratorRange& range, uint64_t seed, int index);
@@ -340,7 +345,7 @@ inline rc::Gen<Scenario> scenarios_in(const GeneratorRange& full_range, const St
         if (forced) {
           sum = forced->summed;
           partial = partial || forced->partial;
-          if (forced->multi_rank && max_world >= 2) world = std::max(world, 2);
+          world = forced->multi_rank && max_world >= 2 ? std::max(world, 2) : 1;
           if (forced->token_free && is_token_model(model)) {
             k = std::max(k, 2);
             if (partial) steps = std::max(steps, 2);  // window 0 keeps all K micro-batches

@@ -43,6 +43,18 @@ std::vector<PitfallSummary> summarize_pitfalls(const RunReport& report,
         summary.counterexample_property = row.property;
       }
     }
+    std::vector<std::pair<int, std::string>> diagnoses;  // (rows, signature)
+    for (const auto& row : report.rows) {
+      if (row.recipe != recipe->name() || row.diagnosis.empty()) continue;
+      auto it = std::find_if(diagnoses.begin(), diagnoses.end(), [&](const auto& d) { return d.second == row.diagnosis; });
+      if (it == diagnoses.end()) {
+        diagnoses.emplace_back(1, row.diagnosis);
+      } else {
+        ++it->first;
+      }
+    }
+    std::stable_sort(diagnoses.begin(), diagnoses.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (const auto& d : diagnoses) summary.diagnoses.push_back(d.second);
     summary.min_ratio = std::numeric_limits<double>::infinity();
     const auto it = report.case_ratios.find(recipe->name());
     if (it != report.case_ratios.end()) {
@@ -112,7 +124,8 @@ nlohmann::json to_json(const std::vector<PitfallSummary>& pitfalls) {
                    {"min_ratio", ratio_json(p.min_ratio)},
                    {"min_ratio_case", p.min_ratio_case},
                    {"largest_hidden_ratio", p.largest_hidden_ratio},
-                   {"counterexample", counterexample}});
+                   {"counterexample", counterexample},
+                   {"diagnoses", p.diagnoses}});
   }
   return out;
 }

@@ -33,6 +33,8 @@ struct PitfallSummary {
   /// The smallest shrunk counterexample among the catching properties.
   std::optional<Counterexample> counterexample;
   std::string counterexample_property;
+  /// The signatures its failures were diagnosed with (Note [diagnosis]), most frequent first.
+  std::vector<std::string> diagnoses;
 };
 
 /// DESIGN's measure of the harness: the worst ratio of any correct recipe (at most 0.5) against the

@@ -26,6 +26,12 @@ struct CaseVerdict {
   /// Comparisons made, and those among them that did not look (Note [looked], properties/compare.h).
   int checks = 0;
   int checks_not_judged = 0;
+  /// What the case showed of the recipe's legitimate choices ("the scheduler holds on steps
+  /// GradScaler skipped"): reports count them per recipe.
+  std::vector<std::string> notes = {};
+  /// For a failure, the known bug its numbers fit (Note [diagnosis], properties/diagnosis.h); the
+  /// runner fills it in.
+  std::string diagnosis = {};
 
   /// Whether the case was judged: it failed (found something), or every check it made looked.
   bool judged() const { return !(ratio < 1.0) || (checks > 0 && checks_not_judged == 0); }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
+#include <map>
 #include <sstream>
 
 #include "core/version.h"
@@ -76,6 +77,20 @@ std::string verdict_text(const ResultRow& row) {
   return row.verdict == Verdict::expected_fail ? "expected" : to_string(row.verdict);
 }
 
+/// What the recipes showed of their legitimate choices, once per recipe and note.
+void print_notes(std::ostream& out, const RunReport& report) {
+  std::map<std::string, std::map<std::string, int>> by_recipe;
+  for (const auto& row : report.rows) {
+    for (const auto& [note, cases] : row.notes) by_recipe[row.recipe][note] = std::max(by_recipe[row.recipe][note], cases);
+  }
+  for (const auto& [recipe, notes] : by_recipe) {
+    for (const auto& [note, cases] : notes) {
+      out << "observed: " << recipe << ": " << note << " (" << cases << " case" << (cases == 1 ? "" : "s") << ")\n";
+    }
+  }
+  if (!by_recipe.empty()) out << "\n";
+}
+
 /// Per property, the cells and triggers it judged (Note [coverage]), then the warnings.
 void print_coverage(std::ostream& out, const RunReport& report) {
   if (report.coverage.empty()) return;
@@ -106,6 +121,7 @@ nlohmann::json to_json(const RunReport& report) {
       counterexample = {{"scenario", gacc::to_json(c.scenario)},
                         {"ratio", ratio_json(c.ratio)},
                         {"detail", c.detail},
+                        {"diagnosis", c.diagnosis},
                         {"shrinks", c.shrinks},
                         {"case_index", c.case_index},
                         {"reproduce", report.reproduce(c)}};
@@ -119,6 +135,8 @@ nlohmann::json to_json(const RunReport& report) {
                        {"checks", row.checks},
                        {"checks_not_judged", row.checks_not_judged},
                        {"worst_ratio", ratio_json(row.worst_ratio)},
+                       {"notes", row.notes},
+                       {"diagnosis", row.diagnosis},
                        {"worst_detail", row.worst_detail},
                        {"counterexample", counterexample}});
   }
@@ -230,13 +248,16 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
     out << (bad ? "UNEXPECTED: " : "") << row.property << " on " << row.recipe << " (" << to_string(row.kind)
         << ", " << verdict_text(row) << ")\n";
     out << "  worst: " << row.worst_detail << "\n";
+    if (!row.diagnosis.empty()) out << "  diagnosis: " << row.diagnosis << "\n";
     if (row.counterexample) {
       const auto& c = *row.counterexample;
       out << "  counterexample (" << c.shrinks << " shrinks, ratio " << format_ratio(c.ratio)
           << "): " << c.detail << "\n";
+      if (!c.diagnosis.empty() && c.diagnosis != row.diagnosis) out << "  its diagnosis: " << c.diagnosis << "\n";
       out << "  " << report.reproduce(c) << "\n";
     }
   }
+  print_notes(out, report);
   print_coverage(out, report);
   const auto failing = report.correct_failing();
   const auto escaping = report.pitfalls_escaping();

@@ -8,6 +8,7 @@
 
 #include "core/errors.h"
 #include "core/interrupt.h"
+#include "properties/diagnosis.h"
 #include "fixtures/fixtures.h"
 #include "fixtures/random.h"
 
@@ -43,7 +44,9 @@ CaseVerdict judge(const Property& property, const Recipe& recipe, const referenc
   }
   const CaseContext context{oracle, *outcome.trace, [&recipe](const Scenario& s) { return recipe.run(s); }};
   try {
-    return property.check(context);
+    CaseVerdict verdict = property.check(context);
+    if (!(verdict.ratio < 1.0)) verdict.diagnosis = diagnose(oracle, *outcome.trace);
+    return verdict;
   } catch (const Error&) {
     throw;  // as in run_recipe
   } catch (const std::exception& e) {
@@ -87,6 +90,7 @@ void record(Cell& cell, const CaseVerdict& verdict) {
   row.cases_judged += verdict.judged();
   row.checks += verdict.checks;
   row.checks_not_judged += verdict.checks_not_judged;
+  for (const auto& note : verdict.notes) ++row.notes[note];
   if (!(verdict.ratio < 1.0)) ++(verdict.expected ? cell.expected : cell.unexpected);
 }
 
@@ -94,39 +98,69 @@ bool judgeable(const Cell& cell, const Scenario& scenario) {
   return cell.property->applies_to(scenario) && cell.recipe->supports(scenario);
 }
 
-Counterexample shrink(const Cell& cell, int max_evaluations) {
-  rc::Shrinkable<Scenario> current = *cell.failure;
-  Counterexample best{current.value(),    cell.failure_verdict.ratio, cell.failure_verdict.detail, 0,
-                      cell.failure_index, cell.failure_seed};
+/// The cell's verdict on `scenario`, or nothing where the cell cannot judge it (the property does
+/// not apply, the recipe does not support it, or the large batch diverges there).
+std::optional<CaseVerdict> judge_scenario(const Cell& cell, const Scenario& scenario) {
+  if (!judgeable(cell, scenario)) return std::nullopt;
+  std::optional<reference::Oracle> oracle;
+  try {
+    oracle.emplace(scenario);
+  } catch (const InvalidCase&) {
+    return std::nullopt;  // a diverging scenario shows nothing about accumulation
+  }
+  return judge(*cell.property, *cell.recipe, *oracle, run_recipe(*cell.recipe, scenario));
+}
+
+/// A counterexample and the shrink tree it sits at.
+struct Shrunk {
+  Counterexample counterexample;
+  rc::Shrinkable<Scenario> at;
+};
+
+Shrunk shrink(const Cell& cell, int max_evaluations) {
+  Shrunk best{{cell.failure->value(), cell.failure_verdict.ratio, cell.failure_verdict.detail, 0, cell.failure_index,
+               cell.failure_seed, cell.failure_verdict.diagnosis},
+              *cell.failure};
   int evaluations = 0;
   bool progressed = true;
   while (progressed && evaluations < max_evaluations) {
     progressed = false;
-    auto candidates = current.shrinks();
+    auto candidates = best.at.shrinks();
     while (auto candidate = candidates.next()) {
       if (evaluations >= max_evaluations) break;
       const Scenario scenario = (*candidate).value();
       if (!judgeable(cell, scenario)) continue;
       ++evaluations;
-      std::optional<reference::Oracle> oracle;
-      try {
-        oracle.emplace(scenario);
-      } catch (const InvalidCase&) {
-        continue;  // a diverging scenario shows nothing about accumulation
-      }
-      const auto verdict = judge(*cell.property, *cell.recipe, *oracle, run_recipe(*cell.recipe, scenario));
-      if (shows(verdict, cell.recipe->kind())) {
-        current = *candidate;
-        best.scenario = scenario;
-        best.ratio = verdict.ratio;
-        best.detail = verdict.detail;
-        ++best.shrinks;
+      const auto verdict = judge_scenario(cell, scenario);
+      if (verdict && shows(*verdict, cell.recipe->kind())) {
+        best.at = *candidate;
+        best.counterexample.scenario = scenario;
+        best.counterexample.ratio = verdict->ratio;
+        best.counterexample.detail = verdict->detail;
+        best.counterexample.diagnosis = verdict->diagnosis;
+        ++best.counterexample.shrinks;
         progressed = true;
         break;
       }
     }
   }
   return best;
+}
+
+/// Another row's shrunk counterexample of the same recipe, where it shows this cell's failure too
+/// (one evaluation instead of a shrink: the rows of a recipe mostly fail for one cause).
+std::optional<Counterexample> reuse(const Cell& cell, const std::vector<std::pair<const Recipe*, Shrunk>>& shrunk) {
+  for (const auto& [recipe, earlier] : shrunk) {
+    if (recipe != cell.recipe) continue;
+    const auto verdict = judge_scenario(cell, earlier.counterexample.scenario);
+    if (!verdict || !shows(*verdict, cell.recipe->kind())) continue;
+    Counterexample counterexample = earlier.counterexample;
+    counterexample.ratio = verdict->ratio;
+    counterexample.detail = verdict->detail;
+    counterexample.diagnosis = verdict->diagnosis;
+    return counterexample;
+  }
+  return std::nullopt;
 }
 
 Verdict final_verdict(const Cell& cell) {
@@ -196,6 +230,7 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     if (shows(verdict, cell->recipe->kind()) && !cell->failure) {
       cell->failure = shrinkable;
       cell->failure_verdict = verdict;
+      cell->row.diagnosis = verdict.diagnosis;
       cell->failure_index = index;
       cell->failure_seed = seed;
     }
@@ -219,18 +254,25 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
   return best;
 }
 
+// A caught pitfall is shrunk once, on its first failing row; its other rows show the generated case
+// that caught them (the pitfall's counterexample is one, whichever property caught it). A failing
+// correct recipe's row takes an earlier row's shrunk counterexample where that one fails this row's
+// property too (one evaluation: the rows mostly fail for one cause), and is shrunk itself otherwise.
 RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_evaluations, bool every_pitfall_row) {
-  std::vector<const Recipe*> shrunk_pitfalls;
+  std::vector<std::pair<const Recipe*, Shrunk>> shrunk;
   for (auto& cell : cells) {
     cell.row.verdict = final_verdict(cell);
     if (cell.failure) {
       const bool pitfall = cell.recipe->kind() == RecipeKind::pitfall;
-      const bool first = std::find(shrunk_pitfalls.begin(), shrunk_pitfalls.end(), cell.recipe) == shrunk_pitfalls.end();
-      if (!pitfall || every_pitfall_row || first) {
-        cell.row.counterexample = shrink(cell, max_shrink_evaluations);
-        if (pitfall) shrunk_pitfalls.push_back(cell.recipe);
+      const bool first = std::none_of(shrunk.begin(), shrunk.end(), [&](const auto& s) { return s.first == cell.recipe; });
+      if (pitfall && !every_pitfall_row && !first) {
+        cell.row.counterexample = shrink(cell, 0).counterexample;  // the generated case that showed it
+      } else if (auto earlier = pitfall || max_shrink_evaluations == 0 ? std::nullopt : reuse(cell, shrunk)) {
+        cell.row.counterexample = std::move(earlier);
       } else {
-        cell.row.counterexample = shrink(cell, 0);  // the generated case that showed it
+        auto result = shrink(cell, max_shrink_evaluations);
+        cell.row.counterexample = result.counterexample;
+        shrunk.emplace_back(cell.recipe, std::move(result));
       }
     }
     report.rows.push_back(std::move(cell.row));
@@ -365,8 +407,8 @@ std::vector<std::string> RunReport::coverage_warnings() const {
   }
   if (!undrawn.empty()) {
     std::string line = std::to_string(undrawn.size()) + " of " + std::to_string(cells.size()) +
-                       " cells not drawn in these cases (every cell needs --cases " + std::to_string(cells.size()) +
-                       " or more):";
+                       " cells not drawn in these cases" +
+                       (pass > 0 ? " (every cell is drawn in --cases " + std::to_string(pass) + " or more)" : "") + ":";
     for (const auto& cell : undrawn) line += " " + cell + ";";
     line.pop_back();
     out.push_back(line);
@@ -411,6 +453,7 @@ RunReport run_properties(const std::vector<const Property*>& properties,
   report.seed = options.seed;
   report.cases = options.cases;
   report.cells = options.cells;
+  report.pass = options.pass;
   for (int i = 0; i < options.cases; ++i) {
     for (const auto& [recipe, ratio] :
          judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i), report, true)) {

@@ -39,6 +39,7 @@ struct Counterexample {
   int shrinks = 0;        ///< accepted shrink steps
   int case_index = 0;     ///< the generated case it was shrunk from
   uint64_t case_seed = 0;
+  std::string diagnosis = {};  ///< of the shrunk scenario (Note [diagnosis])
 };
 
 /// One property on one recipe over all cases.
@@ -54,6 +55,8 @@ struct ResultRow {
   double worst_ratio = 0.0;  ///< over every case
   std::string worst_detail;  ///< where the worst ratio was
   std::optional<Counterexample> counterexample;
+  std::map<std::string, int> notes = {};  ///< CaseVerdict::notes, with the cases that showed each
+  std::string diagnosis = {};             ///< of the first case that showed a failure (Note [diagnosis])
 };
 
 /// Cases a property applied to (some recipe supported them), and cases it judged (Note [looked]).
@@ -93,6 +96,8 @@ struct RunOptions {
   /// The cells the generator draws from (cell_names): reports warn about cells never drawn, or drawn
   /// and applied to but never judged. Empty: no cell-level warnings.
   std::vector<std::string> cells;
+  /// Cases in which a stratified generator draws every cell (pass_length).
+  int pass = 0;
 };
 
 struct RunReport {
@@ -109,6 +114,7 @@ struct RunReport {
   /// Per property, what it covered (Note [coverage]); and the cells the run drew from (RunOptions).
   std::map<std::string, PropertyCoverage> coverage;
   std::vector<std::string> cells;
+  int pass = 0;
   /// What a person should know about coverage: cells never drawn, and for each property the cells
   /// and triggers it applied to but judged in no case.
   std::vector<std::string> coverage_warnings() const;

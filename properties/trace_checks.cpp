@@ -60,6 +60,14 @@ void Judgement::vector(const std::string& what, const std::vector<double>& obser
   keep_worst(what, c, oracle_.layout().element_name(c.worst_index));
 }
 
+void Judgement::per_step(const std::string& what, const std::vector<double>& observed,
+                         const std::vector<double>& expected, const std::vector<double>& tolerance) {
+  const Comparison c = compare(observed, expected, tolerance);
+  if (c.worst_index < 0) return;
+  count(what, c, expected, tolerance);
+  keep_worst("step " + std::to_string(c.worst_index), c, what);
+}
+
 void Judgement::buffers(const std::string& what, const std::vector<double>& observed,
                         const std::vector<double>& expected, const std::vector<double>& tolerance) {
   const Comparison c = compare(observed, expected, tolerance);
@@ -110,15 +118,15 @@ CaseVerdict Judgement::verdict() const {
     detail += " [not judged: " + std::to_string(not_judged_) + " of " + std::to_string(checks_) +
               " checks could not see an error the size of the value (Note [looked]); first: " + first_not_judged_ + "]";
   }
-  return {worst_, detail, false, checks_, not_judged_};
+  return {worst_, detail, false, checks_, not_judged_, notes_};
 }
 
 bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgement& judgement) {
   const auto& sc = oracle.scenario();
   const auto size = static_cast<size_t>(oracle.layout().size);
   if (trace.steps.size() != static_cast<size_t>(sc.steps)) {
-    judgement.structural("the recipe took " + std::to_string(trace.steps.size()) +
-                         " optimizer steps; the scenario has " + std::to_string(sc.steps) +
+    judgement.structural("the recipe took " + std::to_string(trace.steps.size()) + " optimizer step" +
+                         (trace.steps.size() == 1 ? "" : "s") + "; the scenario has " + std::to_string(sc.steps) +
                          " windows (one step each)");
     return false;
   }
@@ -175,14 +183,17 @@ SchedulePolicy schedule_policy(const reference::Oracle& oracle, const Trace& tra
   bool skipped_before_last = false;
   for (size_t s = 0; s + 1 < trace.steps.size(); ++s) skipped_before_last = skipped_before_last || trace.steps[s].skipped;
   if (!skipped_before_last || oracle.scenario().schedule.kind == ScheduleKind::constant) return SchedulePolicy::steps;
-  const auto fits = [&](SchedulePolicy policy) {
-    for (size_t s = 0; s < trace.steps.size(); ++s) {
-      const auto [rate, tolerance] = oracle.scheduled_rate(schedule_position(trace, static_cast<int>(s), policy));
-      if (!(element_ratio(trace.steps[s].lr, rate, tolerance) < 1.0)) return false;
-    }
-    return true;
-  };
-  return !fits(SchedulePolicy::steps) && fits(SchedulePolicy::holds) ? SchedulePolicy::holds : SchedulePolicy::steps;
+  return !schedule_fits(oracle, trace, SchedulePolicy::steps) && schedule_fits(oracle, trace, SchedulePolicy::holds)
+             ? SchedulePolicy::holds
+             : SchedulePolicy::steps;
+}
+
+bool schedule_fits(const reference::Oracle& oracle, const Trace& trace, SchedulePolicy policy) {
+  for (size_t s = 0; s < trace.steps.size(); ++s) {
+    const auto [rate, tolerance] = oracle.scheduled_rate(schedule_position(trace, static_cast<int>(s), policy));
+    if (!(element_ratio(trace.steps[s].lr, rate, tolerance) < 1.0)) return false;
+  }
+  return true;
 }
 
 const reference::Oracle& policy_oracle(const reference::Oracle& oracle, const Trace& trace) {
@@ -254,8 +265,9 @@ void check_window_buffers(const reference::Oracle& oracle, const Trace& trace, i
   const auto& buffers = step == 0 ? oracle.initial_buffers() : trace.steps[static_cast<size_t>(step - 1)].buffers_after;
   for (const auto& other : oracle.buffers_in_other_orders(step, before, buffers)) {
     if (compare(observed, other, tolerance).worst_ratio < 1.0) {
-      judgement.buffers(what + " (the micro-batches in another order: running statistics follow the order)",
-                        observed, other, tolerance);
+      judgement.buffers(what, observed, other, tolerance);
+      judgement.note("a window's micro-batches ran in another order than the case's (BatchNorm's running "
+                     "statistics follow the order; any order is right)");
       return;
     }
   }

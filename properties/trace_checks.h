@@ -2,6 +2,7 @@
 /// Building blocks the properties share: a running "worst so far" over many comparisons, and the
 /// checks of a trace's structure, gradients, steps and trajectory against the oracle.
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -24,10 +25,18 @@ class Judgement {
   void buffers(const std::string& what, const std::vector<double>& observed,
                const std::vector<double>& expected, const std::vector<double>& tolerance);
   void scalar(const std::string& what, double observed, double expected, double tolerance);
+  /// Compares one value per step ("learning rate": element s is step s), judged as one series: a
+  /// value that is exactly zero at one step (a warmup's start) carries none of the series' mass.
+  void per_step(const std::string& what, const std::vector<double>& observed, const std::vector<double>& expected,
+                const std::vector<double>& tolerance);
   /// A failure that is not a numeric deviation (ratio +inf).
   void structural(const std::string& why);
   /// An exact check that held (a count, a decision): judged by construction.
   void exact() { ++checks_; }
+  /// Something the case showed of a legitimate choice of the recipe (CaseVerdict::notes).
+  void note(const std::string& text) {
+    if (std::find(notes_.begin(), notes_.end(), text) == notes_.end()) notes_.push_back(text);
+  }
   /// At step `step` fp16 overflow is within the bound (Note [overflow]): skipping and taking the
   /// step are both correct, and the recipe's choice was judged. The verdict says so.
   void free_choice(int step);
@@ -50,6 +59,7 @@ class Judgement {
   bool structural_ = false;
   bool any_ = false;
   int checks_ = 0, not_judged_ = 0;
+  std::vector<std::string> notes_;
   std::string first_not_judged_;
   std::vector<int> free_choices_;
   int left_trajectory_ = -1;
@@ -65,6 +75,8 @@ bool check_structure(const Trace& trace, const reference::Oracle& oracle, Judgem
 /// (steps when they fit both, or neither).
 enum class SchedulePolicy { steps, holds };
 SchedulePolicy schedule_policy(const reference::Oracle& oracle, const Trace& trace);
+/// Whether every step's recorded learning rate is the schedule's under `policy`.
+bool schedule_fits(const reference::Oracle& oracle, const Trace& trace, SchedulePolicy policy);
 /// Scheduler steps the recipe took before window `step` under its policy.
 int schedule_position(const Trace& trace, int step, SchedulePolicy policy);
 /// The oracle whose trajectory follows the recipe's policy (oracle.held() when it holds).

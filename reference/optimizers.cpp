@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <stdexcept>
+#include <type_traits>
 
 #include "reference/bounded.h"
 #include "reference/number_types.h"
@@ -20,6 +21,38 @@ void check_sizes(const char* who, size_t grads, size_t params) {
   if (grads != params) {
     throw std::invalid_argument(std::string(who) + ": " + std::to_string(grads) + " gradients for " +
                                 std::to_string(params) + " parameters");
+  }
+}
+
+// Note [bounded Adam update]
+// ~~~~~~~~~~~~~~~~~~~~~~~~~~
+// Adam's update is lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps), a quotient whose
+// first-order bound explodes where the gradient is within its bound of zero (m and v then carry
+// bounds as large as themselves). But the update itself is bounded whatever the gradients were
+// (Kingma & Ba, section 2.1): with m = (1 - beta1) sum_i beta1^(t-i) g_i and v = (1 - beta2)
+// sum_i beta2^(t-i) g_i^2, Cauchy-Schwarz gives |m| <= (1 - beta1) sqrt(S_t / (1 - beta2)) sqrt(v),
+// S_t = sum_{j<t} (beta1^2 / beta2)^j, so
+//   |update| <= lr C_t,   C_t = (1 - beta1) / (1 - beta1^t) * sqrt((1 - beta2^t) / (1 - beta2) * S_t)
+// (C_1 = 1: the first step moves each parameter by lr sign(g) at most; amsgrad's larger denominator
+// and eps only shrink it). The implementation's update obeys it as the truth's does, so they differ
+// by at most 2 lr C_t: the bound of the update is capped there (with a few roundings of margin). A
+// gradient element that is zero within rounding can still flip a whole lr step — that is what
+// the cap allows, and no more.
+
+/// C_t of Note [bounded Adam update].
+double adam_update_limit(double beta1, double beta2, int64_t t) {
+  const double r = beta1 * beta1 / beta2;
+  double sum = 0.0, term = 1.0;
+  for (int64_t j = 0; j < t; ++j, term *= r) sum += term;
+  return (1.0 - beta1) / (1.0 - std::pow(beta1, static_cast<double>(t))) *
+         std::sqrt((1.0 - std::pow(beta2, static_cast<double>(t))) / (1.0 - beta2) * sum);
+}
+
+/// Caps the bound of an Adam update at 2 lr C_t (Note [bounded Adam update]); other types unchanged.
+template <class T>
+void cap_adam_update(T& update, double lr, double limit) {
+  if constexpr (std::is_same_v<T, Bounded>) {
+    update.error = std::min(update.error, 2.0 * std::fabs(lr) * limit * (1.0 + 16.0 * 0x1p-24));
   }
 }
 
@@ -75,6 +108,7 @@ void adam_step(const OptimizerSpec& o, const Host<T>& lr, bool decoupled, std::v
   const T decay = host_scalar<T>([&](H) { return H(1) - lr * H(o.weight_decay); });
   const T root_correction2 = host_scalar<T>([&](H) { return sqrt(H(1) - power(H(o.beta2), step)); });
   const T step_size = host_scalar<T>([&](H) { return lr / (H(1) - power(H(o.beta1), step)); });
+  const double update_limit = adam_update_limit(o.beta1, o.beta2, step);
 
   for (size_t i = 0; i < n; ++i) {
     steps[i] = T(static_cast<double>(step));
@@ -91,7 +125,9 @@ void adam_step(const OptimizerSpec& o, const Host<T>& lr, bool decoupled, std::v
     T second = exp_avg_sq[i];
     if (max_exp_avg_sq) second = (*max_exp_avg_sq)[i] = max((*max_exp_avg_sq)[i], exp_avg_sq[i]);
     const T denom = sqrt(second) / root_correction2 + eps;
-    params[i] = params[i] - step_size * (exp_avg[i] / denom);
+    T update = step_size * (exp_avg[i] / denom);
+    cap_adam_update(update, to_double(lr), update_limit);
+    params[i] = params[i] - update;
   }
 }
 

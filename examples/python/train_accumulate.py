@@ -126,8 +126,14 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScale
     return scaler.get_scale() < scale
 
 
-def train(case: gacc_case.Case) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Trains through the case; returns the result's steps and counters."""
+def train(case: gacc_case.Case, scheduler_holds_on_skipped_step: bool = False
+          ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Trains through the case; returns the result's steps and counters.
+
+    The LR scheduler steps once per window, as PyTorch's AMP example does; with
+    ``scheduler_holds_on_skipped_step`` it holds on a step GradScaler skipped, as accelerate does.
+    gacc accepts either.
+    """
     scenario = case.scenario
     model = gacc_zoo.build_model(scenario, case)
     model.train()
@@ -172,7 +178,7 @@ def train(case: gacc_case.Case) -> tuple[list[dict[str, Any]], dict[str, int]]:
         steps.append(gacc_case.record_step(model, optimizer, grad=grad, pre_clip_norm=pre_clip_norm,
                                            loss=window_loss.item(), lr=lr, loss_scale=loss_scale,
                                            skipped=skipped))
-        if scheduler:
+        if scheduler and not (skipped and scheduler_holds_on_skipped_step):
             scheduler.step()
             counters["scheduler_steps"] += 1
         optimizer.zero_grad()

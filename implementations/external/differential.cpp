@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "core/errors.h"
+#include "core/floating_point.h"
 #include "implementations/external/file_node.h"
 #include "reference/bounded.h"
 
@@ -526,6 +527,62 @@ std::vector<std::string> differential_check_names() {
           "differential-fp32-probe"};
 }
 
+namespace {
+
+/// What to do when the float64 runs are not float64 inside (the premise of differential mode).
+constexpr const char* kFloat64Fix =
+    ": differential mode measures float32 rounding against float64 runs, so the float64 runs must compute "
+    "in float64 throughout. Build the model and its data in float64 (model.double(), float64 inputs) and "
+    "look for layers that cast to float32 inside whatever the input dtype (Hugging Face Llama's RMSNorm, "
+    "rotary embeddings, softmax and logits do: patch them to keep the input dtype for this check)";
+
+/// Refuses a result whose float64 runs are float32 computations in disguise (InputError, exit 3):
+/// every value of both is a float32 number, or at some step the float32 large batch equals the
+/// float64 one exactly while the accumulated run differs from it (a noise of 0 would collapse every
+/// tolerance and flag a correct stack).
+void check_float64_premise(const Splits& splits, const DifferentialResult& result) {
+  int64_t values = 0, float32_values = 0;
+  const auto count = [&](double v) {
+    if (v == 0.0 || !std::isfinite(v)) return;
+    ++values;
+    float32_values += representable(kFp32, v);
+  };
+  for (const auto* run : {&result.accumulated, &result.large_batch}) {
+    for (const auto& step : *run) {
+      count(step.loss);
+      for (const auto* tensors : {&step.grad, &step.params_after}) {
+        for (const auto& t : *tensors) {
+          for (double v : t.values) count(v);
+        }
+      }
+    }
+  }
+  // A float64 computation lands on a float32 number with probability 2^-29 per value.
+  if (values >= 8 && float32_values == values) {
+    throw InputError("result: every one of the " + std::to_string(values) +
+                     " nonzero values of the accumulated and large_batch runs is a float32 number: they were "
+                     "computed in float32, not float64" + std::string(kFloat64Fix));
+  }
+  for (int s = 0; s < splits.steps(); ++s) {
+    const auto& acc = result.accumulated[static_cast<size_t>(s)];
+    const auto& lb = result.large_batch[static_cast<size_t>(s)];
+    const auto& fp32 = result.large_batch_fp32[static_cast<size_t>(s)];
+    double noise = 0.0, difference = 0.0;
+    for (size_t t = 0; t < result.names.size(); ++t) {
+      noise = std::max(noise, measured_noise(fp32.grad[t].values, lb.grad[t].values));
+      difference = std::max(difference, measured_noise(acc.grad[t].values, lb.grad[t].values));
+    }
+    if (noise == 0.0 && difference > 0.0) {
+      throw InputError("result: at step " + std::to_string(s) +
+                       " the large_batch_fp32 gradient equals the float64 large_batch's exactly (a measured noise "
+                       "of 0) while the accumulated gradient differs from it by " + number_text(difference) +
+                       ": the float64 large batch was computed in float32" + std::string(kFloat64Fix));
+    }
+  }
+}
+
+}  // namespace
+
 std::vector<DifferentialCheck> judge_differential(const Splits& splits, const DifferentialResult& result) {
   const int steps = splits.steps();
   if (static_cast<int>(result.accumulated.size()) != steps || static_cast<int>(result.large_batch.size()) != steps ||
@@ -533,6 +590,7 @@ std::vector<DifferentialCheck> judge_differential(const Splits& splits, const Di
     throw InputError("result: " + std::to_string(result.accumulated.size()) + " steps for " + std::to_string(steps) +
                      " windows");
   }
+  check_float64_premise(splits, result);
   Worst grads, losses, params, noise;
   for (int s = 0; s < steps; ++s) {
     const auto& acc = result.accumulated[static_cast<size_t>(s)];

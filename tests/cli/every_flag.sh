@@ -48,6 +48,13 @@ for command in run pitfalls "explain zero-grad-every-micro-batch"; do
   row 2 "--seed: must be an integer" "$@" --seed 1e3
   row 2 "--cases.*requires|--cases: .*argument|Argument.*--cases|--cases" "$@" --cases
 done
+for command in run pitfalls "explain zero-grad-every-micro-batch" "check-external --cmd x{case}{result}" \
+  "bench coverage"; do
+  # shellcheck disable=SC2086
+  set -- $command
+  row 2 "--precision: fp8 not in \{fp32,bf16,fp16\}" "$@" --precision fp8
+  row 2 "--precision.*(requires|argument)|Argument.*--precision|--precision" "$@" --precision
+done
 for command in run pitfalls "explain zero-grad-every-micro-batch" "repro $scenario"; do
   # shellcheck disable=SC2086
   set -- $command
@@ -96,6 +103,10 @@ row 4 "cannot write $unwritable.json" bench oracle --json "$unwritable.json"
 row 4 "cannot write $unwritable.json" bench data-parallel --json "$unwritable.json"
 row 2 "--backend: mpi not in \{gloo,nccl\}" bench data-parallel --backend mpi
 row 2 "--backend is for gacc bench data-parallel, not oracle" bench oracle --backend nccl
+row 2 "--cases and --precision are for gacc bench coverage, not oracle" bench oracle --cases 5
+row 2 "--cases and --precision are for gacc bench coverage, not data-parallel" bench data-parallel --precision bf16
+row 2 "--cases: Value 0 not in range" bench coverage --cases 0
+row 4 "cannot write $unwritable.json" bench coverage --json "$unwritable.json"
 
 # repro
 row 2 "scenario is required" repro

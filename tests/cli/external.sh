@@ -3,7 +3,8 @@
 # per CTest test (PYTHON: the project's environment, with torch, to write files as a stack would).
 #   export-verify        a case exported, a result written from the LibTorch loop's trace, verified: exit 0
 #   bad-case-files       missing, empty, truncated, garbage, another format, another version: exit 3 naming it
-#   bad-result-files     a missing key, a wrong shape, a wrong dtype, a wrong number of steps: exit 3 naming it
+#   bad-result-files     a missing key, a wrong shape, a wrong dtype: exit 3 naming it; a wrong number of
+#                        steps: a failing verdict, exit 1
 #   differential-export-verify   a differential case exported from splits, the example stack run by
 #                        hand, verified: exit 0; a tampered result: exit 1; a damaged one: exit 3 naming the key
 #   command-fails        an external command that exits non-zero: exit 4 with its standard error's tail
@@ -134,8 +135,10 @@ torch.save(case, sys.argv[3])
     write_result "$dir/dtype.pt" 'r["steps"][1]["params_after"]["fc1.bias"] = torch.zeros(3, dtype=torch.int32)'
     expect 3 "result.steps\[1\].params_after\[\"fc1.bias\"\]: dtype Int, expected float32 or float64" \
       "$gacc" case verify "$dir/case.pt" "$dir/dtype.pt"
+    # A wrong number of steps is the stack's behaviour: a failing verdict (exit 1), not bad input.
     write_result "$dir/steps.pt" 'r["steps"].append(r["steps"][0])'
-    expect 3 "result.steps: holds 3 entries, expected 2" "$gacc" case verify "$dir/case.pt" "$dir/steps.pt"
+    expect 1 "the recipe took 3 optimizer steps; the scenario has 2 windows" \
+      "$gacc" case verify "$dir/case.pt" "$dir/steps.pt"
     write_result "$dir/counters.pt" 'r["counters"]["zero_grad"] = 2'
     expect 3 "result.counters: has an unknown key \"zero_grad\"" "$gacc" case verify "$dir/case.pt" "$dir/counters.pt"
     write_result "$dir/tuple.pt" 'r["steps"] = tuple(r["steps"])'

@@ -14,11 +14,21 @@ report = json.load(open(sys.argv[1]))
 assert set(report) >= {"version", "seed", "results", "summary"}, report.keys()
 assert report["seed"] == 3
 for row in report["results"]:
-    assert set(row) >= {"property", "recipe", "recipe_kind", "verdict", "cases", "worst_ratio", "counterexample"}, row
+    assert set(row) >= {"property", "recipe", "recipe_kind", "verdict", "cases", "cases_judged", "checks",
+                        "checks_not_judged", "worst_ratio", "notes", "diagnosis", "counterexample"}, row
     assert row["recipe_kind"] in ("correct", "pitfall")
-    assert row["verdict"] in ("pass", "fail", "expected_fail", "skip")
+    assert row["verdict"] in ("pass", "fail", "expected_fail", "skip", "not_judged")
+    assert 0 <= row["cases_judged"] <= row["cases"] and 0 <= row["checks_not_judged"] <= row["checks"], row
+    # A row that judged no case is never a pass (Note [looked]).
+    assert row["verdict"] != "pass" or row["cases_judged"] > 0, row
+    if row["recipe_kind"] == "correct" and row["verdict"] != "skip":
+        assert row["verdict"] in ("pass", "expected_fail"), row
 summary = report["summary"]
-assert set(summary) >= {"pass", "fail", "expected_fail", "skip", "correct_failing", "pitfalls_escaping"}
+assert set(summary) >= {"pass", "fail", "expected_fail", "skip", "not_judged", "checks", "checks_not_judged",
+                        "correct_failing", "pitfalls_escaping", "pitfalls_not_judged"}
+assert summary["checks"] > 0 and summary["checks_not_judged"] < summary["checks"] / 10, summary
+assert set(report["coverage"]) >= {"gradient-equivalence", "step-equivalence"}, report["coverage"].keys()
+assert len(report["cells"]) == 54, report["cells"]
 assert summary["correct_failing"] == [] and summary["pitfalls_escaping"] == [], summary
 root = ET.parse(sys.argv[2]).getroot()
 assert root.tag == "testsuites" and root.get("failures") == "0", ET.tostring(root)[:200]

@@ -7,11 +7,18 @@
 #   differential-correct   train_differential.py (a model outside the zoo) passes every differential check
 #   differential-broken    train_differential_broken.py (mean of means) fails them: exit 1, the failing
 #                          check, a shrunk counterexample and the lines that rerun it, which do
+#   variant-reversed       loop_variants.py reversed (each window's micro-batches last to first) passes,
+#                          BatchNorm's running statistics included (a free choice of the loop)
+#   variant-scheduler-holds   loop_variants.py scheduler-holds (fp16: the scheduler holds on a skipped
+#                          step, as accelerate does) passes, and the report says which policy it follows
+#   variant-skip-partial-window   loop_variants.py skip-partial-window (the partial last window never
+#                          run) is a failing verdict, exit 1, shrunk — never bad input (exit 3)
 set -u
 gacc=$1
 python=$2
 case_name=$3
 examples=$(cd "$(dirname "$0")/../../examples/python" && pwd)
+variants=$(cd "$(dirname "$0")" && pwd)/loop_variants.py
 . "$(dirname "$0")/../cli/lib.sh"
 [ -x "$python" ] || { echo "no Python at '$python' (configure with GACC_TORCH_PYTHON)"; exit 1; }
 
@@ -47,6 +54,22 @@ case "$case_name" in
     (cd "$dir" && eval "${line//gacc case/\"$gacc\" case}") >"$dir/rerun" 2>&1
     [ $? -eq 1 ] || { cat "$dir/rerun"; fail "the reproduce line did not fail again"; }
     grep -Eq "^differential-gradients +result +correct +fail" "$dir/rerun" || fail "the rerun did not fail differential-gradients" ;;
+  variant-reversed)
+    expect 0 "every correct recipe passes" \
+      "$gacc" check-external --cases 8 --seed 9 --cmd "$python $variants reversed {case} {result}"
+    grep -Eq "^batch-norm +external +correct +(pass|expected) +[0-9]+ +[1-9]" "$dir/out" || fail "batch-norm judged no case" ;;
+  variant-scheduler-holds)
+    expect 0 "every correct recipe passes" \
+      "$gacc" check-external --precision fp16 --cases 8 --seed 4 --verbose \
+      --cmd "$python $variants scheduler-holds {case} {result}"
+    grep -q "the scheduler holds on steps GradScaler skipped" "$dir/out" || fail "no case with a held scheduler was judged" ;;
+  variant-skip-partial-window)
+    expect 1 "correct recipe failing: external" \
+      "$gacc" check-external --cases 6 --seed 3 --shrinks 4 \
+      --cmd "$python $variants skip-partial-window {case} {result}"
+    grep -Eq "^schedules-and-counters +external +correct +fail" "$dir/out" || fail "the missing window was not a failing verdict"
+    grep -Eq "optimizer steps?; the scenario has" "$dir/out" || fail "the verdict does not name the step count"
+    grep -Eq "counterexample \([1-9][0-9]* shrinks" "$dir/out" || fail "the structural failure was not shrunk" ;;
   *)
     fail "unknown case" ;;
 esac

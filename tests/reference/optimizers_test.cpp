@@ -171,3 +171,55 @@ TEST_CASE("a gradient of the wrong length is refused", "[oracle]") {
   CHECK_THROWS_AS(sgd_step(sgd(1, 0, 0, 0, false), 1.0, p, {1.0}, state), std::invalid_argument);
   CHECK_THROWS_AS(adam_step(adam(1, 0, false), 1.0, false, p, {1.0}, state), std::invalid_argument);
 }
+
+// Note [bounded Adam update]: |update| <= lr C_t whatever the gradients were; the gradients
+// g_i ~ (beta1 / beta2)^(t - i) attain it (Cauchy-Schwarz with equality) as eps -> 0. The Bounded
+// step caps its error there, so a gradient known only to be within its bound of zero costs at most
+// two such steps, not an infinite bound.
+TEST_CASE("Adam's update never exceeds lr C_t, which extremal gradients attain, and caps the Bounded step",
+          "[oracle]") {
+  OptimizerSpec o = adam(0.5, 0.0, false);
+  o.beta1 = 0.75;
+  o.beta2 = 0.875;
+  o.eps = 1e-300;
+  const double lr = 0.5;
+  for (int t = 1; t <= 4; ++t) {
+    // The extremal sequence: its last update is lr C_t.
+    std::vector<double> p = {0.0};
+    StateOf<double> state;
+    double before = 0.0;
+    for (int i = 1; i <= t; ++i) {
+      before = p[0];
+      adam_step(o, lr, false, p, {std::pow(o.beta1 / o.beta2, t - i)}, state);
+    }
+    const double limit = std::fabs(p[0] - before) / lr;  // C_t, attained
+    CHECK(limit >= 1.0 - 1e-12);                       // C_t >= C_1 = 1
+    // Any other sequence stays below it.
+    uint64_t bits = 0x9e3779b97f4a7c15ULL * static_cast<uint64_t>(t);
+    for (int trial = 0; trial < 200; ++trial) {
+      std::vector<double> q = {0.0};
+      StateOf<double> s;
+      double q_before = 0.0;
+      for (int i = 1; i <= t; ++i) {
+        bits = bits * 6364136223846793005ULL + 1442695040888963407ULL;
+        const double g = std::ldexp(static_cast<double>(bits >> 11) / 0x1p53 - 0.5, static_cast<int>(bits % 9) - 4);
+        q_before = q[0];
+        adam_step(o, lr, false, q, {g}, s);
+      }
+      CHECK(std::fabs(q[0] - q_before) <= lr * limit * (1.0 + 1e-12));
+    }
+    // The Bounded step: every gradient within a bound far past its value.
+    RoundingScope fp32(kFp32);
+    std::vector<Bounded> bp = {Bounded(0.0)};
+    StateOf<Bounded> bstate;
+    Bounded b_before;
+    for (int i = 1; i <= t; ++i) {
+      b_before = bp[0];
+      adam_step<Bounded>(o, Bounded(lr), false, bp, {Bounded(1e-3 * i, 1.0)}, bstate);
+    }
+    const double step_error = bp[0].error - b_before.error;
+    CHECK(std::isfinite(bp[0].error));
+    CHECK(step_error <= 2.0 * lr * limit * (1.0 + 1e-5));
+    CHECK(step_error >= 2.0 * lr * limit * (1.0 - 1e-3));  // the cap is what acts
+  }
+}

@@ -149,11 +149,14 @@ TEST_CASE("a bad case or result file is refused with the key's path", "[cpu]") {
                  step.at(c10::IValue(std::string("grad"))).toGenericDict().insert_or_assign("linear.bias", torch::zeros({1}, torch::kInt64));
                }))),
                Catch::Contains("result.steps[0].grad[\"linear.bias\"]: dtype Long, expected float32 or float64"));
-    CHECK_THAT(message_of(read_result(rewritten(result_bytes, [](auto& d) {
-                 auto steps = entry(d, "steps").toList();
-                 steps.pop_back();
-               }))),
-               Catch::Contains("result.steps: holds 1 entries, expected 2"));
+    // A step too few is the stack's behaviour, judged (a structural failure), not bad input.
+    const auto one_step = decode_result(rewritten(result_bytes,
+                                                  [](auto& d) {
+                                                    auto steps = entry(d, "steps").toList();
+                                                    steps.pop_back();
+                                                  }),
+                                        scenario, "r.pt");
+    CHECK(one_step.steps.size() == 1);
     CHECK_THAT(message_of(read_result(rewritten(result_bytes, [](auto& d) {
                  entry(d, "counters").toGenericDict().insert_or_assign("zero_grads", 1.5);
                }))),

@@ -299,6 +299,39 @@ TEST_CASE("scaled, biased and miscounted traces fail; a wrong float32 run cannot
   }
 }
 
+TEST_CASE("float64 runs that compute in float32 are refused with the cause and the fix, not flagged",
+          "[external][differential]") {
+  // Hugging Face Llama casts RMSNorm, rotary embeddings, softmax and logits to float32 even in a
+  // float64 model: its "float64" runs are float32 ones, their noise measures as 0, and a correct stack
+  // would be flagged at ratios of 1e7. gacc says why instead (exit 3).
+  const Splits s = uneven_splits();
+  const auto correct = run_stack(s, {});
+  const auto to_float32 = [](std::vector<gacc::external::DifferentialStep>& run) {
+    for (auto& step : run) {
+      step.loss = static_cast<float>(step.loss);
+      for (auto* tensors : {&step.grad, &step.params_after}) {
+        for (auto& t : *tensors) {
+          for (auto& v : t.values) v = static_cast<float>(v);
+        }
+      }
+    }
+  };
+  SECTION("every value of the float64 runs a float32 number") {
+    auto r = correct;
+    to_float32(r.accumulated);
+    to_float32(r.large_batch);
+    CHECK_THROWS_WITH(gacc::external::judge_differential(s, r),
+                      Catch::Contains("is a float32 number: they were computed in float32, not float64") &&
+                          Catch::Contains("model.double()") && Catch::Contains("RMSNorm"));
+  }
+  SECTION("the float64 large batch equal to the float32 one while the accumulated run differs") {
+    auto r = correct;
+    r.large_batch = r.large_batch_fp32;
+    CHECK_THROWS_AS(gacc::external::judge_differential(s, r), gacc::InputError);
+    CHECK_THROWS_WITH(gacc::external::judge_differential(s, r), Catch::Contains("a measured noise of 0"));
+  }
+}
+
 TEST_CASE("a bad differential result names the key", "[external][differential]") {
   const Splits s = uneven_splits();
   const auto bytes = gacc::external::encode_differential_result(run_stack(s, {}));
