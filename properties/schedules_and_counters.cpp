@@ -60,8 +60,8 @@ CaseVerdict check(const CaseContext& context) {
   // Where the rates cannot tell the two apart (no step skipped before the last, or a schedule flat
   // over the run), the count says which the recipe follows; either is right.
   SchedulePolicy policy = schedule_policy(oracle, trace);
-  if (policy == SchedulePolicy::steps && trace.counters.scheduler_steps == taken && taken != sc.steps &&
-      schedule_fits(oracle, trace, SchedulePolicy::holds)) {
+  if (policy == SchedulePolicy::steps && sc.schedule.kind != ScheduleKind::constant &&
+      trace.counters.scheduler_steps == taken && taken != sc.steps && schedule_fits(oracle, trace, SchedulePolicy::holds)) {
     policy = SchedulePolicy::holds;
   }
   if (sc.schedule.kind != ScheduleKind::constant || trace.counters.scheduler_steps != 0) {

@@ -3,6 +3,7 @@
 
 #include "implementations/torch/autocast.h"
 #include "implementations/torch/training_loop.h"
+#include "properties/catalog.h"
 #include "properties/generators.h"
 #include "properties/runner.h"
 #include "reference/oracle.h"
@@ -211,4 +212,54 @@ TEST_CASE("under fp16 the loop skips the windows GradScaler must skip, and only 
   CHECK(trace.steps[2].loss_scale == 131072.0);
   CHECK(trace.counters.optimizer_steps == 2);  // GradScaler never called optimizer.step() on the skipped one
   CHECK(trace.counters.zero_grads == 3);
+}
+
+// Issue 16: a scheduler that holds on a step GradScaler skipped (accelerate) is as right as one
+// that steps on every window (PyTorch's AMP example); the property says which the loop follows, and
+// only where the loop's count or rates show it.
+TEST_CASE("a scheduler held on a skipped fp16 step passes and is named; a constant rate is never 'held'", "[torch]") {
+  Scenario sc = testing::mlp_scenario();
+  sc.precision = Precision::fp16;
+  sc.loss_scale = {0x1p22, 2.0, 1.0 / 64, 1};  // step 0 overflows and is skipped
+  const auto property = properties::schedules_and_counters();
+  const auto judge = [&](const Trace& trace) {
+    const reference::Oracle oracle(sc);
+    return property->check({oracle, trace, nullptr});
+  };
+  const auto held = [](const std::vector<std::string>& notes) {
+    return std::any_of(notes.begin(), notes.end(),
+                       [](const std::string& n) { return n.find("the scheduler holds") != std::string::npos; });
+  };
+  for (const int step_size : {1, 8}) {  // rates that tell the policies apart, and rates flat over the run
+    INFO("StepLR step_size " << step_size);
+    sc.schedule = {};
+    sc.schedule.kind = ScheduleKind::step;
+    sc.schedule.step_size = step_size;
+    sc.schedule.gamma = 0.5;
+    Trace steps = torch_recipes::TorchTrainingLoop().run(sc);
+    REQUIRE(steps.steps[0].skipped);
+    const auto stepping = judge(steps);
+    CHECK(stepping.ratio < 1.0);
+    CHECK_FALSE(held(stepping.notes));
+    // The same loop holding its scheduler on the skipped step: one scheduler step fewer, and each
+    // later step's rate one schedule position behind.
+    const reference::Oracle oracle(sc);
+    Trace holds = steps;
+    holds.counters.scheduler_steps = steps.counters.optimizer_steps;
+    int taken = 0;
+    for (auto& step : holds.steps) {
+      step.lr = oracle.scheduled_rate(taken).first;
+      taken += !step.skipped;
+    }
+    const auto holding = judge(holds);
+    CHECK(holding.ratio < 1.0);
+    CHECK(held(holding.notes));
+  }
+  sc.schedule = {};  // constant: no scheduler, no policy to name, even where every step is skipped
+  sc.loss_scale.init_scale = 0x1p40;
+  const auto constant = torch_recipes::TorchTrainingLoop().run(sc);
+  CHECK(constant.counters.optimizer_steps == 0);
+  const auto verdict = judge(constant);
+  CHECK(verdict.ratio < 1.0);
+  CHECK_FALSE(held(verdict.notes));
 }
