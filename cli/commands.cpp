@@ -651,7 +651,12 @@ std::string differential_reproducer(const external::ExternalRecipe& recipe, cons
 int finish_external(const properties::RunReport& report, const external::ExternalRecipe& recipe,
                     const CheckExternalArguments& args) {
   properties::print_table(std::cout, report, args.verbose);
-  std::cout << "the command ran " << recipe.runs() << " times";
+  if (args.worker || !args.worker_fds.empty()) {
+    std::cout << "the worker served " << recipe.runs() << " cases";
+    if (args.worker) std::cout << " (started " << recipe.worker_starts() << (recipe.worker_starts() == 1 ? " time)" : " times)");
+  } else {
+    std::cout << "the command ran " << recipe.runs() << " times";
+  }
   if (!args.keep_directory.empty()) std::cout << "; cases, results and logs are in " << recipe.directory();
   std::cout << "\n";
   write_reports(report, args.json_path, args.junit_path);
@@ -660,7 +665,7 @@ int finish_external(const properties::RunReport& report, const external::Externa
 
 /// `gacc check-external --mode differential`: generated splits, the command, the differential checks.
 int check_external_differential(const CheckExternalArguments& args, const external::ExternalRecipe& recipe) {
-  std::cout << "checking: " << args.command << "\n" << args.cases << " generated splits (seed " << args.seed
+  std::cout << "checking: " << recipe.command() << "\n" << args.cases << " generated splits (seed " << args.seed
             << ", differential mode: accumulated against the stack's own large batch)\n\n";
   auto report = differential_report(recipe.name(), args.seed, args.cases);
   const auto progress = terminal_progress();
@@ -697,6 +702,20 @@ int check_external_command(const CheckExternalArguments& args) {
   options.timeout = std::chrono::milliseconds(static_cast<int64_t>(args.timeout_seconds * 1000.0));
   options.keep_directory = args.keep_directory;
   options.max_world = args.ranks;
+  options.worker = args.worker;
+  if (!args.worker_fds.empty()) {
+    const auto comma = args.worker_fds.find(',');
+    const auto number = [&](const std::string& text) {
+      if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
+        throw UsageError("--worker-fds must be IN,OUT (two descriptor numbers), got " + args.worker_fds);
+      }
+      return std::stoi(text);
+    };
+    if (comma == std::string::npos) throw UsageError("--worker-fds must be IN,OUT (two descriptor numbers), got " + args.worker_fds);
+    options.worker_in_fd = number(args.worker_fds.substr(0, comma));
+    options.worker_out_fd = number(args.worker_fds.substr(comma + 1));
+    if (options.command.empty()) options.command = "the stack that started gacc";
+  }
   const external::ExternalRecipe recipe(options);
   if (args.mode == "differential") {
     if (args.ranks != 1) throw UsageError("--mode differential runs one rank; --ranks " + std::to_string(args.ranks) +
@@ -709,7 +728,7 @@ int check_external_command(const CheckExternalArguments& args) {
   run.seed = args.seed;
   run.max_shrink_evaluations = args.shrinks;
   run.progress = terminal_progress();
-  std::cout << "checking: " << args.command << "\n" << args.cases << " generated scenarios (seed " << args.seed
+  std::cout << "checking: " << recipe.command() << "\n" << args.cases << " generated scenarios (seed " << args.seed
             << ", world sizes up to " << args.ranks << ")\n\n";
   auto report = run_stratified(catalog.properties(), {&recipe}, command_range(args.precision, args.ranks), run);
   report.reproducer = [&recipe](const properties::Counterexample& c) {

@@ -126,6 +126,8 @@ struct CheckExternalArguments {
   bool verbose = false;
   std::string mode = "oracle";  ///< or "differential": the stack's own model, splits only
   std::string precision;        ///< as RunArguments::precision (oracle mode)
+  bool worker = false;          ///< the command is started once and serves every case (Note [worker protocol])
+  std::string worker_fds;       ///< "IN,OUT": the program that started gacc is the worker
 };
 
 /// `gacc check-external --cmd ...`: the property loop against another program.

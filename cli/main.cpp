@@ -168,7 +168,26 @@ int main(int argc, char** argv) {
   std::string external_seed;
   auto* check_external = app.add_subcommand(
       "check-external", "the property loop against another program that reads cases and writes results");
-  check_external->add_option("--cmd", external_args.command, "the command line, with {case} and {result}")->required();
+  auto* external_cmd = check_external->add_option(
+      "--cmd", external_args.command,
+      "the command line, with {case} and {result}; with --worker, the worker's command line (no placeholders)");
+  check_external->add_flag("--worker", external_args.worker,
+                           "start the command once; it serves every case over the worker protocol (README, 'Worker')");
+  auto* external_fds = check_external->add_option(
+      "--worker-fds", external_args.worker_fds,
+      "IN,OUT: the program that started gacc serves the cases over these inherited descriptors (gacc reads IN, "
+      "writes OUT); --cmd then names the command that reruns one case through the protocol")
+      ->check(CLI::Validator(
+          [](std::string& text) -> std::string {
+            const auto comma = text.find(',');
+            const auto number = [](const std::string& part) {
+              return !part.empty() && part.size() <= 9 && part.find_first_not_of("0123456789") == std::string::npos;
+            };
+            return comma != std::string::npos && number(text.substr(0, comma)) && number(text.substr(comma + 1))
+                       ? ""
+                       : "must be IN,OUT (two descriptor numbers), got \"" + text + "\"";
+          },
+          "IN,OUT"));
   check_external->add_option("--cases", external_args.cases, "generated scenarios (default 20)")
       ->check(CLI::Range(1, 10000000));
   check_external->add_option("--seed", external_seed, "seed of the scenario generator (default 1)")
@@ -228,6 +247,13 @@ int main(int argc, char** argv) {
   }
   if (!export_args.scenario.empty() && export_args.mode == "differential") {
     return usage_error(*case_export, "--scenario is for --mode oracle; differential mode takes --splits");
+  }
+  if (*check_external && !*external_cmd && !*external_fds) {
+    return usage_error(*check_external, "--cmd is required (or --worker-fds, for a worker that started gacc)");
+  }
+  if (*external_fds && external_args.worker) {
+    return usage_error(*check_external, "--worker starts the command; --worker-fds serves over inherited descriptors: "
+                                        "give one of them");
   }
   gacc::install_interrupt_handlers();
 

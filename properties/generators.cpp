@@ -39,6 +39,18 @@ void set_trigger(Stratum& s, int trigger, bool on) {
 
 constexpr int kTriggers = 5;
 
+/// Each trigger's pattern over the entries it applies to: entry n gets it when the parity of
+/// (n & mask) is even (a Walsh function). Distinct masks make any two triggers that apply to the
+/// same entries meet in all four combinations within 8 of them (in an fp16-only run, overflow and
+/// W > 1 apply to every entry: with one pattern for both, every multi-rank case would overflow).
+constexpr unsigned kTriggerPatterns[kTriggers] = {1, 2, 3, 5, 6};
+
+bool parity(unsigned bits) {
+  bool odd = false;
+  for (; bits != 0; bits &= bits - 1) odd = !odd;
+  return odd;
+}
+
 }  // namespace
 
 std::string cell_name(Architecture arch, Reduction reduction, Precision precision) {
@@ -90,11 +102,11 @@ Stratum stratum_of_case(const GeneratorRange& range, uint64_t seed, int index) {
   Stratum stratum = cells[order[position]];
   for (int t = 0; t < kTriggers; ++t) {
     if (!relevant(t, stratum, range)) continue;
-    // The cells this trigger applies to, in the order this pass draws them: every other one gets
-    // it, starting with the first on even passes and with the second on odd ones.
+    // The cells this trigger applies to, in the order this pass draws them: half of them get it,
+    // in the trigger's own pattern, the other half on the next pass.
     size_t earlier = 0;
     for (size_t q = 0; q < position; ++q) earlier += relevant(t, cells[order[q]], range);
-    set_trigger(stratum, t, (earlier + pass) % 2 == 0);
+    set_trigger(stratum, t, parity(static_cast<unsigned>(earlier) & kTriggerPatterns[t]) == (pass % 2 == 1));
   }
   return stratum;
 }

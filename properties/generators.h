@@ -283,8 +283,10 @@ inline void empty_last_micro_batch(Scenario& sc) {
 // of the triggers that make accumulation bugs show — norm clipping at a threshold below the zoo's
 // gradient norms, a partial last window, a micro-batch without a counted token (language model),
 // W > 1 (where ranks are allowed; without it the case has one rank), an fp16 loss scale that
-// overflows at once (fp16) — alternating among the entries a trigger applies to, in the order they
-// come up, so that every trigger meets every architecture within a pass or two.
+// overflows at once (fp16) — each on half of the entries it applies to, in the order they come up,
+// in a pattern of its own (a Walsh function: two triggers on the same entries meet in all four
+// combinations within 8 of them, so that W > 1 is drawn with and without an fp16 overflow), the
+// other half on the next pass; so every trigger meets every architecture within a pass or two.
 // Everything else (dimensions, split sizes, optimizer, schedule, seeds) is drawn as before, and
 // shrinking keeps the case in its cell and its triggers: a bf16 language-model counterexample
 // stays one. Reports say, per property, which cells and triggers it judged (Stratum, runner.h).

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <stdexcept>
@@ -252,16 +253,38 @@ std::vector<double> caps_of(const std::vector<double>& truth, const std::vector<
   return caps;
 }
 
+/// Whether a window's strict bound is loose enough to be worth the draws under fp32 (Note
+/// [probabilistic tolerance]): its loss or its gradient's norm bounded no better than 2^-12 of the
+/// value (4096 u), or not finite.
+bool loose_in_fp32(const WindowResult<Bounded>& strict) {
+  const auto loose = [](const Bounded& x) { return !(x.error <= 0x1p-12 * std::fabs(x.value)); };
+  return loose(strict.loss) || (!std::isnan(strict.norm.value) && loose(strict.norm));
+}
+
+/// Under fp32 the proof stands wherever it resolves a value (its bound below the value): the draws
+/// cap only the elements it does not (Note [probabilistic tolerance]).
+void keep_proof_where_resolved(EvaluationCaps& caps, const WindowResult<Bounded>& strict) {
+  const auto keep = [](std::vector<double>& caps_of, const std::vector<Bounded>& bounded) {
+    if (caps_of.size() != bounded.size()) return;
+    for (size_t i = 0; i < caps_of.size(); ++i) {
+      if (bounded[i].error < std::fabs(bounded[i].value)) caps_of[i] = std::numeric_limits<double>::infinity();
+    }
+  };
+  keep(caps.loss, {strict.loss});
+  keep(caps.norm, {strict.norm});
+  keep(caps.unclipped, strict.unclipped);
+  keep(caps.buffers, strict.buffers_after);
+}
+
 /// The probabilistic caps of a window's evaluation (Note [probabilistic tolerance]): kRoundingDraws
 /// evaluations in stochastic rounding from the exact `params` and `buffers` of `truth`'s window,
 /// measured against it, plus what `carried` (the same evaluation in Bounded arithmetic with fresh
-/// rounding off, from parameters that carry a bound) says their inputs' error adds. None under fp32.
+/// rounding off, from parameters that carry a bound) says their inputs' error adds.
 template <class T>
 EvaluationCaps evaluation_caps(const Scenario& scenario, const fixtures::ModelLayout& layout, const WindowSetup& window,
                                const std::vector<double>& params, const std::vector<double>& buffers,
                                const WindowResult<T>& truth, const WindowResult<Bounded>* carried) {
   EvaluationCaps caps;
-  if (scenario.precision == Precision::fp32) return caps;
   std::vector<std::vector<double>> loss, unclipped, norm, buffers_after;
   const std::vector<Stochastic> drawn_params(params.begin(), params.end()), drawn_buffers(buffers.begin(), buffers.end());
   for (int d = 0; d < kRoundingDraws; ++d) {
@@ -346,17 +369,22 @@ std::vector<WindowExpectation> trajectory_in(const Scenario& scenario, const fix
     const bool skipped = overflow == Overflow::definite;
     const WindowSetup window{s, &windows[s], &virtual_batches[s], loss_scale, skipped, position};
     auto truth = run_window(scenario, layout, window, params, state, buffers);
-    EvaluationCaps caps;
-    if (scenario.precision != Precision::fp32) {
+    std::optional<WindowResult<Bounded>> strict;
+    if (scenario.precision == Precision::fp32) {
+      strict = run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers);
+    }
+    if (!strict || loose_in_fp32(*strict)) {
       // This window's own rounding, drawn from the truth's state; what the parameters' bound carries
       // into it, propagated (Note [probabilistic tolerance]).
       const auto carried = [&] {
         const PropagationOnly propagation;
         return run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers);
       }();
-      caps = evaluation_caps(scenario, layout, window, values_of(params), values_of(buffers), truth, &carried);
+      auto caps = evaluation_caps(scenario, layout, window, values_of(params), values_of(buffers), truth, &carried);
+      if (strict) keep_proof_where_resolved(caps, *strict);
+      strict = run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers, &caps);
     }
-    auto bounded = run_window(scenario, layout, window, bounded_params, bounded_state, bounded_buffers, &caps);
+    auto bounded = std::move(*strict);
     out.push_back(expectation(s, loss_scale, overflow, truth, bounded));
     out.back().schedule_position = position;
     if (!(skipped && holds)) ++position;
@@ -380,10 +408,18 @@ WindowExpectation window_in(const Scenario& scenario, const fixtures::ModelLayou
       window_overflow(scenario, window.step, convert<Bounded>(params), convert<Bounded>(buffers), window.loss_scale);
   window.skipped = overflow == Overflow::definite;
   auto truth = run_window(scenario, layout, window, convert<T>(params), convert<T>(state), convert<T>(buffers));
-  const auto caps = evaluation_caps(scenario, layout, window, params, buffers, truth, nullptr);
-  auto bounded = run_window(scenario, layout, window, convert<Bounded>(params), convert<Bounded>(state),
-                            convert<Bounded>(buffers), &caps);
-  auto e = expectation(window.step, window.loss_scale, overflow, truth, bounded);
+  const auto bounded_in = [&](const EvaluationCaps* caps) {
+    return run_window(scenario, layout, window, convert<Bounded>(params), convert<Bounded>(state),
+                      convert<Bounded>(buffers), caps);
+  };
+  std::optional<WindowResult<Bounded>> bounded;
+  if (scenario.precision == Precision::fp32) bounded = bounded_in(nullptr);
+  if (!bounded || loose_in_fp32(*bounded)) {
+    auto caps = evaluation_caps(scenario, layout, window, params, buffers, truth, nullptr);
+    if (bounded) keep_proof_where_resolved(caps, *bounded);
+    bounded = bounded_in(&caps);
+  }
+  auto e = expectation(window.step, window.loss_scale, overflow, truth, *bounded);
   e.schedule_position = window.schedule_position;
   return e;
 }

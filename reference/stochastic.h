@@ -61,8 +61,12 @@ namespace gacc::reference {
 // not assumed (bench/RESULTS.md: correct recipes' worst ratio over thousands of bf16 and fp16 cases),
 // and the tests check that a round-to-nearest re-enactment of the oracle stays within half of it. A
 // draw that overflows (fp16 at a scale within the bound of overflowing) is left out; with fewer than
-// half the draws finite, the strict bound stands alone. The fp32 policy keeps the strict bound
-// alone: there it is tight, and it is a proof.
+// half the draws finite, the strict bound stands alone. Under fp32 the strict bound is tight and a
+// proof, and the draws are skipped where it already pins the window down; where it is loose (the
+// loss or the gradient's norm bounded no better than 2^-12 of its value, 4096 u: a LayerNorm over a
+// few nearly equal features, a softmax saturating) it breaks down as in low precision, and the
+// draws cap it there too — only the elements it does not resolve (its bound not below the value:
+// where it resolves one, the proof stands), at the cost of a second Bounded run of that window.
 
 /// Stochastic re-runs per window (R).
 constexpr int kRoundingDraws = 16;

@@ -40,8 +40,21 @@ fi
 
 torch_version() { "$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null; }
 
+# The Python package (python/: the stack's side of gacc) into .venv, editable: once per checkout.
+install_package() {
+  "$venv/bin/python" - "$root/python" <<'PY' 2>/dev/null && return 0
+import os, sys
+import gacc
+sys.exit(0 if os.path.realpath(gacc.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep) else 1)
+PY
+  echo "setup: installing the Python package gacc (python/, editable) into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$root/python" ||
+    echo "setup: WARNING: the package gacc could not be installed; the examples use python/ from the checkout" >&2
+}
+
 have=$(torch_version || true)
 if [ -n "$have" ]; then
+  install_package
   exit 0
 fi
 if dpkg-query -W -f='${Status}' libtorch-dev 2>/dev/null | grep -q "install ok installed"; then
@@ -66,3 +79,4 @@ if ! "$venv/bin/pip" install -q --disable-pip-version-check "torch==$torch_pin" 
   echo "setup: WARNING: using torch $(torch_version), not the pinned $torch_pin" >&2
 fi
 echo "setup: torch $(torch_version) ready"
+install_package

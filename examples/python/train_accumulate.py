@@ -2,6 +2,7 @@
 """Gradient accumulation in plain PyTorch, as gacc checks it.
 
     python train_accumulate.py CASE RESULT
+    python train_accumulate.py --worker      (started once, serving every case: Note [worker protocol])
 
 Reads a gacc case (a scenario, initial weights, every micro-batch), trains through it with gradient
 accumulation — K micro-batches, then one optimizer step — and writes what it did at every step to
@@ -9,6 +10,7 @@ RESULT. `gacc check-external` runs it on generated scenarios and judges each res
 large-batch training:
 
     gacc check-external --cmd "python examples/python/train_accumulate.py {case} {result}"
+    gacc check-external --worker --cmd "python examples/python/train_accumulate.py --worker"
 
 Per window: each micro-batch's loss, summed over its elements, is divided by the loss elements of
 the WHOLE window and back-propagated; then, once, GradScaler's unscale_ (fp16), clipping, one
@@ -20,14 +22,21 @@ torch.amp.GradScaler. One process (world_size 1).
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any
 
 import torch
 from torch import nn
 
-import gacc_case
-import gacc_zoo
+try:
+    import gacc  # noqa: F401  (pip install ./python, or make's .venv)
+except ImportError:  # run from a checkout without the package installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+
+from gacc import case as gacc_case  # noqa: E402
+from gacc import worker as gacc_worker  # noqa: E402
+from gacc import zoo as gacc_zoo  # noqa: E402
 
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -186,22 +195,27 @@ def train(case: gacc_case.Case, scheduler_holds_on_skipped_step: bool = False
     return steps, counters
 
 
+def run_case(case_path: str, result_path: str) -> None:
+    """Trains through one case file and writes its result file."""
+    case = gacc_case.load_case(case_path)
+    if case.world_size != 1:
+        raise gacc_case.CaseError(f"this loop trains one process; the case has world_size {case.world_size}")
+    steps, counters = train(case)
+    gacc_case.save_result(result_path, steps, counters)
+
+
 def main(argv: list[str]) -> int:
-    if len(argv) != 3:
-        print(f"usage: {argv[0]} CASE RESULT", file=sys.stderr)
-        return 2
     torch.set_num_threads(1)  # gacc's own recipes run on one intra-op thread
+    if argv[1:] == ["--worker"]:  # started once, serving every case (gacc check-external --worker)
+        return gacc_worker.serve(run_case)
+    if len(argv) != 3:
+        print(f"usage: {argv[0]} CASE RESULT  |  {argv[0]} --worker", file=sys.stderr)
+        return 2
     try:
-        case = gacc_case.load_case(argv[1])
+        run_case(argv[1], argv[2])
     except (OSError, gacc_case.CaseError) as error:
         print(f"{argv[0]}: {error}", file=sys.stderr)
         return 2
-    if case.world_size != 1:
-        print(f"{argv[0]}: this loop trains one process; the case has world_size {case.world_size}",
-              file=sys.stderr)
-        return 2
-    steps, counters = train(case)
-    gacc_case.save_result(argv[2], steps, counters)
     return 0
 
 

@@ -16,12 +16,18 @@ token-mean losses) fail.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import torch
 
-import gacc_zoo
+try:
+    import gacc  # noqa: F401  (pip install ./python, or make's .venv)
+except ImportError:  # run from a checkout without the package installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+
+from gacc import zoo as gacc_zoo  # noqa: E402
 import train_accumulate
 
 

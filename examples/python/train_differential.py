@@ -24,13 +24,19 @@ zero_grad.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
 import torch
 from torch import nn
 
-import gacc_case
+try:
+    import gacc  # noqa: F401  (pip install ./python, or make's .venv)
+except ImportError:  # run from a checkout without the package installed
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+
+from gacc import case as gacc_case  # noqa: E402
 
 #: The dataset: DATASET_SIZE signals of SIGNAL_LENGTH samples, two regression targets each.
 DATASET_SIZE = 48

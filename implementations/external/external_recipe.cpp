@@ -1,10 +1,14 @@
 #include "implementations/external/external_recipe.h"
 
+#include <fcntl.h>
+
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <system_error>
+
+#include <nlohmann/json.hpp>
 
 #include "core/errors.h"
 #include "implementations/external/case_file.h"
@@ -34,8 +38,16 @@ std::string seconds_text(std::chrono::milliseconds timeout) {
 }  // namespace
 
 ExternalRecipe::ExternalRecipe(ExternalOptions options) : options_(std::move(options)) {
-  if (options_.command.find(kCasePlaceholder) == std::string::npos ||
-      options_.command.find(kResultPlaceholder) == std::string::npos) {
+  const bool inherited = options_.worker_in_fd >= 0 || options_.worker_out_fd >= 0;
+  const bool placeholders = options_.command.find(kCasePlaceholder) != std::string::npos ||
+                            options_.command.find(kResultPlaceholder) != std::string::npos;
+  if (options_.worker && placeholders) {
+    throw UsageError("--cmd \"" + options_.command + "\" holds {case} or {result}, but with --worker the command is "
+                     "started once and receives each case's paths over the worker protocol (README, 'Worker')");
+  }
+  if (!options_.worker && !inherited &&
+      (options_.command.find(kCasePlaceholder) == std::string::npos ||
+       options_.command.find(kResultPlaceholder) == std::string::npos)) {
     throw UsageError("--cmd \"" + options_.command + "\" must contain {case} and {result}, where the case file's "
                      "and the result file's paths go");
   }
@@ -55,6 +67,16 @@ ExternalRecipe::ExternalRecipe(ExternalOptions options) : options_(std::move(opt
                              (error ? error.message() : std::string("not a directory")));
     }
   }
+  if (inherited) {
+    if (options_.worker_in_fd < 0 || options_.worker_out_fd < 0 || fcntl(options_.worker_in_fd, F_GETFD) < 0 ||
+        fcntl(options_.worker_out_fd, F_GETFD) < 0) {
+      throw UsageError("--worker-fds " + std::to_string(options_.worker_in_fd) + "," +
+                       std::to_string(options_.worker_out_fd) + ": not two open file descriptors");
+    }
+    worker_ = std::make_unique<Worker>(options_.worker_in_fd, options_.worker_out_fd);
+  } else if (options_.worker) {
+    worker_ = std::make_unique<Worker>(options_.command, directory_ + "/worker-log.txt");
+  }
 }
 
 ExternalRecipe::~ExternalRecipe() {
@@ -68,6 +90,10 @@ std::string ExternalRecipe::summary() const { return "the external command: " + 
 bool ExternalRecipe::supports(const Scenario& scenario) const { return scenario.world_size <= options_.max_world; }
 
 std::string ExternalRecipe::command_for(const std::string& case_path, const std::string& result_path) const {
+  if (worker_) {
+    const nlohmann::json request = {{"case", case_path}, {"result", result_path}};
+    return "printf '%s\\n' " + shell_quoted(request.dump()) + " | " + options_.command + " >/dev/null";
+  }
   return replaced(replaced(options_.command, kCasePlaceholder, shell_quoted(case_path)), kResultPlaceholder,
                   shell_quoted(result_path));
 }
@@ -81,6 +107,20 @@ std::string ExternalRecipe::run_command(const std::function<void(const std::stri
   std::error_code ignored;
   std::filesystem::remove(result_path, ignored);
   const std::string command = command_for(case_path, result_path);
+  if (worker_) {
+    std::optional<WorkerFailure> failure;
+    {
+      const std::lock_guard<std::mutex> lock(worker_mutex_);
+      failure = worker_->serve(case_path, result_path, options_.timeout);
+    }
+    if (!failure && !std::filesystem::exists(result_path)) failure = WorkerFailure{"answered done but wrote no result", {}};
+    if (failure) {
+      std::string message = "the worker " + failure->problem + " (" + options_.command + ", case " + case_path + ")";
+      if (!failure->output_tail.empty()) message += "\n--- the end of its output ---\n" + failure->output_tail;
+      throw EnvironmentError(message + "\n" + what);
+    }
+    return result_path;
+  }
   const auto outcome = run_shell_command(command, options_.timeout, log_path);
 
   const auto failure = [&](const std::string& problem) {

@@ -7,10 +7,13 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "core/recipe.h"
 #include "implementations/external/differential.h"
+#include "implementations/external/worker.h"
 
 namespace gacc::external {
 
@@ -24,11 +27,19 @@ struct ExternalOptions {
   std::string keep_directory;
   /// The largest world size the command trains (W ranks of its own; scenarios beyond are skipped).
   int max_world = 1;
+  /// The command is started once and serves every case over the worker protocol (Note [worker
+  /// protocol]); it takes no `{case}` or `{result}`.
+  bool worker = false;
+  /// The program that started gacc is the worker, over these inherited descriptors (gacc reads
+  /// the first, writes the second); `command` is then only a name for reports. -1: none.
+  int worker_in_fd = -1;
+  int worker_out_fd = -1;
 };
 
 class ExternalRecipe : public Recipe {
  public:
-  /// Checks the command line (UsageError without `{case}` and `{result}`) and makes the directory.
+  /// Checks the command line (UsageError without `{case}` and `{result}`, or with them for a worker)
+  /// and makes the directory.
   explicit ExternalRecipe(ExternalOptions options);
   ~ExternalRecipe() override;
   ExternalRecipe(const ExternalRecipe&) = delete;
@@ -47,8 +58,13 @@ class ExternalRecipe : public Recipe {
   /// differential result (the same errors as run).
   DifferentialResult run_differential(const Splits& splits) const;
 
-  /// The command line for a case and result path (each shell-quoted).
+  /// The command line that runs the stack on a case and result path (each shell-quoted); for a
+  /// worker, one request piped into it.
   std::string command_for(const std::string& case_path, const std::string& result_path) const;
+  /// The command line (or, with --worker-fds, what names the stack).
+  const std::string& command() const { return options_.command; }
+  /// Workers started so far (0 without --worker).
+  int worker_starts() const { return worker_ ? worker_->starts() : 0; }
   /// The directory holding the cases, results and logs.
   const std::string& directory() const { return directory_; }
   /// Runs so far.
@@ -61,6 +77,8 @@ class ExternalRecipe : public Recipe {
                           const std::string& what) const;
 
   ExternalOptions options_;
+  std::unique_ptr<Worker> worker_;  ///< with --worker or --worker-fds
+  mutable std::mutex worker_mutex_;  ///< one case at a time through the worker
   std::string directory_;
   bool temporary_ = false;
   mutable std::atomic<int> runs_{0};

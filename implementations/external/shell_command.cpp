@@ -36,8 +36,9 @@ bool reaped_by(pid_t pid, Clock::time_point deadline, int& status) {
   }
 }
 
-/// Ends the whole group: SIGTERM, a grace period for the shell to be reaped, then SIGKILL.
-void end_group(pid_t pid, int& status) {
+}  // namespace
+
+void end_process_group(int pid, int& status) {
   kill(-pid, SIGTERM);
   if (!reaped_by(pid, Clock::now() + kGraceAfterTerm, status)) {
     kill(-pid, SIGKILL);
@@ -47,19 +48,12 @@ void end_group(pid_t pid, int& status) {
   kill(-pid, SIGKILL);  // whatever the shell left behind
 }
 
-}  // namespace
-
-CommandOutcome run_shell_command(const std::string& command, std::chrono::milliseconds timeout,
-                                 const std::string& log_path) {
-  const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (log < 0) throw EnvironmentError("cannot write " + log_path + ": " + std::strerror(errno));
-  const int null_input = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  const auto start = Clock::now();
+int start_shell_process(const std::string& command, int stdin_fd, int stdout_fd, int stderr_fd) {
+  const int null_input = stdin_fd >= 0 ? -1 : open("/dev/null", O_RDONLY | O_CLOEXEC);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     const std::string why = std::strerror(errno);
-    close(log);
     if (null_input >= 0) close(null_input);
     throw EnvironmentError("cannot start the external command: " + why);
   }
@@ -71,22 +65,39 @@ CommandOutcome run_shell_command(const std::string& command, std::chrono::millis
     if (getppid() != parent) _exit(127);
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
-    if (null_input >= 0) dup2(null_input, STDIN_FILENO);
-    dup2(log, STDOUT_FILENO);
-    dup2(log, STDERR_FILENO);
+    signal(SIGPIPE, SIG_DFL);
+    const int input = stdin_fd >= 0 ? stdin_fd : null_input;
+    if (input >= 0) dup2(input, STDIN_FILENO);
+    dup2(stdout_fd, STDOUT_FILENO);
+    dup2(stderr_fd, STDERR_FILENO);
     execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
     _exit(127);
   }
   setpgid(pid, pid);  // also here, so that the group exists before anything signals it
-  close(log);
   if (null_input >= 0) close(null_input);
+  return pid;
+}
+
+CommandOutcome run_shell_command(const std::string& command, std::chrono::milliseconds timeout,
+                                 const std::string& log_path) {
+  const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (log < 0) throw EnvironmentError("cannot write " + log_path + ": " + std::strerror(errno));
+  const auto start = Clock::now();
+  pid_t pid = -1;
+  try {
+    pid = start_shell_process(command, -1, log, log);
+  } catch (...) {
+    close(log);
+    throw;
+  }
+  close(log);
   const InterruptibleGroup interruptible(pid);
 
   CommandOutcome outcome;
   int status = 0;
   if (!reaped_by(pid, start + timeout, status)) {
     outcome.timed_out = interrupt_signal() == 0;
-    end_group(pid, status);
+    end_process_group(pid, status);
   } else {
     kill(-pid, SIGKILL);  // background processes the command left running
   }

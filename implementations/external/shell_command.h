@@ -21,6 +21,15 @@ struct CommandOutcome {
 CommandOutcome run_shell_command(const std::string& command, std::chrono::milliseconds timeout,
                                  const std::string& log_path);
 
+/// Starts `/bin/sh -c command` in a process group of its own that dies with gacc, its standard input,
+/// output and error on the given descriptors (stdin -1: /dev/null). Throws EnvironmentError when it
+/// cannot start. The caller reaps it (end_process_group, or waitpid).
+int start_shell_process(const std::string& command, int stdin_fd, int stdout_fd, int stderr_fd);
+
+/// Ends process group `pid` whole: SIGTERM, a grace period for its leader to be reaped, then SIGKILL
+/// to whatever is left. `status` receives the leader's wait status.
+void end_process_group(int pid, int& status);
+
 /// `text` quoted for /bin/sh: one single-quoted word.
 std::string shell_quoted(const std::string& text);
 

@@ -161,6 +161,11 @@ row 2 "--junit: must name a path" check-external --cmd "$cmd" --junit ""
 row 4 "cannot create the directory $not_a_directory" check-external --cmd "$cmd" --keep "$not_a_directory"
 row 4 "cannot write $unwritable.json" check-external --cmd "$cmd" --json "$unwritable.json"
 row 4 "cannot write $unwritable.xml" check-external --cmd "$cmd" --junit "$unwritable.xml"
+row 2 "--cmd is required \(or --worker-fds" check-external --worker
+row 2 "with --worker the command is started once" check-external --worker --cmd "$cmd"
+row 2 "--worker-fds:? must be IN,OUT" check-external --worker-fds x,1
+row 2 "--worker-fds:? must be IN,OUT" check-external --worker-fds ""
+row 2 "--worker-fds 200,201: not two open file descriptors" check-external --worker-fds 200,201
 
 # Nothing was written: the working directory holds what the test made, and nothing else.
 left=$(find . -mindepth 1 ! -path ./a-directory | sort)

@@ -10,6 +10,10 @@
 #   command-fails        an external command that exits non-zero: exit 4 with its standard error's tail
 #   command-hangs        one that outlives --timeout: exit 4 within it, its process group ended
 #   command-writes-nothing   exit 4
+#   worker-misbehaves    --worker (Note [worker protocol]): a worker that never says it is ready, says
+#                        something else, exits, hangs, answers an error or "done" without a result:
+#                        exit 4 naming what it did, with its output's tail, its process group ended;
+#                        placeholders with --worker, bad --worker-fds: exit 2
 #   interrupt-external   Ctrl-C (SIGINT) during check-external: exit 130 at once, the command ended
 #   interrupt-run        SIGINT during `gacc run` with data-parallel ranks: exit 130, no rank left, no report
 set -u
@@ -157,6 +161,35 @@ torch.save(case, sys.argv[3])
   command-writes-nothing)
     expect 4 "exited with status 0 but wrote no result" "$gacc" check-external --cases 1 --cmd "true {case} {result}"
     expect 2 "must contain \{case\} and \{result\}" "$gacc" check-external --cmd "true {case}" ;;
+  worker-misbehaves)
+    ready='echo "{\"gacc_worker\": 1}"'
+    start=$(date +%s)
+    expect 4 "the worker did not say it is ready .*did not answer within --timeout" \
+      "$gacc" check-external --worker --cases 2 --timeout 1 --cmd "sleep 60 & sleep 60"
+    [ $(($(date +%s) - start)) -le 10 ] || fail "took more than 10 s to give up on a silent worker"
+    no_orphans
+    expect 4 "answered where \{\"gacc_worker\": 1\} was due: Loading the model" \
+      "$gacc" check-external --worker --cases 2 --cmd "echo 'Loading the model...'; sleep 60"
+    expect 4 "the worker exited \(its (output ended|input is closed)\)" "$gacc" check-external --worker --cases 2 --cmd "$ready"
+    expect 4 "speaks another protocol version than 1" \
+      "$gacc" check-external --worker --cases 2 --cmd 'echo "{\"gacc_worker\": 2}"; sleep 60'
+    expect 4 "the worker did not answer within --timeout" \
+      "$gacc" check-external --worker --cases 2 --timeout 1 --cmd "$ready; sleep 60"
+    no_orphans
+    expect 4 "the worker failed on this case: RuntimeError: shapes do not match" \
+      "$gacc" check-external --worker --cases 2 \
+      --cmd "$ready; read -r request; echo 'Traceback: the stack' >&2; echo '{\"error\": \"RuntimeError: shapes do not match\"}'; sleep 60"
+    grep -q "^Traceback: the stack" "$dir/out" || fail "no stderr tail of the worker"
+    expect 4 "the worker answered done but wrote no result" \
+      "$gacc" check-external --worker --cases 2 --cmd "$ready; read -r request; echo '{\"done\": true}'; sleep 60"
+    expect 4 "the worker answered with no protocol line: 50% done" \
+      "$gacc" check-external --worker --cases 2 --cmd "$ready; read -r request; echo '50% done'; sleep 60"
+    no_orphans
+    expect 2 "with --worker the command is started once" "$gacc" check-external --worker --cmd "train {case} {result}"
+    expect 2 "--worker-fds:? must be IN,OUT" "$gacc" check-external --worker-fds 3
+    expect 2 "--worker-fds 97,98: not two open file descriptors" "$gacc" check-external --worker-fds 97,98
+    expect 2 "--cmd is required" "$gacc" check-external --cases 2
+    expect 2 "give one of them" "$gacc" check-external --worker --worker-fds 0,1 --cmd "train" ;;
   interrupt-external)
     "$gacc" check-external --cases 2 --json "$dir/report.json" --cmd "sleep 60 # {case} {result}" >"$dir/out" 2>&1 &
     pid=$!

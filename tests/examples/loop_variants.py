@@ -16,10 +16,11 @@ import os
 import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "examples", "python"))
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
 
 import torch  # noqa: E402
 
-import gacc_case  # noqa: E402
+from gacc import case as gacc_case  # noqa: E402
 import train_accumulate  # noqa: E402
 
 VARIANTS = ("reversed", "scheduler-holds", "skip-partial-window")

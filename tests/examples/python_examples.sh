@@ -7,6 +7,13 @@
 #   differential-correct   train_differential.py (a model outside the zoo) passes every differential check
 #   differential-broken    train_differential_broken.py (mean of means) fails them: exit 1, the failing
 #                          check, a shrunk counterexample and the lines that rerun it, which do
+#   worker    train_accumulate.py --worker: started once, it serves every case (Note [worker protocol])
+#             and passes every property
+#   worker-broken   train_accumulate_broken.py --worker is flagged: exit 1, a shrunk counterexample,
+#             and its reproduce line (one request piped into the worker) fails again
+#   package-check   gacc.check (python/gacc) on the example loop in this process: passes; its broken
+#             variant fails with gradient-equivalence, a diagnosis and a shrunk counterexample; a stack
+#             that raises is exit 4 naming the error, and the call returns
 #   variant-reversed       loop_variants.py reversed (each window's micro-batches last to first) passes,
 #                          BatchNorm's running statistics included (a free choice of the loop)
 #   variant-scheduler-holds   loop_variants.py scheduler-holds (fp16: the scheduler holds on a skipped
@@ -21,6 +28,17 @@ examples=$(cd "$(dirname "$0")/../../examples/python" && pwd)
 variants=$(cd "$(dirname "$0")" && pwd)/loop_variants.py
 . "$(dirname "$0")/../cli/lib.sh"
 [ -x "$python" ] || { echo "no Python at '$python' (configure with GACC_TORCH_PYTHON)"; exit 1; }
+
+# reproduce_fails_again PATTERN PROPERTY: the output's reproduce line (matching PATTERN), run by
+# hand with gacc's own binary for "gacc", fails PROPERTY again.
+reproduce_fails_again() {
+  local line
+  line=$(grep -o "$1" "$dir/out" | head -1)
+  [ -n "$line" ] || fail "no reproduce line"
+  (cd "$dir" && eval "${line//gacc case/\"$gacc\" case}") >"$dir/rerun" 2>&1
+  [ $? -eq 1 ] || { cat "$dir/rerun"; fail "the reproduce line did not fail again"; }
+  grep -Eq "^$2 +result +correct +fail" "$dir/rerun" || fail "the rerun did not fail $2"
+}
 
 case "$case_name" in
   correct)
@@ -48,12 +66,73 @@ case "$case_name" in
       --cmd "$python $examples/train_differential_broken.py {case} {result}"
     grep -Eq "^differential-gradients +external +correct +fail" "$dir/out" || fail "differential-gradients did not catch the mean of means"
     grep -q "counterexample (case .* shrunk .* ratio" "$dir/out" || fail "no shrunk counterexample"
-    line=$(grep -o "gacc case export --mode differential --splits '.*' --out case.pt && .*train_differential_broken.py 'case.pt' 'result.pt' && gacc case verify case.pt result.pt" "$dir/out" | head -1)
-    [ -n "$line" ] || fail "no reproduce line"
-    # The reproduce line reruns the loop by hand: gacc's own binary for "gacc".
-    (cd "$dir" && eval "${line//gacc case/\"$gacc\" case}") >"$dir/rerun" 2>&1
-    [ $? -eq 1 ] || { cat "$dir/rerun"; fail "the reproduce line did not fail again"; }
-    grep -Eq "^differential-gradients +result +correct +fail" "$dir/rerun" || fail "the rerun did not fail differential-gradients" ;;
+    reproduce_fails_again "gacc case export --mode differential --splits '.*' --out case.pt && .*train_differential_broken.py 'case.pt' 'result.pt' && gacc case verify case.pt result.pt" \
+      differential-gradients ;;
+  worker)
+    expect 0 "every correct recipe passes" \
+      "$gacc" check-external --worker --cases 10 --seed 3 --cmd "$python $examples/train_accumulate.py --worker"
+    grep -Eq "^gradient-equivalence +external +correct +pass" "$dir/out" || fail "gradient-equivalence did not judge the loop"
+    grep -Eq "^the worker served [0-9]+ cases \(started 1 time\)" "$dir/out" || fail "the worker was not started once" ;;
+  worker-broken)
+    expect 1 "correct recipe failing: external" \
+      "$gacc" check-external --worker --cases 6 --seed 3 --shrinks 6 \
+      --cmd "$python $examples/train_accumulate_broken.py --worker"
+    grep -Eq "^gradient-equivalence +external +correct +fail" "$dir/out" || fail "gradient-equivalence did not catch the mean of means"
+    reproduce_fails_again "gacc case export --scenario '.*' --out case.pt && printf .* | .*train_accumulate_broken.py --worker >/dev/null && gacc case verify case.pt result.pt" \
+      gradient-equivalence ;;
+  package-check)
+    GACC_BINARY=$gacc "$python" - "$examples" "$dir" <<'PY' >"$dir/out" 2>&1 || fail "gacc.check did not do what it says"
+import os, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+import gacc
+import train_accumulate
+from gacc import zoo
+torch.set_num_threads(1)
+directory = sys.argv[2]
+
+start = time.time()
+report = gacc.check(train_accumulate.train, cases=8, seed=3, json_path=os.path.join(directory, "r.json"),
+                    junit_path=os.path.join(directory, "r.xml"))
+print(f"correct: exit {report.exit_code}, {time.time() - start:.1f} s")
+assert report.passed and report.exit_code == 0, report
+assert os.path.exists(os.path.join(directory, "r.json")) and os.path.exists(os.path.join(directory, "r.xml"))
+rows = {row["property"]: row for row in report.rows}
+assert rows["gradient-equivalence"]["verdict"] == "pass" and rows["gradient-equivalence"]["cases_judged"] > 0, rows
+assert report.worst_ratio("gradient-equivalence") <= 0.5
+
+def mean_of_means(scenario, outputs, targets, window_elements, micro_batches):
+    if scenario["loss"]["reduction"] == "sum":
+        return zoo.summed_loss(scenario, outputs, targets)
+    return zoo.batch_loss(scenario, outputs, targets) / micro_batches  # Broken! a mean of means
+
+def broken(case):
+    correct = train_accumulate.micro_batch_loss
+    train_accumulate.micro_batch_loss = mean_of_means
+    try:
+        return train_accumulate.train(case)
+    finally:
+        train_accumulate.micro_batch_loss = correct
+
+report = gacc.check(broken, cases=6, seed=3, shrinks=6)
+print(f"broken: exit {report.exit_code}")
+assert report.exit_code == 1 and not report.passed, report
+failing = {row["property"]: row for row in report.failures}
+assert "gradient-equivalence" in failing, report
+counterexample = failing["gradient-equivalence"]["counterexample"]
+assert counterexample and counterexample["scenario"], failing
+assert counterexample["diagnosis"] or failing["gradient-equivalence"]["diagnosis"], failing
+
+def raises(case):
+    raise RuntimeError("shapes do not match")
+
+report = gacc.check(raises, cases=2)
+print(f"raises: exit {report.exit_code}")
+assert report.exit_code == 4, report
+assert "failed on this case: RuntimeError: shapes do not match" in report.text, report
+print("package-check ok")
+PY
+    grep -q "package-check ok" "$dir/out" || fail "no success line" ;;
   variant-reversed)
     expect 0 "every correct recipe passes" \
       "$gacc" check-external --cases 8 --seed 9 --cmd "$python $variants reversed {case} {result}"

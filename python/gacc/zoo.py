@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 if TYPE_CHECKING:
-    from gacc_case import Case
+    from gacc.case import Case
 
 #: PyTorch's default ignore_index: a target that takes no part in the loss (padding, ignored tokens).
 IGNORE_INDEX = -100
