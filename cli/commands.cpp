@@ -703,17 +703,10 @@ int check_external_command(const CheckExternalArguments& args) {
   options.keep_directory = args.keep_directory;
   options.max_world = args.ranks;
   options.worker = args.worker;
-  if (!args.worker_fds.empty()) {
+  if (!args.worker_fds.empty()) {  // IN,OUT, checked by the command line's validator
     const auto comma = args.worker_fds.find(',');
-    const auto number = [&](const std::string& text) {
-      if (text.empty() || text.size() > 9 || text.find_first_not_of("0123456789") != std::string::npos) {
-        throw UsageError("--worker-fds must be IN,OUT (two descriptor numbers), got " + args.worker_fds);
-      }
-      return std::stoi(text);
-    };
-    if (comma == std::string::npos) throw UsageError("--worker-fds must be IN,OUT (two descriptor numbers), got " + args.worker_fds);
-    options.worker_in_fd = number(args.worker_fds.substr(0, comma));
-    options.worker_out_fd = number(args.worker_fds.substr(comma + 1));
+    options.worker_in_fd = std::stoi(args.worker_fds.substr(0, comma));
+    options.worker_out_fd = std::stoi(args.worker_fds.substr(comma + 1));
     if (options.command.empty()) options.command = "the stack that started gacc";
   }
   const external::ExternalRecipe recipe(options);

@@ -25,8 +25,9 @@ constexpr auto kGraceAfterTerm = std::chrono::milliseconds(1000);
 /// How often a running command is looked at.
 constexpr auto kPoll = std::chrono::milliseconds(5);
 
-/// Waits for `pid` until `deadline`; true once it is reaped (status in `status`).
-bool reaped_by(pid_t pid, Clock::time_point deadline, int& status) {
+}  // namespace
+
+bool reaped_by(int pid, std::chrono::steady_clock::time_point deadline, int& status) {
   while (true) {
     const pid_t done = waitpid(pid, &status, WNOHANG);
     if (done == pid) return true;
@@ -35,8 +36,6 @@ bool reaped_by(pid_t pid, Clock::time_point deadline, int& status) {
     std::this_thread::sleep_for(kPoll);
   }
 }
-
-}  // namespace
 
 void end_process_group(int pid, int& status) {
   kill(-pid, SIGTERM);

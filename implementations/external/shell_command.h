@@ -26,6 +26,10 @@ CommandOutcome run_shell_command(const std::string& command, std::chrono::millis
 /// cannot start. The caller reaps it (end_process_group, or waitpid).
 int start_shell_process(const std::string& command, int stdin_fd, int stdout_fd, int stderr_fd);
 
+/// Waits for `pid` until `deadline` (or a signal asking gacc to stop); true once it is reaped, its
+/// wait status in `status`.
+bool reaped_by(int pid, std::chrono::steady_clock::time_point deadline, int& status);
+
 /// Ends process group `pid` whole: SIGTERM, a grace period for its leader to be reaped, then SIGKILL
 /// to whatever is left. `status` receives the leader's wait status.
 void end_process_group(int pid, int& status);

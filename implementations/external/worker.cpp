@@ -64,26 +64,14 @@ Worker::~Worker() { stop(); }
 
 void Worker::stop() {
   ready_ = false;
-  if (inherited_) {
-    close_fd(to_worker_);  // the worker sees the end of its input
-    close_fd(from_worker_);
-    return;
-  }
-  close_fd(to_worker_);
+  close_fd(to_worker_);  // the worker sees the end of its input
   close_fd(from_worker_);
   if (pid_ > 0) {
     int status = 0;
-    const auto deadline = Clock::now() + kGraceToExit;
-    bool reaped = false;
-    while (!reaped && Clock::now() < deadline) {
-      const pid_t done = waitpid(pid_, &status, WNOHANG);
-      reaped = done == pid_ || (done < 0 && errno != EINTR);
-      if (!reaped) usleep(5000);
-    }
-    if (!reaped) {
-      end_process_group(pid_, status);
-    } else {
+    if (reaped_by(pid_, Clock::now() + kGraceToExit, status)) {
       kill(-pid_, SIGKILL);  // whatever it left behind
+    } else {
+      end_process_group(pid_, status);
     }
     pid_ = -1;
   }
