@@ -16,6 +16,7 @@
 #include "properties/compare.h"
 #include "properties/generators.h"
 #include "properties/runner.h"
+#include "properties/shrinking.h"
 #include "reference/bounded.h"
 #include "reference/oracle.h"
 
@@ -107,7 +108,7 @@ std::string OptimizerCheckReport::table() const {
     if (r.verdict != CheckVerdict::fail) continue;
     out << "\n" << r.check << " FAILS: " << r.claim << "\n"
         << "  worst: " << r.worst_detail << "\n"
-        << "  counterexample (case " << r.case_index << ", " << r.shrinks << " shrinks, ratio "
+        << "  counterexample (case " << r.case_index << ", " << r.shrinks << " shrinks" << properties::shrink_budget_note(r.shrink_budget_ended) << ", ratio "
         << properties::format_ratio(r.counterexample_ratio) << "): " << r.counterexample_detail << "\n"
         << "  scenario: " << r.counterexample << "\n"
         << "  reproduce: " << r.reproduce << "\n";
@@ -528,26 +529,18 @@ OptimizerCheckReport check_optimizer(const std::string& name, const OptimizerFac
   for (size_t c = 0; c < kChecks; ++c) {
     if (!failures[c]) continue;
     auto& row = report.rows[c];
-    rc::Shrinkable<Scenario> current = *failures[c];
-    Finding best = failure_findings[c];
-    int evaluations = 0;
-    bool progressed = true;
-    while (progressed && evaluations < options.max_shrink_evaluations) {
-      progressed = false;
-      auto candidates = current.shrinks();
-      while (auto candidate = candidates.next()) {
-        if (evaluations >= options.max_shrink_evaluations) break;
-        ++evaluations;
-        const auto findings = run_case(name, factory, (*candidate).value());
-        if (findings[c].judged && !(findings[c].ratio < 1.0)) {
-          current = *candidate;
-          best = findings[c];
-          ++row.shrinks;
-          progressed = true;
-          break;
-        }
-      }
-    }
+    // Note [shrinking]
+    const auto shrunk = properties::shrink_greedily(
+        *failures[c], failure_findings[c], options.max_shrink_evaluations, properties::ShrinkTreeCandidates{},
+        [&](const rc::Shrinkable<Scenario>& candidate) -> properties::ShrinkAttempt<Finding> {
+          const auto findings = run_case(name, factory, candidate.value());
+          if (findings[c].judged && !(findings[c].ratio < 1.0)) return {true, findings[c]};
+          return {true, std::nullopt};
+        });
+    const rc::Shrinkable<Scenario>& current = shrunk.point;
+    const Finding& best = shrunk.finding;
+    row.shrinks = shrunk.accepted;
+    row.shrink_budget_ended = shrunk.budget_ended;
     row.counterexample = to_json_text(current.value());
     row.counterexample_ratio = best.ratio;
     row.counterexample_detail = best.detail;

@@ -1,6 +1,7 @@
 #include "cli/commands.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
@@ -33,6 +34,7 @@
 #include "properties/pitfall_report.h"
 #include "properties/report.h"
 #include "properties/runner.h"
+#include "properties/shrinking.h"
 
 namespace gacc::cli {
 namespace {
@@ -53,12 +55,24 @@ struct Catalog {
   }
 };
 
-/// Progress on a terminal: "case 12/100", rewritten in place on stderr.
-std::function<void(int, int)> terminal_progress() {
-  if (!isatty(STDERR_FILENO)) return {};
-  return [](int done, int total) {
-    std::cerr << "\rcase " << done << "/" << total << std::flush;
-    if (done == total) std::cerr << "\r" << std::string(24, ' ') << "\r" << std::flush;
+/// Progress on stderr: on a terminal "case 12/100", rewritten in place; elsewhere (a CI log, a
+/// file) a line "gacc: case 12/100, 31 s" at most every 30 seconds, so that a long run shows it is
+/// alive without flooding the log.
+std::function<void(int, int)> progress_on_stderr() {
+  if (isatty(STDERR_FILENO)) {
+    return [](int done, int total) {
+      std::cerr << "\rcase " << done << "/" << total << std::flush;
+      if (done == total) std::cerr << "\r" << std::string(24, ' ') << "\r" << std::flush;
+    };
+  }
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  return [start, last = start](int done, int total) mutable {
+    const auto now = Clock::now();
+    if (done == total || now - last < std::chrono::seconds(30)) return;
+    last = now;
+    std::cerr << "gacc: case " << done << "/" << total << ", "
+              << std::chrono::duration_cast<std::chrono::seconds>(now - start).count() << " s" << std::endl;
   };
 }
 
@@ -177,7 +191,7 @@ int run_command(const RunArguments& args) {
   options.cases = args.cases;
   options.seed = args.seed;
   options.filter = args.filter;
-  options.progress = terminal_progress();
+  options.progress = progress_on_stderr();
   const auto report = run_stratified(catalog.properties(), catalog.recipes(),
                                      command_range(args.precision, data_parallel_world()), options);
   properties::print_table(std::cout, report, args.verbose);
@@ -190,7 +204,7 @@ int pitfalls_command(const PitfallsArguments& args) {
   properties::RunOptions options;
   options.cases = args.cases;
   options.seed = args.seed;
-  options.progress = terminal_progress();
+  options.progress = progress_on_stderr();
   const auto recipes = catalog.recipes();
   const auto report =
       run_stratified(catalog.properties(), recipes, command_range(args.precision, data_parallel_world()), options);
@@ -277,7 +291,7 @@ int explain_command(const std::string& name, int cases, uint64_t seed, const std
   properties::RunOptions options;
   options.cases = cases;
   options.seed = seed;
-  options.progress = terminal_progress();
+  options.progress = progress_on_stderr();
   const auto report =
       run_stratified(catalog.properties(), {pitfall}, command_range(precision, data_parallel_world()), options);
   const auto summary = properties::summarize_pitfalls(report, {pitfall}).at(0);
@@ -287,7 +301,8 @@ int explain_command(const std::string& name, int cases, uint64_t seed, const std
   std::cout << "the bug:\n" << wrapped(pitfall->explanation(), 100, "  ") << "\n";
   if (summary.counterexample) {
     const auto& c = *summary.counterexample;
-    std::cout << "a minimal counterexample (shrunk " << c.shrinks << " times; " << summary.counterexample_property
+    std::cout << "a minimal counterexample (shrunk " << c.shrinks << " times"
+              << properties::shrink_budget_note(c.budget_ended) << "; " << summary.counterexample_property
               << ", ratio " << properties::format_ratio(c.ratio) << "):\n";
     const auto scenario = to_json(c.scenario);
     for (const auto& [key, value] : scenario.items()) std::cout << "  " << key << ": " << value.dump() << "\n";
@@ -538,9 +553,15 @@ properties::RunReport differential_report(const std::string& recipe, uint64_t se
   return report;
 }
 
-/// Adds one judged case to the report's rows (in differential_check_names' order).
+/// Adds one judged case to the report's rows (in differential_check_names' order), and to its
+/// case_verdicts where the report records them.
 void add_case(properties::RunReport& report, const std::vector<external::DifferentialCheck>& checks, int index,
               bool label_case) {
+  properties::CaseVerdicts* recorded = nullptr;
+  if (report.records_case_verdicts) {
+    recorded = &report.case_verdicts.emplace_back();
+    recorded->index = index;
+  }
   double worst = 0.0;
   for (size_t i = 0; i < checks.size(); ++i) {
     auto& row = report.rows.at(i);
@@ -553,6 +574,7 @@ void add_case(properties::RunReport& report, const std::vector<external::Differe
     }
     if (check.failed()) row.verdict = properties::Verdict::fail;
     worst = std::max(worst, check.ratio);
+    if (recorded) recorded->checks.push_back({row.property, row.recipe, check.failed() ? "fail" : "pass", check.ratio});
   }
   report.case_ratios[report.rows.front().recipe].push_back({index, worst});
 }
@@ -601,44 +623,36 @@ int case_verify_command(const CaseVerifyArguments& args) {
 
 namespace {
 
-/// A failing differential case, shrunk.
+/// A failing differential case, shrunk (Note [shrinking]): its splits, their checks, and how the
+/// shrinking went (each evaluation is a run of the command).
 struct ShrunkSplits {
-  external::Splits splits;
-  std::vector<external::DifferentialCheck> checks;
-  int reruns = 0;    ///< command runs spent
-  int accepted = 0;  ///< smaller splits that still failed
+  properties::Shrunk<external::Splits, std::vector<external::DifferentialCheck>> shrunk;
   int case_index = 0;
 };
 
-/// Greedy shrinking: the first smaller candidate that still fails is taken, until none does or
-/// `budget` command runs are spent. A candidate the command cannot run is passed over.
+/// A candidate the command cannot run is passed over.
 ShrunkSplits shrink_splits(const external::ExternalRecipe& recipe, const external::Splits& splits,
                            const std::vector<external::DifferentialCheck>& checks, int budget, int index) {
-  ShrunkSplits out{splits, checks, 0, 0, index};
-  bool smaller = true;
-  while (smaller && out.reruns < budget) {
-    smaller = false;
-    for (const auto& candidate : external::shrink_candidates(out.splits)) {
-      if (out.reruns >= budget) break;
-      ++out.reruns;
-      std::vector<external::DifferentialCheck> candidate_checks;
-      try {
-        candidate_checks = external::judge_differential(candidate, recipe.run_differential(candidate));
-      } catch (const InputError&) {
-        continue;
-      } catch (const EnvironmentError&) {
-        continue;
-      }
-      if (external::any_failed(candidate_checks)) {
-        out.splits = candidate;
-        out.checks = std::move(candidate_checks);
-        ++out.accepted;
-        smaller = true;
-        break;
-      }
+  using Checks = std::vector<external::DifferentialCheck>;
+  const auto candidates = [](const external::Splits& point, const auto& visit) {
+    for (const auto& candidate : external::shrink_candidates(point)) {
+      if (visit(candidate)) return;
     }
-  }
-  return out;
+  };
+  auto shrunk = properties::shrink_greedily(
+      splits, checks, budget, candidates, [&](const external::Splits& candidate) -> properties::ShrinkAttempt<Checks> {
+        Checks candidate_checks;
+        try {
+          candidate_checks = external::judge_differential(candidate, recipe.run_differential(candidate));
+        } catch (const InputError&) {
+          return {true, std::nullopt};
+        } catch (const EnvironmentError&) {
+          return {true, std::nullopt};
+        }
+        if (!external::any_failed(candidate_checks)) return {true, std::nullopt};
+        return {true, std::move(candidate_checks)};
+      });
+  return {std::move(shrunk), index};
 }
 
 std::string differential_reproducer(const external::ExternalRecipe& recipe, const external::Splits& splits) {
@@ -668,7 +682,8 @@ int check_external_differential(const CheckExternalArguments& args, const extern
   std::cout << "checking: " << recipe.command() << "\n" << args.cases << " generated splits (seed " << args.seed
             << ", differential mode: accumulated against the stack's own large batch)\n\n";
   auto report = differential_report(recipe.name(), args.seed, args.cases);
-  const auto progress = terminal_progress();
+  report.records_case_verdicts = true;
+  const auto progress = progress_on_stderr();
   std::optional<ShrunkSplits> shrunk;
   for (int i = 0; i < args.cases; ++i) {
     const auto splits = generated_splits(args.seed, i);
@@ -680,15 +695,16 @@ int check_external_differential(const CheckExternalArguments& args, const extern
   if (shrunk) {
     // The rows that failed carry the shrunk counterexample and how to rerun it (the JSON and JUnit
     // reports too).
-    const std::string rerun = differential_reproducer(recipe, shrunk->splits);
+    const auto& [splits, checks, reruns, accepted, budget_ended] = shrunk->shrunk;
+    const std::string rerun = differential_reproducer(recipe, splits);
     for (size_t i = 0; i < report.rows.size(); ++i) {
       auto& row = report.rows[i];
-      if (row.verdict != properties::Verdict::fail || i >= shrunk->checks.size()) continue;
+      if (row.verdict != properties::Verdict::fail || i >= checks.size()) continue;
       row.worst_detail += "\n  counterexample (case " + std::to_string(shrunk->case_index) + " shrunk " +
-                          std::to_string(shrunk->accepted) + " times in " + std::to_string(shrunk->reruns) +
-                          " reruns, ratio " + properties::format_ratio(shrunk->checks[i].ratio) +
-                          "): splits " + external::to_json_text(shrunk->splits) + "\n    " +
-                          shrunk->checks[i].detail + "\n  " + rerun;
+                          std::to_string(accepted) + " times in " + std::to_string(reruns) + " reruns" +
+                          properties::shrink_budget_note(budget_ended) + ", ratio " +
+                          properties::format_ratio(checks[i].ratio) + "): splits " + external::to_json_text(splits) +
+                          "\n    " + checks[i].detail + "\n  " + rerun;
     }
   }
   return finish_external(report, recipe, args);
@@ -720,7 +736,8 @@ int check_external_command(const CheckExternalArguments& args) {
   run.cases = args.cases;
   run.seed = args.seed;
   run.max_shrink_evaluations = args.shrinks;
-  run.progress = terminal_progress();
+  run.progress = progress_on_stderr();
+  run.record_case_verdicts = true;
   std::cout << "checking: " << recipe.command() << "\n" << args.cases << " generated scenarios (seed " << args.seed
             << ", world sizes up to " << args.ranks << ")\n\n";
   auto report = run_stratified(catalog.properties(), {&recipe}, command_range(args.precision, args.ranks), run);

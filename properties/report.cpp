@@ -1,5 +1,7 @@
 #include "properties/report.h"
 
+#include "properties/shrinking.h"
+
 #include <algorithm>
 #include <cmath>
 #include <iomanip>
@@ -123,6 +125,7 @@ nlohmann::json to_json(const RunReport& report) {
                         {"detail", c.detail},
                         {"diagnosis", c.diagnosis},
                         {"shrinks", c.shrinks},
+                        {"shrink_budget_ended", c.budget_ended},
                         {"case_index", c.case_index},
                         {"reproduce", report.reproduce(c)}};
     }
@@ -147,7 +150,7 @@ nlohmann::json to_json(const RunReport& report) {
     for (const auto& [name, c] : covered.triggers) triggers[name] = {{"cases", c.cases}, {"judged", c.judged}};
     coverage[property] = {{"cells", cells}, {"triggers", triggers}};
   }
-  return {{"version", kVersion},
+  nlohmann::json out = {{"version", kVersion},
           {"seed", report.seed},
           {"cases", report.cases},
           {"results", results},
@@ -166,6 +169,21 @@ nlohmann::json to_json(const RunReport& report) {
             {"pitfalls_escaping", report.pitfalls_escaping()},
             {"pitfalls_not_judged", report.pitfalls_not_judged()},
             {"invalid_cases", report.invalid_cases}}}};
+  if (report.records_case_verdicts) {
+    nlohmann::json cases = nlohmann::json::array();
+    for (const auto& c : report.case_verdicts) {
+      nlohmann::json checks = nlohmann::json::array();
+      for (const auto& check : c.checks) {
+        checks.push_back({{"property", check.property},
+                          {"recipe", check.recipe},
+                          {"verdict", check.verdict},
+                          {"ratio", ratio_json(check.ratio)}});
+      }
+      cases.push_back({{"case", c.index}, {"cell", c.cell}, {"triggers", c.triggers}, {"checks", checks}});
+    }
+    out["case_verdicts"] = cases;
+  }
+  return out;
 }
 
 std::string to_junit(const RunReport& report) {
@@ -251,8 +269,8 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
     if (!row.diagnosis.empty()) out << "  diagnosis: " << row.diagnosis << "\n";
     if (row.counterexample) {
       const auto& c = *row.counterexample;
-      out << "  counterexample (" << c.shrinks << " shrinks, ratio " << format_ratio(c.ratio)
-          << "): " << c.detail << "\n";
+      out << "  counterexample (" << c.shrinks << " shrinks" << shrink_budget_note(c.budget_ended) << ", ratio "
+          << format_ratio(c.ratio) << "): " << c.detail << "\n";
       if (!c.diagnosis.empty() && c.diagnosis != row.diagnosis) out << "  its diagnosis: " << c.diagnosis << "\n";
       out << "  " << report.reproduce(c) << "\n";
     }

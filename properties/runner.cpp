@@ -1,5 +1,7 @@
 #include "properties/runner.h"
 
+#include "properties/shrinking.h"
+
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -117,34 +119,27 @@ struct Shrunk {
   rc::Shrinkable<Scenario> at;
 };
 
+/// The cell's failure, shrunk (Note [shrinking]).
 Shrunk shrink(const Cell& cell, int max_evaluations) {
-  Shrunk best{{cell.failure->value(), cell.failure_verdict.ratio, cell.failure_verdict.detail, 0, cell.failure_index,
-               cell.failure_seed, cell.failure_verdict.diagnosis},
-              *cell.failure};
-  int evaluations = 0;
-  bool progressed = true;
-  while (progressed && evaluations < max_evaluations) {
-    progressed = false;
-    auto candidates = best.at.shrinks();
-    while (auto candidate = candidates.next()) {
-      if (evaluations >= max_evaluations) break;
-      const Scenario scenario = (*candidate).value();
-      if (!judgeable(cell, scenario)) continue;
-      ++evaluations;
-      const auto verdict = judge_scenario(cell, scenario);
-      if (verdict && shows(*verdict, cell.recipe->kind())) {
-        best.at = *candidate;
-        best.counterexample.scenario = scenario;
-        best.counterexample.ratio = verdict->ratio;
-        best.counterexample.detail = verdict->detail;
-        best.counterexample.diagnosis = verdict->diagnosis;
-        ++best.counterexample.shrinks;
-        progressed = true;
-        break;
-      }
-    }
-  }
-  return best;
+  const Counterexample found{cell.failure->value(), cell.failure_verdict.ratio, cell.failure_verdict.detail, 0,
+                             cell.failure_index, cell.failure_seed, cell.failure_verdict.diagnosis};
+  auto shrunk = shrink_greedily(
+      *cell.failure, found, max_evaluations, ShrinkTreeCandidates{},
+      [&](const rc::Shrinkable<Scenario>& candidate) -> ShrinkAttempt<Counterexample> {
+        const Scenario scenario = candidate.value();
+        if (!judgeable(cell, scenario)) return {};
+        const auto verdict = judge_scenario(cell, scenario);
+        if (!verdict || !shows(*verdict, cell.recipe->kind())) return {true, std::nullopt};
+        Counterexample smaller = found;
+        smaller.scenario = scenario;
+        smaller.ratio = verdict->ratio;
+        smaller.detail = verdict->detail;
+        smaller.diagnosis = verdict->diagnosis;
+        return {true, smaller};
+      });
+  shrunk.finding.shrinks = shrunk.accepted;
+  shrunk.finding.budget_ended = shrunk.budget_ended;
+  return {std::move(shrunk.finding), std::move(shrunk.point)};
 }
 
 /// Another row's shrunk counterexample of the same recipe, where it shows this cell's failure too
@@ -215,6 +210,13 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
   const auto triggers = triggers_of(scenario, oracle);
   std::map<std::string, bool> property_judged;  // per property: judged on some recipe
   std::vector<std::pair<const Recipe*, RecipeOutcome>> outcomes;
+  CaseVerdicts* recorded = nullptr;
+  if (report.records_case_verdicts) {
+    recorded = &report.case_verdicts.emplace_back();
+    recorded->index = index;
+    recorded->cell = stratum_cell;
+    recorded->triggers = triggers;
+  }
   for (auto* cell : applicable) {
     const RecipeOutcome* outcome = nullptr;
     for (const auto& done : outcomes) {
@@ -227,6 +229,12 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     const auto verdict = judge(*cell->property, *cell->recipe, oracle, *outcome);
     record(*cell, verdict);
     property_judged[cell->property->name()] |= verdict.judged();
+    if (recorded) {
+      const char* text = !verdict.judged()                      ? "not judged"
+                         : !shows(verdict, cell->recipe->kind()) ? (verdict.ratio < 1.0 ? "pass" : "expected-fail")
+                                                                 : "fail";
+      recorded->checks.push_back({cell->property->name(), cell->recipe->name(), text, verdict.ratio});
+    }
     if (shows(verdict, cell->recipe->kind()) && !cell->failure) {
       cell->failure = shrinkable;
       cell->failure_verdict = verdict;
@@ -454,6 +462,7 @@ RunReport run_properties(const std::vector<const Property*>& properties,
   report.cases = options.cases;
   report.cells = options.cells;
   report.pass = options.pass;
+  report.records_case_verdicts = options.record_case_verdicts;
   for (int i = 0; i < options.cases; ++i) {
     for (const auto& [recipe, ratio] :
          judge_case(cells, generated_case(generator, options.seed, i), i, case_seed(options.seed, i), report, true)) {

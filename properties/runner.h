@@ -40,6 +40,7 @@ struct Counterexample {
   int case_index = 0;     ///< the generated case it was shrunk from
   uint64_t case_seed = 0;
   std::string diagnosis = {};  ///< of the shrunk scenario (Note [diagnosis])
+  bool budget_ended = false;   ///< shrinking stopped at its budget (Note [shrinking])
 };
 
 /// One property on one recipe over all cases.
@@ -80,6 +81,22 @@ std::vector<std::string> triggers_of(const Scenario& scenario, const reference::
 /// Every trigger's name, in report order.
 const std::vector<std::string>& trigger_names();
 
+/// One check of one case, as --json's "case_verdicts" lists it.
+struct CaseCheck {
+  std::string property;
+  std::string recipe;
+  std::string verdict;  ///< "pass", "fail", "expected-fail" or "not judged"
+  double ratio = 0.0;
+};
+
+/// Every check of one generated case (RunOptions::record_case_verdicts).
+struct CaseVerdicts {
+  int index = 0;
+  std::string cell;                   ///< architecture x reduction x precision
+  std::vector<std::string> triggers;  ///< observed (triggers_of)
+  std::vector<CaseCheck> checks;
+};
+
 struct RunOptions {
   int cases = 100;
   uint64_t seed = 0;
@@ -98,12 +115,18 @@ struct RunOptions {
   std::vector<std::string> cells;
   /// Cases in which a stratified generator draws every cell (pass_length).
   int pass = 0;
+  /// Record each case's verdicts (RunReport::case_verdicts, --json's "case_verdicts"): check-external
+  /// sets it; a `gacc run` of thousands of cases times every recipe would write megabytes.
+  bool record_case_verdicts = false;
 };
 
 struct RunReport {
   uint64_t seed = 0;
   int cases = 0;
   std::vector<ResultRow> rows;
+  /// Each case's verdicts, when RunOptions::record_case_verdicts asked for them.
+  bool records_case_verdicts = false;
+  std::vector<CaseVerdicts> case_verdicts;
   /// Per recipe, per case it was judged on (case index, ratio): the largest ratio any property
   /// found (the separation statistics: how far above 1 a pitfall is whenever it shows).
   std::map<std::string, std::vector<std::pair<int, double>>> case_ratios;

@@ -77,6 +77,7 @@ struct OptimizerCheckRow {
   std::string counterexample_detail;
   int case_index = -1;  ///< the generated case it was shrunk from
   int shrinks = 0;
+  bool shrink_budget_ended = false;  ///< shrinking stopped at its budget: a smaller one may exist
   /// A line of C++ that reruns the counterexample (empty when the row passes).
   std::string reproduce;
 };

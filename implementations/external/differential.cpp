@@ -61,7 +61,8 @@ int Splits::micro_batches() const {
 }
 
 bool Splits::operator==(const Splits& other) const {
-  return seed == other.seed && global_batch == other.global_batch && windows == other.windows;
+  return seed == other.seed && global_batch == other.global_batch && accumulation_steps == other.accumulation_steps &&
+         windows == other.windows;
 }
 
 void validate(const Splits& splits, const std::string& root) {
@@ -70,9 +71,17 @@ void validate(const Splits& splits, const std::string& root) {
   };
   if (splits.seed >= (uint64_t{1} << 31)) fail(".seed", std::to_string(splits.seed) + " is not below 2^31");
   if (splits.windows.empty()) fail(".windows", "holds no window (at least one optimizer step)");
+  const int64_t k = splits.accumulation_steps;
+  if (k < 1) fail(".accumulation_steps", std::to_string(k) + " is not at least 1");
   for (size_t s = 0; s < splits.windows.size(); ++s) {
     const std::string window = ".windows[" + std::to_string(s) + "]";
     if (splits.windows[s].empty()) fail(window, "holds no micro-batch");
+    const auto micros = static_cast<int64_t>(splits.windows[s].size());
+    const bool last = s + 1 == splits.windows.size();
+    if (micros > k || (!last && micros != k)) {
+      fail(window, "holds " + std::to_string(micros) + " micro-batches; every window but the last holds " +
+                       "accumulation_steps (" + std::to_string(k) + "), the last 1 to " + std::to_string(k));
+    }
     std::set<int64_t> seen;
     int64_t examples = 0;
     for (size_t m = 0; m < splits.windows[s].size(); ++m) {
@@ -98,7 +107,10 @@ void validate(const Splits& splits, const std::string& root) {
 }
 
 nlohmann::json to_json(const Splits& splits) {
-  return {{"seed", splits.seed}, {"global_batch", splits.global_batch}, {"windows", splits.windows}};
+  return {{"seed", splits.seed},
+          {"global_batch", splits.global_batch},
+          {"accumulation_steps", splits.accumulation_steps},
+          {"windows", splits.windows}};
 }
 
 std::string to_json_text(const Splits& splits) { return to_json(splits).dump(); }
@@ -112,7 +124,9 @@ Splits parse_splits(const std::string& text) {
   }
   if (!doc.is_object()) throw InputError("splits: not a JSON object");
   for (const auto& [key, value] : doc.items()) {
-    if (key != "seed" && key != "global_batch" && key != "windows") throw InputError("unknown key: splits." + key);
+    if (key != "seed" && key != "global_batch" && key != "accumulation_steps" && key != "windows") {
+      throw InputError("unknown key: splits." + key);
+    }
   }
   const auto integer = [](const nlohmann::json& value, const std::string& field) -> int64_t {
     if (!value.is_number_integer()) throw InputError(field + ": not an integer");
@@ -128,7 +142,7 @@ Splits parse_splits(const std::string& text) {
   splits.seed = static_cast<uint64_t>(seed);
   const auto& windows = doc["windows"];
   if (!windows.is_array()) throw InputError("splits.windows: not a list of windows");
-  int64_t largest = 0;
+  int64_t largest = 0, most_micro_batches = 1;
   for (size_t s = 0; s < windows.size(); ++s) {
     const std::string window = "splits.windows[" + std::to_string(s) + "]";
     if (!windows[s].is_array()) throw InputError(window + ": not a list of micro-batches");
@@ -144,9 +158,14 @@ Splits parse_splits(const std::string& text) {
       examples += static_cast<int64_t>(indices.size());
     }
     largest = std::max(largest, examples);
+    most_micro_batches = std::max(most_micro_batches, static_cast<int64_t>(out.size()));
   }
-  // global_batch defaults to the largest window: what a shrunk counterexample needs.
+  // global_batch defaults to the largest window: what a shrunk counterexample needs; K to the most
+  // micro-batches a window holds.
   splits.global_batch = doc.contains("global_batch") ? integer(doc["global_batch"], "splits.global_batch") : largest;
+  splits.accumulation_steps = doc.contains("accumulation_steps")
+                                  ? integer(doc["accumulation_steps"], "splits.accumulation_steps")
+                                  : most_micro_batches;
   validate(splits, "splits");
   return splits;
 }
@@ -160,6 +179,7 @@ Splits generate_splits(uint64_t seed) {
   const int batch = draw(k, k * kMaxDifferentialMicroSize);
   const bool partial = draw(0, 2) == 0;
   splits.global_batch = batch;
+  splits.accumulation_steps = k;
   int64_t next = 0;
   for (int s = 0; s < steps; ++s) {
     // A composition of the batch into k positive sizes: k - 1 distinct cuts among 1..batch-1.
@@ -210,21 +230,37 @@ std::vector<Splits> shrink_candidates(const Splits& splits) {
     first.windows.erase(first.windows.begin());
     out.push_back(with_global_batch(first));
   }
-  for (int s = 0; s < steps; ++s) {
-    const auto& window = splits.windows[static_cast<size_t>(s)];
-    for (size_t m = 0; m + 1 < window.size(); ++m) {  // two neighbours merged: K - 1
-      Splits merged = splits;
-      auto& w = merged.windows[static_cast<size_t>(s)];
+  const auto k = static_cast<size_t>(splits.accumulation_steps);
+  // K - 1: in every window that holds them, micro-batches m and m + 1 merged, or m dropped (a
+  // partial last window holding m or fewer keeps its own).
+  for (size_t m = 0; m + 1 < k; ++m) {
+    Splits merged = splits;
+    merged.accumulation_steps -= 1;
+    for (auto& w : merged.windows) {
+      if (w.size() <= m + 1) continue;
       w[m].insert(w[m].end(), w[m + 1].begin(), w[m + 1].end());
       w.erase(w.begin() + static_cast<std::ptrdiff_t>(m + 1));
-      out.push_back(with_global_batch(merged));
     }
-    for (size_t m = 0; window.size() > 1 && m < window.size(); ++m) {  // one micro-batch dropped
-      Splits dropped = splits;
-      auto& w = dropped.windows[static_cast<size_t>(s)];
-      w.erase(w.begin() + static_cast<std::ptrdiff_t>(m));
-      out.push_back(with_global_batch(dropped));
+    out.push_back(with_global_batch(merged));
+  }
+  for (size_t m = 0; k > 1 && m < k; ++m) {
+    Splits dropped = splits;
+    dropped.accumulation_steps -= 1;
+    for (auto& w : dropped.windows) {
+      if (w.size() > m && w.size() > 1) w.erase(w.begin() + static_cast<std::ptrdiff_t>(m));
     }
+    out.push_back(with_global_batch(dropped));
+  }
+  // A shorter last window.
+  const auto& tail = splits.windows.back();
+  for (size_t m = 0; tail.size() > 1 && m < tail.size(); ++m) {
+    Splits shorter = splits;
+    auto& w = shorter.windows.back();
+    w.erase(w.begin() + static_cast<std::ptrdiff_t>(m));
+    out.push_back(with_global_batch(shorter));
+  }
+  for (int s = 0; s < steps; ++s) {
+    const auto& window = splits.windows[static_cast<size_t>(s)];
     for (size_t m = 0; m < window.size(); ++m) {  // one example fewer
       if (window[m].size() < 2) continue;
       Splits fewer = splits;
@@ -245,6 +281,7 @@ std::vector<char> encode_differential_case(const Splits& splits) {
   root.insert("seed", static_cast<int64_t>(splits.seed));
   root.insert("steps", static_cast<int64_t>(splits.steps()));
   root.insert("global_batch", splits.global_batch);
+  root.insert("accumulation_steps", splits.accumulation_steps);
   auto windows = new_list();
   for (const auto& window : splits.windows) {
     auto micros = new_list();
@@ -266,7 +303,7 @@ void write_differential_case(const std::string& path, const Splits& splits) {
 
 Splits decode_differential_case(const std::vector<char>& bytes, const std::string& origin) {
   const Node root = open_file(bytes, origin, "case", kDifferentialCaseFormat, kDifferentialVersion);
-  root.only({"format", "version", "seed", "steps", "global_batch", "windows", "dtypes"});
+  root.only({"format", "version", "seed", "steps", "global_batch", "accumulation_steps", "windows", "dtypes"});
   Splits splits;
   const int64_t seed = root.at("seed").integer();
   if (seed < 0) root.at("seed").fail(std::to_string(seed) + " is negative");
@@ -297,6 +334,12 @@ Splits decode_differential_case(const std::vector<char>& bytes, const std::strin
     if (got != dtype) dtypes.at(variant).fail("\"" + got + "\", expected \"" + dtype + "\"");
   }
   dtypes.only(variants);
+  // Written before K was in the file: the most micro-batches a window holds.
+  splits.accumulation_steps = 1;
+  for (const auto& window : splits.windows) {
+    splits.accumulation_steps = std::max(splits.accumulation_steps, static_cast<int64_t>(window.size()));
+  }
+  if (root.has("accumulation_steps")) splits.accumulation_steps = root.at("accumulation_steps").integer();
   validate(splits, "case");
   return splits;
 }

@@ -36,9 +36,12 @@ inline constexpr int kMaxDifferentialSteps = 3;
 /// window of optimizer step s (distinct within a step, each at least 0). The stack takes example
 /// `i` of its own dataset as it likes (the example: i mod its size); `global_batch` is the size of a
 /// full window (a partial last window holds fewer examples), at least every window's size.
+/// `accumulation_steps` is K: every window but the last holds K micro-batches, the last 1 to K —
+/// what a stack with a fixed gradient_accumulation_steps (Trainer, accelerate, Lightning) can run.
 struct Splits {
   uint64_t seed = 0;  ///< the stack may seed its initialization with it (below 2^31)
   int64_t global_batch = 1;
+  int64_t accumulation_steps = 1;
   std::vector<std::vector<std::vector<int64_t>>> windows;
 
   int steps() const { return static_cast<int>(windows.size()); }
@@ -49,7 +52,7 @@ struct Splits {
 /// Throws InputError naming the first invalid field under `root` (`splits.windows[1][0]: ...`).
 void validate(const Splits& splits, const std::string& root = "splits");
 nlohmann::json to_json(const Splits& splits);
-/// One line: `{"seed":..,"global_batch":..,"windows":[[[0,1],[2]],...]}`.
+/// One line: `{"seed":..,"global_batch":..,"accumulation_steps":..,"windows":[[[0,1],[2]],...]}`.
 std::string to_json_text(const Splits& splits);
 /// Parses and validates splits JSON (unknown keys refused); InputError naming the field.
 Splits parse_splits(const std::string& text);
@@ -58,8 +61,9 @@ Splits parse_splits(const std::string& text);
 /// examples each) summing to the global batch, a partial last window in a third of the cases.
 Splits generate_splits(uint64_t seed);
 
-/// Smaller splits to try when shrinking a failure, most promising first: fewer steps, fewer
-/// micro-batches (two merged, or one dropped), fewer examples.
+/// Smaller splits to try when shrinking a failure, most promising first: fewer steps, a smaller K
+/// (two neighbours merged, or one dropped, in every window that holds them), a shorter last window,
+/// fewer examples. Each keeps every window but the last at K micro-batches.
 std::vector<Splits> shrink_candidates(const Splits& splits);
 
 std::vector<char> encode_differential_case(const Splits& splits);

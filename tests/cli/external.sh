@@ -64,7 +64,7 @@ case "$case_name" in
   differential-export-verify)
     examples=$(cd "$(dirname "$0")/../../examples/python" && pwd)
     splits='{"seed":4,"windows":[[[0,1,2],[3],[4,5]],[[6],[7,8]]]}'
-    expect 0 "^splits: \{\"global_batch\":6," "$gacc" case export --mode differential --splits "$splits" --out "$dir/case.pt"
+    expect 0 "^splits: \{\"accumulation_steps\":3,\"global_batch\":6," "$gacc" case export --mode differential --splits "$splits" --out "$dir/case.pt"
     "$python" "$examples/train_differential.py" "$dir/case.pt" "$dir/result.pt" || fail "train_differential.py"
     expect 0 "every correct recipe passes" "$gacc" case verify "$dir/case.pt" "$dir/result.pt"
     grep -Eq "^differential-gradients +result +correct +pass" "$dir/out" || fail "no passing differential-gradients row"

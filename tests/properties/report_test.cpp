@@ -71,6 +71,30 @@ TEST_CASE("the JSON report has the documented shape", "[report]") {
   CHECK(summary.at("pitfalls_escaping").empty());
 }
 
+TEST_CASE("the JSON report lists each case's verdicts where the run recorded them, and a shrink cut short",
+          "[report]") {
+  auto report = sample_report();
+  CHECK_FALSE(to_json(report).contains("case_verdicts"));  // gacc run: thousands of cases times every recipe
+  report.records_case_verdicts = true;
+  report.case_verdicts.push_back({2, "linear x mean x fp32", {"partial last window"},
+                                  {{"gradient-equivalence", "good", "pass", 0.01}, {"gradient-equivalence", "bug", "fail", 1e5}}});
+  report.rows[1].counterexample->budget_ended = true;
+  const auto json = to_json(report);
+  REQUIRE(json.at("case_verdicts").size() == 1);
+  const auto& c = json.at("case_verdicts")[0];
+  CHECK(c.at("case") == 2);
+  CHECK(c.at("cell") == "linear x mean x fp32");
+  CHECK(c.at("triggers") == nlohmann::json::array({"partial last window"}));
+  CHECK(c.at("checks")[1].at("verdict") == "fail");
+  CHECK(c.at("checks")[1].at("recipe") == "bug");
+  CHECK(c.at("checks")[0].at("ratio") == 0.01);
+  CHECK(json.at("results")[1].at("counterexample").at("shrink_budget_ended") == true);
+  CHECK(json.at("results")[2].at("counterexample").at("shrink_budget_ended") == false);
+  std::ostringstream table;
+  print_table(table, report, true);
+  CHECK_THAT(table.str(), Contains("stopped by the shrink budget (--shrinks): a smaller counterexample may exist"));
+}
+
 TEST_CASE("JUnit fails exactly the unexpected rows and escapes XML", "[report]") {
   const std::string xml = to_junit(sample_report());
   CHECK_THAT(xml, Contains("<testsuites name=\"gacc\" tests=\"5\" failures=\"1\" skipped=\"2\">"));

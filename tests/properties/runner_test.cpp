@@ -87,6 +87,33 @@ TEST_CASE("broken loops are caught by a wide margin and shrunk to small countere
   CHECK(report.exit_code() == ExitCode::ok);
 }
 
+TEST_CASE("a run that records case verdicts lists every check of every judged case", "[runner]") {
+  const Harness h;
+  const testing::Fp32ZeroEachMicroBatch zeroed;
+  auto recorded = options(6, 5);
+  recorded.record_case_verdicts = true;
+  const auto report = run_properties(h.properties(), {&zeroed}, scenarios(), recorded);
+  REQUIRE(report.records_case_verdicts);
+  REQUIRE_FALSE(report.case_verdicts.empty());
+  int failing = 0, row_cases = 0;
+  for (const auto& r : report.rows) row_cases += r.cases;
+  int checks = 0;
+  for (const auto& c : report.case_verdicts) {
+    CHECK(c.index >= 0);
+    CHECK(c.index < 6);
+    CHECK_FALSE(c.cell.empty());
+    for (const auto& check : c.checks) {
+      CHECK(check.recipe == zeroed.name());
+      CHECK((check.verdict == "pass" || check.verdict == "fail" || check.verdict == "not judged"));
+      failing += check.verdict == "fail";
+      ++checks;
+    }
+  }
+  CHECK(checks == row_cases);  // one entry per case a row counted
+  CHECK(failing > 0);          // the pitfall shows case by case
+  CHECK(run_properties(h.properties(), {&zeroed}, scenarios(), options(2, 5)).case_verdicts.empty());
+}
+
 TEST_CASE("by default a caught pitfall is shrunk once, in its first catching row", "[runner]") {
   const Harness h;
   const testing::Fp32ZeroEachMicroBatch zeroed;

@@ -26,6 +26,7 @@ Splits uneven_splits() {
   Splits s;
   s.seed = 3;
   s.global_batch = 7;
+  s.accumulation_steps = 3;
   s.windows = {{{0, 1, 2, 3}, {4}, {5, 6}}, {{7}, {8, 9, 10, 11, 12}, {13}}, {{14, 15}, {16}}};  // last: partial
   return s;
 }
@@ -122,7 +123,12 @@ TEST_CASE("generated splits reach K 1 to 6, uneven and partial windows, and are 
     REQUIRE_NOTHROW(gacc::external::validate(s));
     REQUIRE(s.steps() >= 1);
     REQUIRE(s.steps() <= gacc::external::kMaxDifferentialSteps);
-    ks.insert(s.windows.front().size());
+    ks.insert(static_cast<size_t>(s.accumulation_steps));
+    // K micro-batches in every window but the last, which holds 1 to K.
+    for (int w = 0; w < s.steps(); ++w) {
+      const auto micros = static_cast<int64_t>(s.windows[static_cast<size_t>(w)].size());
+      REQUIRE((w + 1 < s.steps() ? micros == s.accumulation_steps : micros <= s.accumulation_steps));
+    }
     for (const auto& window : s.windows) {
       for (const auto& micro : window) uneven = uneven || micro.size() != window.front().size();
       size_t examples = 0;
@@ -151,12 +157,26 @@ TEST_CASE("splits JSON round-trips and bad splits name the field", "[external][d
              Catch::Contains("splits.windows[0][0][0]: not an integer"));
   CHECK_THAT(message_of([] { gacc::external::parse_splits(R"({"global_batch":1,"windows":[[[0,1]]]})"); }),
              Catch::Contains("splits.windows[0]: holds 2 examples, more than global_batch 1"));
-  // Shrinking only ever makes splits smaller, and every candidate is valid.
+  // K: every window but the last holds K micro-batches (what Trainer, accelerate and Lightning can
+  // run); without the key it is the most micro-batches a window holds.
+  CHECK(gacc::external::parse_splits(R"({"windows":[[[0],[1]],[[2]]]})").accumulation_steps == 2);
+  CHECK_THAT(message_of([] { gacc::external::parse_splits(R"({"windows":[[[0]],[[1],[2]]]})"); }),
+             Catch::Contains("splits.windows[0]: holds 1 micro-batches; every window but the last holds "
+                             "accumulation_steps (2), the last 1 to 2"));
+  CHECK_THAT(message_of([] { gacc::external::parse_splits(R"({"accumulation_steps":1,"windows":[[[0],[1]]]})"); }),
+             Catch::Contains("splits.windows[0]: holds 2 micro-batches"));
+  CHECK_THAT(message_of([] { gacc::external::parse_splits(R"({"accumulation_steps":0,"windows":[[[0]]]})"); }),
+             Catch::Contains("splits.accumulation_steps: 0 is not at least 1"));
+  // Shrinking only ever makes splits smaller, every candidate is valid (K kept in every window but
+  // the last), and K itself shrinks.
+  bool smaller_k = false;
   for (const auto& candidate : gacc::external::shrink_candidates(s)) {
     REQUIRE_NOTHROW(gacc::external::validate(candidate));
     CHECK(candidate.micro_batches() <= s.micro_batches());
     CHECK_FALSE(candidate == s);
+    smaller_k = smaller_k || candidate.accumulation_steps < s.accumulation_steps;
   }
+  CHECK(smaller_k);
 }
 
 TEST_CASE("a differential case round-trips, and a bad one names the key", "[external][differential]") {
@@ -172,12 +192,19 @@ TEST_CASE("a differential case round-trips, and a bad one names the key", "[exte
   const auto decode = [](const std::vector<char>& b) {
     return [b] { gacc::external::decode_differential_case(b, "case.pt"); };
   };
+  const auto decode_without_k = [&edited](const std::vector<char>&) {
+    return gacc::external::decode_differential_case(edited([](auto& d) { d.erase("accumulation_steps"); }), "case.pt");
+  };
   CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert_or_assign("format", std::string("gacc-case")); }))),
              Catch::Contains("case.format: \"gacc-case\", expected \"gacc-differential-case\""));
   CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert_or_assign("version", int64_t{2}); }))),
              Catch::Contains("case.version: 2"));
   CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert_or_assign("steps", int64_t{2}); }))),
              Catch::Contains("case.windows: holds 3 entries, expected 2"));
+  CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert_or_assign("accumulation_steps", int64_t{2}); }))),
+             Catch::Contains("case.windows[0]: holds 3 micro-batches; every window but the last holds "
+                             "accumulation_steps (2)"));
+  CHECK(decode_without_k(bytes) == s);  // a file written before the key: K from the windows
   CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert("extra", int64_t{1}); }))),
              Catch::Contains("case: has an unknown key \"extra\""));
   CHECK_THAT(message_of(decode(edited([](auto& d) {
@@ -235,6 +262,7 @@ TEST_CASE("broken accumulation loops fail far above 1", "[external][differential
     Splits even;
     even.seed = 5;
     even.global_batch = 6;
+    even.accumulation_steps = 3;
     even.windows = {{{0, 1}, {2, 3}, {4, 5}}, {{6, 7}, {8, 9}}};  // even sizes: only the partial window is wrong
     Bugs bugs;
     bugs.partial_divided_by_k = true;
