@@ -40,16 +40,34 @@ fi
 
 torch_version() { "$venv/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])' 2>/dev/null; }
 
-# The Python package (python/: the stack's side of gacc) into .venv, editable: once per checkout.
+# The Python package (python/: the stack's side of gacc) into .venv, editable, with its pytest
+# plugin registered: once per checkout. Then the stacks its adapters drive, at the tested versions.
 install_package() {
-  "$venv/bin/python" - "$root/python" <<'PY' 2>/dev/null && return 0
+  "$venv/bin/python" - "$root/python" <<'PY' 2>/dev/null ||
 import os, sys
+from importlib import metadata
 import gacc
-sys.exit(0 if os.path.realpath(gacc.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep) else 1)
+here = os.path.realpath(gacc.__file__).startswith(os.path.realpath(sys.argv[1]) + os.sep)
+plugin = any(e.value == "gacc.pytest_plugin" for e in metadata.entry_points(group="pytest11"))
+sys.exit(0 if here and plugin else 1)
 PY
-  echo "setup: installing the Python package gacc (python/, editable) into $venv"
-  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$root/python" ||
-    echo "setup: WARNING: the package gacc could not be installed; the examples use python/ from the checkout" >&2
+  {
+    echo "setup: installing the Python package gacc (python/, editable) into $venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check --no-deps -e "$root/python" ||
+      echo "setup: WARNING: the package gacc could not be installed; the examples use python/ from the checkout" >&2
+  }
+  "$venv/bin/python" - "$root/python/requirements-stacks.txt" <<'PY' 2>/dev/null && return 0
+import sys
+from importlib import metadata
+pins = [line.split("#")[0].strip() for line in open(sys.argv[1])]
+for name, version in (pin.split("==") for pin in pins if pin):
+    if metadata.version(name) != version:
+        sys.exit(1)
+PY
+  echo "setup: installing the stacks the adapters drive (python/requirements-stacks.txt) into $venv"
+  # torch stays the version LibTorch was taken from
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/python/requirements-stacks.txt" "torch==$(torch_version)" ||
+    echo "setup: WARNING: the pinned stacks could not be installed; the adapters' tests will be skipped" >&2
 }
 
 have=$(torch_version || true)

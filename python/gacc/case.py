@@ -247,6 +247,9 @@ class DifferentialCase:
     global_batch: int  #: the examples of a full window (a partial last window holds fewer)
     windows: list[list[torch.Tensor]]
     dtypes: dict[str, str]  #: variant -> "float64" or "float32"
+    #: K, the micro-batches of a full window: what a stack's ``gradient_accumulation_steps`` is set
+    #: to (a partial last window holds fewer micro-batches)
+    accumulation_steps: int = 0
 
     @property
     def steps(self) -> int:
@@ -272,7 +275,12 @@ def load_differential_case(path: str | os.PathLike) -> DifferentialCase:
     for variant, dtype in DIFFERENTIAL_VARIANTS.items():
         _require(dtypes.get(variant) == str(dtype).removeprefix("torch."), f'case.dtypes["{variant}"]',
                  f"{dtypes.get(variant)!r}, expected {str(dtype).removeprefix('torch.')!r}")
-    return DifferentialCase(int(data["seed"]), int(data["global_batch"]), windows, dict(dtypes))
+    # Files written before the key existed: K is the longest window's micro-batch count.
+    accumulation_steps = data.get("accumulation_steps", max(len(window) for window in windows))
+    _require(isinstance(accumulation_steps, int) and accumulation_steps >= max(len(w) for w in windows),
+             "case.accumulation_steps", f"{accumulation_steps!r}, not an int at least every window's micro-batches")
+    return DifferentialCase(int(data["seed"]), int(data["global_batch"]), windows, dict(dtypes),
+                            int(accumulation_steps))
 
 
 def differential_step(model: nn.Module, *, loss: float, grad: dict[str, torch.Tensor]) -> dict[str, Any]:

@@ -12,8 +12,10 @@
 The judging — generators, oracle, tolerances, properties, shrinking, reports — is the ``gacc``
 program's, not a Python copy: ``check`` starts it with ``--worker-fds`` and serves it each case in
 this process over the worker protocol (Note [worker protocol]), so Python and torch start once.
-The program is found as ``$GACC_BINARY``, else ``gacc`` on the PATH, else the checkout's
-``build/gacc`` next to this package.
+The program is found as ``$GACC_BINARY``, else ``gacc`` on the PATH, else ``gacc`` next to this
+Python (a virtual environment's ``bin/``), else the checkout's ``build/gacc`` next to this package
+(an editable install). ``import gacc`` does not import torch: ``gacc.case`` is imported when a
+stack is served (the pytest plugin, ``gacc.pytest_plugin``, is loaded by every pytest session).
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from gacc import case as gacc_case
 from gacc import worker as gacc_worker
 
 MODES = ("oracle", "differential")
@@ -39,19 +41,25 @@ class GaccNotFound(RuntimeError):
 
 
 def find_binary() -> str:
-    """The gacc program: $GACC_BINARY, ``gacc`` on the PATH, or the checkout's build/gacc."""
+    """The gacc program: $GACC_BINARY, ``gacc`` on the PATH, ``gacc`` next to this Python (a virtual
+    environment's bin/), or the checkout's build/gacc; GaccNotFound names every place it looked."""
     explicit = os.environ.get("GACC_BINARY")
     if explicit:
-        if not os.access(explicit, os.X_OK):
+        if not os.access(explicit, os.X_OK) or os.path.isdir(explicit):
             raise GaccNotFound(f"GACC_BINARY={explicit} is not an executable file")
         return explicit
     on_path = shutil.which("gacc")
     if on_path:
         return on_path
+    beside_python = Path(sys.executable).parent / "gacc"
     checkout = Path(__file__).resolve().parents[2] / "build" / "gacc"
-    if os.access(checkout, os.X_OK):
-        return str(checkout)
-    raise GaccNotFound("no gacc program: set GACC_BINARY, put gacc on the PATH, or build the checkout (make)")
+    for candidate in (beside_python, checkout):
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise GaccNotFound(
+        "no gacc program (the C++ harness that judges the stack): GACC_BINARY is not set, no gacc on the "
+        f"PATH, none at {beside_python} or {checkout}. Build it (make, in a gacc checkout) and set "
+        "GACC_BINARY=/path/to/build/gacc, or put it on the PATH")
 
 
 @dataclass
@@ -89,6 +97,8 @@ class Report:
 
 
 def _handler(stack: Callable, mode: str) -> gacc_worker.Handler:
+    from gacc import case as gacc_case  # torch: imported when a stack is served, not by ``import gacc``
+
     if mode == "oracle":
         def run_case(case_path: str, result_path: str) -> None:
             steps, counters = stack(gacc_case.load_case(case_path))
@@ -145,6 +155,17 @@ def check(stack: Callable, *, cases: int = 20, seed: int = 1, precision: str | N
                 gacc_worker.serve_on(_handler(stack, mode), requests, answers)
             except BrokenPipeError:
                 pass  # gacc stopped listening (it failed, or was interrupted): its exit code says why
+            except BaseException:
+                # Not the stack's Exception (serve_on answers those, and gacc reports them, exit 4):
+                # Ctrl-C, SystemExit, a test framework's skip or fail raised inside the stack. gacc
+                # must not outlive the call: end it, then let the exception go on.
+                process.terminate()
+                try:
+                    process.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                raise
             finally:
                 requests.close()
                 try:

@@ -100,6 +100,11 @@ assert os.path.exists(os.path.join(directory, "r.json")) and os.path.exists(os.p
 rows = {row["property"]: row for row in report.rows}
 assert rows["gradient-equivalence"]["verdict"] == "pass" and rows["gradient-equivalence"]["cases_judged"] > 0, rows
 assert report.worst_ratio("gradient-equivalence") <= 0.5
+# --json lists each case's verdicts: every case, each check named, passing.
+cases = report.json["case_verdicts"]
+assert [c["case"] for c in cases] == list(range(8)), cases
+assert all(c["checks"] and all(k["verdict"] in ("pass", "not judged") for k in c["checks"]) for c in cases), cases
+assert {k["property"] for c in cases for k in c["checks"]} >= {"gradient-equivalence", "step-equivalence"}, cases
 
 def mean_of_means(scenario, outputs, targets, window_elements, micro_batches):
     if scenario["loss"]["reduction"] == "sum":
@@ -122,6 +127,7 @@ assert "gradient-equivalence" in failing, report
 counterexample = failing["gradient-equivalence"]["counterexample"]
 assert counterexample and counterexample["scenario"], failing
 assert counterexample["diagnosis"] or failing["gradient-equivalence"]["diagnosis"], failing
+assert any(k["verdict"] == "fail" for c in report.json["case_verdicts"] for k in c["checks"]), report.json
 
 def raises(case):
     raise RuntimeError("shapes do not match")
