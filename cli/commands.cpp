@@ -573,6 +573,7 @@ void add_case(properties::RunReport& report, const std::vector<external::Differe
       row.worst_detail = (label_case ? "case " + std::to_string(index) + ": " : "") + check.detail;
     }
     if (check.failed()) row.verdict = properties::Verdict::fail;
+    if (check.failed() && row.diagnosis.empty()) row.diagnosis = check.diagnosis;
     worst = std::max(worst, check.ratio);
     if (recorded) recorded->checks.push_back({row.property, row.recipe, check.failed() ? "fail" : "pass", check.ratio});
   }

@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/signatures.h"
 #include "fixtures/fixtures.h"
 #include "properties/compare.h"
 #include "properties/trace_checks.h"
@@ -14,21 +15,13 @@
 namespace gacc::properties {
 namespace {
 
-std::string count_text(int64_t n, const std::string& what) {
-  return std::to_string(n) + " " + what + (n == 1 ? "" : "s");
-}
-
-/// A step or optimizer-step count one off the windows'.
+/// A step or optimizer-step count that does not match the windows'.
 std::string step_count_signature(const Scenario& sc, const Trace& trace) {
   const auto steps = static_cast<int64_t>(trace.steps.size());
-  if (std::llabs(steps - sc.steps) == 1) {
-    return "a step count off by one: " + count_text(steps, "optimizer step") + " reported over " +
-           count_text(sc.steps, "window") + " (a window never run — a partial last one dropped — or a window boundary "
-           "shifted by a micro-batch)";
-  }
+  if (auto s = gacc::step_count_signature(steps, sc.steps); !s.empty()) return s;
   int64_t taken = 0;
   for (const auto& step : trace.steps) taken += !step.skipped;
-  if (steps == sc.steps && std::llabs(trace.counters.optimizer_steps - taken) == 1) {
+  if (std::llabs(trace.counters.optimizer_steps - taken) == 1) {
     return "a step count off by one: optimizer.step() called " + std::to_string(trace.counters.optimizer_steps) +
            " times for " + count_text(taken, "step") + " taken";
   }
@@ -109,15 +102,7 @@ std::string gradient_signature(const reference::Oracle& oracle, const Trace& tra
            !close(candidate, large_batch, scale, norm_of(candidate));
   };
   const int k = micro_batch_count(sc, 0), w = sc.world_size;
-  const std::vector<std::pair<double, std::string>> factors = {
-      {static_cast<double>(k), "K = " + std::to_string(k) + " times the large batch's: summed over the micro-batches "
-                               "and never divided by K"},
-      {1.0 / k, "1/K = 1/" + std::to_string(k) + " of the large batch's: divided by K once too often"},
-      {static_cast<double>(w), "W = " + std::to_string(w) + " times the large batch's: summed over the ranks, not "
-                               "averaged"},
-      {1.0 / w, "1/W = 1/" + std::to_string(w) + " of the large batch's: averaged over the ranks twice"}};
-  for (const auto& [factor, text] : factors) {
-    if (factor == 1.0) continue;
+  for (const auto& [factor, text] : gradient_factor_signatures(k, w)) {
     std::vector<double> scaled(large_batch);
     for (auto& g : scaled) g *= factor;
     if (fits(scaled, factor)) return "the gradient is " + text;

@@ -13,6 +13,7 @@
 
 #include "core/errors.h"
 #include "core/floating_point.h"
+#include "core/signatures.h"
 #include "implementations/external/file_node.h"
 #include "reference/bounded.h"
 
@@ -394,18 +395,24 @@ std::vector<StackTensor> read_tensors(const Node& node, std::vector<TensorSpec>&
   return out;
 }
 
+/// A run's steps: one per window of the case for the large batches (what the accumulated run is
+/// judged against); any number for the accumulated run, whose step count is judged (a verdict).
 std::vector<DifferentialStep> read_variant(const Node& node, const Splits& splits, std::vector<TensorSpec>& specs,
-                                           torch::ScalarType dtype, const std::string& dtype_text) {
-  const Node steps = node.at("steps").list_of(static_cast<size_t>(splits.steps()), "one per optimizer step of the case");
+                                           torch::ScalarType dtype, const std::string& dtype_text,
+                                           bool judged_step_count) {
+  const Node steps = judged_step_count ? node.at("steps")
+                                       : node.at("steps").list_of(static_cast<size_t>(splits.steps()),
+                                                                  "one per optimizer step of the case");
+  steps.size();  // a list
   std::vector<DifferentialStep> out;
   for (size_t s = 0; s < steps.size(); ++s) {
     const Node step = steps.at(s);
     step.only({"loss", "grad", "params_after"});
     DifferentialStep record;
     record.loss = step.at("loss").number();
-    record.grad = read_tensors(step.at("grad"), specs, dtype, dtype_text, "result.accumulated.steps[0].grad");
+    record.grad = read_tensors(step.at("grad"), specs, dtype, dtype_text, "the result's first grad");
     record.params_after = read_tensors(step.at("params_after"), specs, dtype, dtype_text,
-                                       "result.accumulated.steps[0].grad");
+                                       "the result's first grad");
     out.push_back(std::move(record));
   }
   return out;
@@ -431,14 +438,14 @@ DifferentialResult decode_differential_result(const std::vector<char>& bytes, co
   std::vector<TensorSpec> specs;
   const Node accumulated = root.at(kAccumulated);
   accumulated.only({"steps", "counters"});
-  result.accumulated = read_variant(accumulated, splits, specs, torch::kFloat64, "float64");
-  for (const auto& spec : specs) result.names.push_back(spec.name);
+  result.accumulated = read_variant(accumulated, splits, specs, torch::kFloat64, "float64", true);
   const Node large = root.at(kLargeBatch);
   large.only({"steps"});
-  result.large_batch = read_variant(large, splits, specs, torch::kFloat64, "float64");
+  result.large_batch = read_variant(large, splits, specs, torch::kFloat64, "float64", false);
   const Node fp32 = root.at(kLargeBatchFp32);
   fp32.only({"steps"});
-  result.large_batch_fp32 = read_variant(fp32, splits, specs, torch::kFloat32, "float32");
+  result.large_batch_fp32 = read_variant(fp32, splits, specs, torch::kFloat32, "float32", false);
+  for (const auto& spec : specs) result.names.push_back(spec.name);
 
   const Node counters = accumulated.at("counters");
   counters.only({"micro_batches", "optimizer_steps", "zero_grads"});
@@ -583,7 +590,7 @@ constexpr const char* kFloat64Fix =
 /// every value of both is a float32 number, or at some step the float32 large batch equals the
 /// float64 one exactly while the accumulated run differs from it (a noise of 0 would collapse every
 /// tolerance and flag a correct stack).
-void check_float64_premise(const Splits& splits, const DifferentialResult& result) {
+void check_float64_premise(const DifferentialResult& result) {
   int64_t values = 0, float32_values = 0;
   const auto count = [&](double v) {
     if (v == 0.0 || !std::isfinite(v)) return;
@@ -606,10 +613,11 @@ void check_float64_premise(const Splits& splits, const DifferentialResult& resul
                      " nonzero values of the accumulated and large_batch runs is a float32 number: they were "
                      "computed in float32, not float64" + std::string(kFloat64Fix));
   }
-  for (int s = 0; s < splits.steps(); ++s) {
-    const auto& acc = result.accumulated[static_cast<size_t>(s)];
-    const auto& lb = result.large_batch[static_cast<size_t>(s)];
-    const auto& fp32 = result.large_batch_fp32[static_cast<size_t>(s)];
+  const auto compared = std::min(result.accumulated.size(), result.large_batch.size());
+  for (size_t s = 0; s < compared; ++s) {
+    const auto& acc = result.accumulated[s];
+    const auto& lb = result.large_batch[s];
+    const auto& fp32 = result.large_batch_fp32[s];
     double noise = 0.0, difference = 0.0;
     for (size_t t = 0; t < result.names.size(); ++t) {
       noise = std::max(noise, measured_noise(fp32.grad[t].values, lb.grad[t].values));
@@ -621,21 +629,81 @@ void check_float64_premise(const Splits& splits, const DifferentialResult& resul
                        "of 0) while the accumulated gradient differs from it by " + number_text(difference) +
                        ": the float64 large batch was computed in float32" + std::string(kFloat64Fix));
     }
+    // The loss alone can be cast (a loss function that takes float32 logits: transformers'
+    // ForCausalLMLoss calls logits.float()).
+    if (fp32.loss == lb.loss && acc.loss != lb.loss && std::isfinite(acc.loss) && representable(kFp32, lb.loss)) {
+      throw InputError("result: at step " + std::to_string(s) +
+                       " the large_batch_fp32 loss equals the float64 large_batch's exactly (a measured noise of 0) "
+                       "while the accumulated loss differs from it by " + number_text(std::fabs(acc.loss - lb.loss)) +
+                       ": the float64 loss was computed in float32 (a loss function that casts its inputs: "
+                       "transformers' ForCausalLMLoss calls logits.float())" + std::string(kFloat64Fix));
+    }
   }
+}
+
+/// The signature of a failing accumulated run (Note [diagnosis], core/signatures.h): a step count
+/// that is not the windows', or the first window's gradient K or 1/K times the large batch's
+/// (within twice the tolerance the gradient was judged by, scaled as the hypothesis is); empty when
+/// none fits.
+std::string diagnose_differential(const Splits& splits, const DifferentialResult& result) {
+  if (auto s = step_count_signature(static_cast<int64_t>(result.accumulated.size()), splits.steps()); !s.empty()) {
+    return s;
+  }
+  const auto& acc = result.accumulated.front();
+  const auto& lb = result.large_batch.front();
+  const auto& fp32 = result.large_batch_fp32.front();
+  const int k = static_cast<int>(splits.windows.front().size());
+  double noise32 = 0.0;
+  for (size_t t = 0; t < result.names.size(); ++t) {
+    noise32 = std::max(noise32, measured_noise(fp32.grad[t].values, lb.grad[t].values));
+  }
+  const double noise64 = kNoiseScale * noise32;
+  for (const auto& [factor, text] : gradient_factor_signatures(k, 1)) {
+    bool fits = true;
+    for (size_t t = 0; fits && t < result.names.size(); ++t) {
+      for (size_t i = 0; fits && i < lb.grad[t].values.size(); ++i) {
+        const double hypothesis = factor * lb.grad[t].values[i], observed = acc.grad[t].values[i];
+        const double summation = (k + 1) * kU64 * (std::fabs(observed) + std::fabs(hypothesis));
+        const double tolerance = 2.0 * reference::kToleranceMargin * (2.0 * noise64 * factor + summation);
+        fits = std::fabs(observed - hypothesis) <= tolerance;
+      }
+    }
+    if (fits) return "the gradient is " + text;
+  }
+  return {};
 }
 
 }  // namespace
 
 std::vector<DifferentialCheck> judge_differential(const Splits& splits, const DifferentialResult& result) {
   const int steps = splits.steps();
-  if (static_cast<int>(result.accumulated.size()) != steps || static_cast<int>(result.large_batch.size()) != steps ||
-      static_cast<int>(result.large_batch_fp32.size()) != steps) {
-    throw InputError("result: " + std::to_string(result.accumulated.size()) + " steps for " + std::to_string(steps) +
+  if (static_cast<int>(result.large_batch.size()) != steps || static_cast<int>(result.large_batch_fp32.size()) != steps) {
+    throw InputError("result: the large batch runs hold " + std::to_string(result.large_batch.size()) + " and " +
+                     std::to_string(result.large_batch_fp32.size()) + " steps for " + std::to_string(steps) +
                      " windows");
   }
-  check_float64_premise(splits, result);
+  check_float64_premise(result);
+  // A step count that is not the windows' is a verdict (the counters check), judged on the steps
+  // that exist: the first min(steps, reported) are compared.
+  const int reported = static_cast<int>(result.accumulated.size());
+  const int compared = std::min(steps, reported);
   Worst grads, losses, params, noise;
   for (int s = 0; s < steps; ++s) {
+    const auto& lb = result.large_batch[static_cast<size_t>(s)];
+    const auto& fp32 = result.large_batch_fp32[static_cast<size_t>(s)];
+    std::vector<const std::vector<double>*> lb_grads, fp32_grads, lb_params, fp32_params;
+    for (size_t t = 0; t < result.names.size(); ++t) {
+      lb_grads.push_back(&lb.grad[t].values);
+      fp32_grads.push_back(&fp32.grad[t].values);
+      lb_params.push_back(&lb.params_after[t].values);
+      fp32_params.push_back(&fp32.params_after[t].values);
+    }
+    const std::vector<double> lb_loss{lb.loss}, fp32_loss{fp32.loss};
+    probe(noise, "grad", s, lb_grads, fp32_grads);
+    probe(noise, "params_after", s, lb_params, fp32_params);
+    probe(noise, "loss", s, {&lb_loss}, {&fp32_loss});
+  }
+  for (int s = 0; s < compared; ++s) {
     const auto& acc = result.accumulated[static_cast<size_t>(s)];
     const auto& lb = result.large_batch[static_cast<size_t>(s)];
     const auto& fp32 = result.large_batch_fp32[static_cast<size_t>(s)];
@@ -643,15 +711,10 @@ std::vector<DifferentialCheck> judge_differential(const Splits& splits, const Di
     // The noise is measured over the step's whole gradient (and whole parameters): one backward
     // pass computes every parameter's gradient, and a maximum over all of them is a steadier
     // estimate of its rounding than one over a tensor of a few elements (a bias).
-    std::vector<const std::vector<double>*> lb_grads, fp32_grads, lb_params, fp32_params;
     double grad_noise = 0.0, params_noise = 0.0;
     for (size_t t = 0; t < result.names.size(); ++t) {
       grad_noise = std::max(grad_noise, measured_noise(fp32.grad[t].values, lb.grad[t].values));
       params_noise = std::max(params_noise, measured_noise(fp32.params_after[t].values, lb.params_after[t].values));
-      lb_grads.push_back(&lb.grad[t].values);
-      fp32_grads.push_back(&fp32.grad[t].values);
-      lb_params.push_back(&lb.params_after[t].values);
-      fp32_params.push_back(&fp32.params_after[t].values);
     }
     for (size_t t = 0; t < result.names.size(); ++t) {
       const std::string& name = result.names[t];
@@ -662,14 +725,15 @@ std::vector<DifferentialCheck> judge_differential(const Splits& splits, const Di
     }
     const std::vector<double> acc_loss{acc.loss}, lb_loss{lb.loss}, fp32_loss{fp32.loss};
     judge_tensor(losses, "loss", "the loss", s, k, {}, acc_loss, lb_loss, measured_noise(fp32_loss, lb_loss));
-    probe(noise, "grad", s, lb_grads, fp32_grads);
-    probe(noise, "params_after", s, lb_params, fp32_params);
-    probe(noise, "loss", s, {&lb_loss}, {&fp32_loss});
   }
 
   // Counters: one optimizer step per window, every micro-batch once, gradients zeroed once per
   // window (a zero_grad before the first window too is fine).
   std::vector<std::string> problems;
+  if (reported != steps) {
+    problems.push_back("steps in the accumulated run: " + std::to_string(reported) + " over " + std::to_string(steps) +
+                       " windows (the first " + std::to_string(compared) + " compared)");
+  }
   const auto& c = result.counters;
   if (c.optimizer_steps != steps) {
     problems.push_back("optimizer.step() calls: " + std::to_string(c.optimizer_steps) + " over " +
@@ -693,7 +757,7 @@ std::vector<DifferentialCheck> judge_differential(const Splits& splits, const Di
   }
 
   const auto names = differential_check_names();
-  return {
+  std::vector<DifferentialCheck> checks = {
       {names[0], "the accumulated gradient handed to the optimizer equals the large batch's", grads.ratio,
        grads.detail},
       {names[1], "the accumulated window loss equals the large batch's", losses.ratio, losses.detail},
@@ -703,6 +767,13 @@ std::vector<DifferentialCheck> judge_differential(const Splits& splits, const Di
       {names[4], "the float32 large batch differs from the float64 one by rounding noise only", noise.ratio,
        noise.detail},
   };
+  if (any_failed(checks) && !checks[4].failed()) {
+    const std::string diagnosis = diagnose_differential(splits, result);
+    for (size_t i = 0; i < 4; ++i) {
+      if (checks[i].failed()) checks[i].diagnosis = diagnosis;
+    }
+  }
+  return checks;
 }
 
 bool any_failed(const std::vector<DifferentialCheck>& checks) {

@@ -113,6 +113,7 @@ struct DifferentialCheck {
   std::string claim;  ///< what it checks, one line
   double ratio = 0.0;
   std::string detail;
+  std::string diagnosis = {};  ///< of a failure, where a known signature fits (Note [diagnosis])
   bool failed() const { return !(ratio < 1.0); }
 };
 

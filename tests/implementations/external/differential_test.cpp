@@ -37,6 +37,7 @@ struct Bugs {
   bool mean_of_means = false;         ///< each micro-batch's own mean / K
   bool partial_divided_by_k = false;  ///< each micro-batch's mean / the full window's K, even in a partial one
   bool no_zero_grad = false;          ///< gradients never zeroed
+  bool divided_twice = false;         ///< the window-normalized loss divided by K once more
 };
 
 std::vector<DifferentialStep> train(const Splits& splits, bool large, torch::ScalarType dtype, const Bugs& bugs,
@@ -67,6 +68,7 @@ std::vector<DifferentialStep> train(const Splits& splits, bool large, torch::Sca
       torch::Tensor loss = squared.sum() / static_cast<double>(examples * 2);
       if (bugs.mean_of_means) loss = squared.mean() / static_cast<double>(k);
       if (bugs.partial_divided_by_k) loss = squared.mean() / static_cast<double>(large ? 1 : full_k);
+      if (bugs.divided_twice) loss = loss / static_cast<double>(k);
       loss.backward();
       window_loss += loss.item<double>();
       if (counters) ++counters->micro_batches;
@@ -358,6 +360,70 @@ TEST_CASE("float64 runs that compute in float32 are refused with the cause and t
     CHECK_THROWS_AS(gacc::external::judge_differential(s, r), gacc::InputError);
     CHECK_THROWS_WITH(gacc::external::judge_differential(s, r), Catch::Contains("a measured noise of 0"));
   }
+  SECTION("only the loss computed in float32 (a loss function that casts the logits)") {
+    auto r = correct;
+    for (size_t i = 0; i < r.large_batch.size(); ++i) {
+      r.large_batch[i].loss = static_cast<float>(r.large_batch[i].loss);
+      r.large_batch_fp32[i].loss = r.large_batch[i].loss;
+      r.accumulated[i].loss = r.large_batch[i].loss * (1 + 1e-12);  // float64 summation: not bit-equal
+    }
+    CHECK_THROWS_AS(gacc::external::judge_differential(s, r), gacc::InputError);
+    CHECK_THROWS_WITH(gacc::external::judge_differential(s, r),
+                      Catch::Contains("the float64 loss was computed in float32") && Catch::Contains("logits.float()"));
+  }
+}
+
+TEST_CASE("a wrong step count in differential mode is a verdict with its diagnosis, judged on the steps that exist",
+          "[external][differential]") {
+  const Splits s = uneven_splits();  // 3 windows, the last partial
+  const auto name_of = [](const gacc::external::DifferentialCheck& c) { return c.name; };
+  SECTION("the partial last window never stepped") {
+    auto r = run_stack(s, {});
+    r.accumulated.pop_back();
+    --r.counters.optimizer_steps;
+    const auto checks = gacc::external::judge_differential(s, r);
+    CHECK(ratio_of(checks, "differential-counters") == std::numeric_limits<double>::infinity());
+    CHECK_THAT(checks[3].detail, Catch::Contains("steps in the accumulated run: 2 over 3 windows (the first 2 compared)"));
+    CHECK_THAT(checks[3].diagnosis, Catch::Contains("a step count off by one: 2 optimizer steps reported over 3 windows"));
+    CHECK(ratio_of(checks, "differential-gradients") < 1.0);  // the steps that exist are right
+    CHECK(name_of(checks[0]) == "differential-gradients");
+  }
+  SECTION("the last window stepped on every micro-batch") {
+    auto r = run_stack(s, {});
+    r.accumulated.push_back(r.accumulated.back());
+    r.accumulated.push_back(r.accumulated.back());
+    const auto checks = gacc::external::judge_differential(s, r);
+    CHECK(checks[3].failed());
+    CHECK_THAT(checks[3].diagnosis, Catch::Contains("5 optimizer steps over 3 windows: some window stepped before its "
+                                                    "last micro-batch"));
+  }
+  SECTION("no step at all") {
+    auto r = run_stack(s, {});
+    r.accumulated.clear();
+    const auto checks = gacc::external::judge_differential(s, r);
+    CHECK(checks[3].failed());
+    CHECK_THAT(checks[3].detail, Catch::Contains("steps in the accumulated run: 0 over 3 windows"));
+  }
+  SECTION("and in the result file: any number of accumulated steps reads, the large batch's must match") {
+    auto r = run_stack(s, {});
+    r.accumulated.pop_back();
+    const auto read = gacc::external::decode_differential_result(gacc::external::encode_differential_result(r), s, "r.pt");
+    CHECK(read.accumulated.size() == 2);
+  }
+}
+
+TEST_CASE("a differential failure names its signature: the loss divided by K twice", "[external][differential]") {
+  const Splits s = uneven_splits();
+  Bugs bugs;
+  bugs.divided_twice = true;
+  const auto checks = gacc::external::judge_differential(s, run_stack(s, bugs));
+  CHECK(ratio_of(checks, "differential-gradients") > 1e6);
+  CHECK_THAT(checks[0].diagnosis, Catch::Contains("the gradient is 1/K = 1/3 of the large batch's: divided by K once "
+                                                  "too often"));
+  Bugs mean_of_means;  // uneven micro-batches: no factor fits, and none is named
+  mean_of_means.mean_of_means = true;
+  CHECK(gacc::external::judge_differential(s, run_stack(s, mean_of_means))[0].diagnosis.empty());
+  CHECK(gacc::external::judge_differential(s, run_stack(s, {}))[0].diagnosis.empty());
 }
 
 TEST_CASE("a bad differential result names the key", "[external][differential]") {
