@@ -253,11 +253,22 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
       << "recipe" << std::setw(9) << "kind" << std::setw(12) << "verdict" << std::right << std::setw(6)
       << "cases" << std::setw(8) << "judged" << std::setw(13) << "worst ratio"
       << "\n";
+  int hidden = 0;
   for (const auto& row : report.rows) {
+    // A row that applied to no case says nothing (a pitfall of data parallelism in a one-rank
+    // scenario): listed with --verbose only.
+    if (row.verdict == Verdict::skip && !verbose) {
+      ++hidden;
+      continue;
+    }
     out << std::left << std::setw(static_cast<int>(pw) + 2) << row.property
         << std::setw(static_cast<int>(rw) + 2) << row.recipe << std::setw(9) << to_string(row.kind)
         << std::setw(12) << verdict_text(row) << std::right << std::setw(6) << row.cases << std::setw(8)
         << row.cases_judged << std::setw(13) << format_ratio(row.worst_ratio) << "\n";
+  }
+  if (hidden > 0) {
+    out << "(" << hidden << " row" << (hidden == 1 ? "" : "s") << " applied to no case, not shown: --verbose lists "
+        << (hidden == 1 ? "it" : "them") << ")\n";
   }
   out << "\n";
   for (const auto& row : report.rows) {
@@ -279,9 +290,25 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   print_coverage(out, report);
   const auto failing = report.correct_failing();
   const auto escaping = report.pitfalls_escaping();
-  out << "summary: " << report.count(Verdict::pass) << " pass, " << report.count(Verdict::fail) << " fail, "
-      << report.count(Verdict::expected_fail) << " expected-fail, " << report.count(Verdict::skip) << " skip, "
-      << report.count(Verdict::not_judged) << " not judged; seed " << report.seed << ", " << report.cases << " cases\n";
+  // Counted by what a row means: a correct recipe passes or fails; a pitfall is caught or missed by
+  // that property (the run fails only where every property misses it: "escaping").
+  std::map<std::string, int> correct, pitfall;
+  for (const auto& row : report.rows) {
+    if (row.verdict != Verdict::skip) ++(row.kind == RecipeKind::correct ? correct : pitfall)[verdict_text(row)];
+  }
+  const auto counted = [](std::map<std::string, int>& counts, std::initializer_list<const char*> names) {
+    std::string text;
+    for (const char* name : names) {
+      if (counts[name] > 0 || std::string(name) == "pass" || std::string(name) == "fail") {
+        text += (text.empty() ? "" : ", ") + std::to_string(counts[name]) + " " + name;
+      }
+    }
+    return text;
+  };
+  out << "summary: correct recipes' rows " << counted(correct, {"pass", "fail", "expected", "not judged"});
+  if (!pitfall.empty()) out << "; pitfalls' rows " << counted(pitfall, {"caught", "missed", "not judged"});
+  out << "; " << report.count(Verdict::skip) << " applied to no case; seed " << report.seed << ", " << report.cases
+      << " cases\n";
   if (report.checks() > 0) {
     const int judged_checks = report.checks() - report.checks_not_judged();
     out << "checks: " << judged_checks << " of " << report.checks() << " judged ("

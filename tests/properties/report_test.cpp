@@ -119,4 +119,13 @@ TEST_CASE("the table names what went wrong and how to reproduce it", "[report]")
   CHECK_THAT(text, Contains("checks: 89 of 94 judged"));
   CHECK_THAT(text, Contains("gradient-equivalence: 1/1 cells (of 2); partial last window 2/2"));
   CHECK_THAT(text, Contains("warning: mixed-precision applied to causal_lm x token_mean x bf16"));
+  // A caught pitfall is not a failure: the summary counts correct recipes' and pitfalls' rows apart,
+  // and the row that applied to no case is left out of the table (--verbose lists it).
+  CHECK_THAT(text, Contains("summary: correct recipes' rows 1 pass, 1 fail, 1 not judged; pitfalls' rows 1 caught; "
+                            "1 applied to no case; seed 9, 4 cases"));
+  CHECK_THAT(text, Contains("(1 row applied to no case, not shown: --verbose lists it)"));
+  CHECK(text.find(" skip ") == std::string::npos);
+  std::ostringstream verbose;
+  print_table(verbose, sample_report(), true);
+  CHECK_THAT(verbose.str(), Contains(" skip "));
 }
