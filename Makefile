@@ -37,7 +37,7 @@ build: configure
 	cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # The whole test suite under AddressSanitizer and UndefinedBehaviorSanitizer, in its own build tree
-# (README, "Hardening").
+# (docs/hardening.md).
 sanitize: setup
 	@if [ ! -f $(SANITIZE_DIR)/build.ninja ]; then \
 	  cmake -S . -B $(SANITIZE_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DGACC_SANITIZE=ON \

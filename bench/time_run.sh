@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # time_run.sh [GACC] [CASES...]: wall time of `gacc run` at each case count (best of 3), against
-# the 60 s target for the default matrix (DESIGN.md, "Performance targets").
+# the 60 s target for the default matrix (bench/RESULTS.md).
 set -euo pipefail
 gacc=${1:-build/gacc}
 shift || true

@@ -1,6 +1,6 @@
 #pragma once
 /// The `gacc` subcommands. Each returns the process exit code and throws gacc::Error for the
-/// documented failures (README, "Exit codes").
+/// documented failures (docs/command-line.md, "Exit codes").
 
 #include <cstdint>
 #include <string>

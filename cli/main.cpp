@@ -172,7 +172,7 @@ int main(int argc, char** argv) {
       "--cmd", external_args.command,
       "the command line, with {case} and {result}; with --worker, the worker's command line (no placeholders)");
   check_external->add_flag("--worker", external_args.worker,
-                           "start the command once; it serves every case over the worker protocol (README, 'Worker')");
+                           "start the command once; it serves every case over the worker protocol (docs/python.md, 'Worker')");
   auto* external_fds = check_external->add_option(
       "--worker-fds", external_args.worker_fds,
       "IN,OUT: the program that started gacc serves the cases over these inherited descriptors (gacc reads IN, "

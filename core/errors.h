@@ -1,5 +1,5 @@
 #pragma once
-/// Errors that carry the exit code the `gacc` command answers with (see README, "Exit codes").
+/// Errors that carry the exit code the `gacc` command answers with (docs/command-line.md, "Exit codes").
 
 #include <stdexcept>
 #include <string>

@@ -37,7 +37,7 @@ struct PitfallSummary {
   std::vector<std::string> diagnoses;
 };
 
-/// DESIGN's measure of the harness: the worst ratio of any correct recipe (at most 0.5) against the
+/// The harness's own measure: the worst ratio of any correct recipe (at most 0.5) against the
 /// smallest ratio by which any pitfall is caught (at least 10), plus the stricter figure of how
 /// weakly a pitfall may show in its least clear case.
 struct Separation {

@@ -1,5 +1,5 @@
 #pragma once
-/// Reports of a run: the terminal table, the JSON report and JUnit XML (shapes in README).
+/// Reports of a run: the terminal table, the JSON report and JUnit XML (shapes in docs/command-line.md).
 
 #include <ostream>
 #include <string>

@@ -89,7 +89,7 @@ if ! "$venv/bin/pip" install -q --disable-pip-version-check "torch==$torch_pin" 
   echo "setup: torch==$torch_pin is not installable here; trying the newest torch 2.x" >&2
   if ! "$venv/bin/pip" install -q --disable-pip-version-check "torch>=2,<3" numpy; then
     echo "setup: WARNING: no torch 2.x wheel could be installed from PyPI." >&2
-    echo "setup: WARNING: falling back to Debian's libtorch-dev 1.13 (CPU only); see README, 'Dependencies'." >&2
+    echo "setup: WARNING: falling back to Debian's libtorch-dev 1.13 (CPU only); see docs/developing.md, 'Dependencies'." >&2
     if [ "$(id -u)" -ne 0 ]; then echo "setup: installing libtorch-dev needs root" >&2; exit 4; fi
     apt-get install -y -qq --no-install-recommends libtorch-dev
     exit 0

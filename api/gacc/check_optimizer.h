@@ -1,6 +1,6 @@
 #pragma once
 /// gacc for out-of-tree optimizers: run gacc's gradient-accumulation checks against any
-/// torch::optim::Optimizer, from your own tests (README "Custom optimizers (C++)").
+/// torch::optim::Optimizer, from your own tests (docs/custom-optimizers.md).
 ///
 ///   auto report = gacc::check_optimizer("lion", [](std::vector<torch::Tensor> params) {
 ///     return std::make_unique<MyLion>(params, MyLionOptions(1e-3));

@@ -2,7 +2,7 @@
 /// Case and result files: how a stack outside gacc (PyTorch in Python, first of all) is judged.
 /// gacc writes a case — a scenario with its initial weights and every micro-batch — that
 /// `torch.load` reads; the stack trains through it and writes a result with `torch.save` holding
-/// what a Trace holds. The format is documented field by field in README.md ("External stacks:
+/// what a Trace holds. The format is documented field by field in docs/external-stacks.md ("External stacks:
 /// case files"); every reader error is an InputError naming the key (exit 3).
 
 #include <cstdint>

@@ -7,7 +7,7 @@
 /// `accumulated` (its accumulation loop over the given micro-batches, float64), `large_batch`
 /// (each window as one micro-batch, float64) and `large_batch_fp32` (the same in float32: its
 /// rounding noise, measured). gacc judges accumulated against large_batch element by element with a
-/// tolerance derived from that measured noise (README, "Differential mode"). Every reader error is
+/// tolerance derived from that measured noise (docs/external-stacks.md, "Differential mode"). Every reader error is
 /// an InputError naming the key (exit 3).
 
 #include <cstdint>
@@ -120,7 +120,7 @@ struct DifferentialCheck {
 /// The names of the checks, in the order judge_differential returns them.
 std::vector<std::string> differential_check_names();
 
-/// Judges a result against its splits (see the README's derivation):
+/// Judges a result against its splits (the derivation: docs/external-stacks.md):
 ///   noise64(Q) = 2^-29 x max_i |large_batch_fp32_i - large_batch_i| over quantity Q of a step
 ///                (the whole gradient, the whole parameters, the loss)
 ///   tolerance_i = kToleranceMargin x (2 x noise64(Q) + (K + 1) u64 (|acc_i| + |lb_i|))

@@ -43,7 +43,7 @@ ExternalRecipe::ExternalRecipe(ExternalOptions options) : options_(std::move(opt
                             options_.command.find(kResultPlaceholder) != std::string::npos;
   if (options_.worker && placeholders) {
     throw UsageError("--cmd \"" + options_.command + "\" holds {case} or {result}, but with --worker the command is "
-                     "started once and receives each case's paths over the worker protocol (README, 'Worker')");
+                     "started once and receives each case's paths over the worker protocol (docs/python.md, 'Worker')");
   }
   if (!options_.worker && !inherited &&
       (options_.command.find(kCasePlaceholder) == std::string::npos ||

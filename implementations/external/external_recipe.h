@@ -2,7 +2,7 @@
 /// `ExternalRecipe`: another program as a recipe. Each run writes the scenario's case file, runs
 /// the user's command line with `{case}` and `{result}` replaced by the files' paths, and reads the
 /// result back as a Trace — so the whole property loop (generate, judge, shrink) runs against any
-/// training stack that reads and writes case files (README, "External stacks: case files").
+/// training stack that reads and writes case files (docs/external-stacks.md).
 
 #include <atomic>
 #include <chrono>

@@ -6,7 +6,7 @@
 Modules: ``gacc.case`` (case and result files), ``gacc.zoo`` (gacc's models in PyTorch),
 ``gacc.worker`` (the worker protocol's stack side), ``gacc.checking`` (``gacc.check``). The judging itself —
 generators, oracle, tolerances, properties, shrinking, reports — is the ``gacc`` program's
-(README, "External stacks"). ``gacc.pytest_plugin`` is the pytest plugin (the fixture ``gacc``).
+(docs/python.md). ``gacc.pytest_plugin`` is the pytest plugin (the fixture ``gacc``).
 
 ``import gacc`` is cheap and does not import torch (every pytest session in an environment holding
 this package loads its plugin): the submodules are imported when first used.

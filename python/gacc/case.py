@@ -4,7 +4,7 @@ gacc hands a training stack a *case*: one scenario (model, data cut into windows
 loss, optimizer, schedule, clipping, precision), the model's initial weights and every micro-batch.
 The stack trains through it and writes a *result*: what it did at every optimizer step. gacc then
 judges the result against large-batch training. Both are plain dictionaries that ``torch.load`` and
-``torch.save`` read and write; the contract is the README's section "External stacks: case files".
+``torch.save`` read and write; the contract is docs/external-stacks.md.
 
     case = load_case("case.pt")
     ...                                   # train, calling record_step() after each optimizer step

@@ -93,7 +93,7 @@ DEFAULTS = {"cases": 8, "seed": 1, "precision": None, "shrinks": 40, "timeout": 
 PRECISIONS = ("fp32", "bf16", "fp16")
 EXPECTS = ("pass", "fail", "any")
 
-#: What a gacc exit code other than 0 and 1 says (README, "Exit codes").
+#: What a gacc exit code other than 0 and 1 says (docs/command-line.md, "Exit codes").
 EXIT_MEANINGS = {
     2: "gacc refused its command line (exit 2, usage error)",
     3: "gacc refused the input (exit 3, bad input: an invalid scenario, case or result file)",

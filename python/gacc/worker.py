@@ -7,7 +7,7 @@ for every case, which is most of the time a case takes. With it, the stack is st
 
 and ``stack.py`` calls :func:`serve` with a function that trains one case file into a result file.
 The protocol (one JSON object per line, each way) is Note [worker protocol] in
-``implementations/external/worker.h``; README, "Worker".
+``implementations/external/worker.h``; docs/python.md, "Worker".
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# every_flag.sh GACC: every flag of every command, given a bad value (README, "Exit codes"): the
+# every_flag.sh GACC: every flag of every command, given a bad value (docs/command-line.md, "Exit codes"): the
 # documented exit code, a message naming the problem, and nothing written — no report, no
 # temporary file, no probe left in the working directory or beside an output path. Every row runs;
 # the test fails at the end listing every row that did not hold.

@@ -195,7 +195,7 @@ TEST_CASE("a differential case round-trips, and a bad one names the key", "[exte
     return [b] { gacc::external::decode_differential_case(b, "case.pt"); };
   };
   const auto decode_without_k = [&edited](const std::vector<char>&) {
-    return gacc::external::decode_differential_case(edited([](auto& d) { d.erase("accumulation_steps"); }), "case.pt");
+    return gacc::external::decode_differential_case(edited([](auto& d) { (void)d.erase("accumulation_steps"); }), "case.pt");
   };
   CHECK_THAT(message_of(decode(edited([](auto& d) { d.insert_or_assign("format", std::string("gacc-case")); }))),
              Catch::Contains("case.format: \"gacc-case\", expected \"gacc-differential-case\""));

@@ -1,6 +1,6 @@
 // The mutation matrix: every correct recipe passes every property (or deviates only where a
 // non-equivalence is documented), every pitfall is caught by at least one property with ratio >= 10
-// — and by the property that exists for it (DESIGN.md, property 11).
+// — and by the property that exists for it (docs/pitfalls.md).
 
 #include <map>
 
