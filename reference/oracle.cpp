@@ -53,11 +53,14 @@ void unscale(std::vector<T>& grad, double loss_scale) {
 /// implementation does (Note [probabilistic tolerance]): each micro-batch of each rank on its own,
 /// normalized by the window's loss elements, BatchNorm's buffers carried from one to the next, the
 /// gradients and losses summed in fp32 — except BatchNorm over the whole window (not ghost), which
-/// no split computes.
+/// no split computes. With several ranks, `averaged_over_ranks` draws DDP's convention instead: each
+/// rank's loss W times its share (its backward pass run W times larger), the summed gradient then
+/// divided by W.
 template <class T>
 ModelEvaluation<T> evaluate_window(const Scenario& scenario, int step, const fixtures::Batch& batch,
                                    const std::vector<int64_t>& virtual_batches, double loss_scale,
-                                   const std::vector<T>& params, const std::vector<T>& buffers) {
+                                   const std::vector<T>& params, const std::vector<T>& buffers,
+                                   bool averaged_over_ranks = false) {
   EvaluationOptions options;
   options.loss_scale = loss_scale;
   const bool whole_window_batch_norm = is_batch_coupled(scenario.model) && virtual_batches.empty();
@@ -68,6 +71,8 @@ ModelEvaluation<T> evaluate_window(const Scenario& scenario, int step, const fix
   options.loss_elements = fixtures::window_loss_elements(scenario, step);
   ModelEvaluation<T> total{T(0), std::vector<T>(params.size(), T(0)), buffers, {}};
   const auto& window = scenario.data.windows[static_cast<size_t>(step)];
+  const bool averaged = averaged_over_ranks && window.size() > 1;
+  if (averaged) options.loss_scale *= static_cast<double>(window.size());
   for (size_t rank = 0; rank < window.size(); ++rank) {
     for (size_t micro = 0; micro < window[rank].size(); ++micro) {
       const auto micro_batch = fixtures::micro_batch(scenario, step, static_cast<int>(rank), static_cast<int>(micro));
@@ -76,6 +81,10 @@ ModelEvaluation<T> evaluate_window(const Scenario& scenario, int step, const fix
       for (size_t i = 0; i < part.grad.size(); ++i) total.grad[i] = total.grad[i] + part.grad[i];
       total.buffers_after = std::move(part.buffers_after);
     }
+  }
+  if (averaged) {
+    const T inverse = constant<T>(1.0 / static_cast<double>(window.size()));
+    for (auto& g : total.grad) g = g * inverse;
   }
   return total;
 }
@@ -291,8 +300,10 @@ EvaluationCaps evaluation_caps(const Scenario& scenario, const fixtures::ModelLa
     const RoundingDraw draw(fixtures::random_bits(scenario.data.seed, scenario.model.init_seed,
                                                   static_cast<uint64_t>(window.step)),
                             d);
+    // Half the draws of a multi-rank window follow DDP's averaging convention (Note [probabilistic
+    // tolerance]): both are correct, and they round differently.
     auto evaluation = evaluate_window(scenario, window.step, *window.batch, *window.virtual_batches, window.loss_scale,
-                                      drawn_params, drawn_buffers);
+                                      drawn_params, drawn_buffers, d % 2 == 1);
     loss.push_back({evaluation.loss.value});
     buffers_after.push_back(values_of(evaluation.buffers_after));
     if (!window.skipped) {

@@ -38,7 +38,11 @@ namespace gacc::reference {
 // over-estimates a round-to-nearest implementation's. Each draw evaluates the window as a correct
 // accumulating implementation does — every micro-batch of every rank on its own, normalized by the
 // window's loss elements, the gradients summed in fp32 — so the split's own roundings are in the
-// spread.
+// spread. With W > 1 ranks, half the draws follow DDP's convention instead (each rank's loss W times
+// its share of the window's mean, the summed gradient divided by W): both conventions are correct
+// and in use, and they round differently — under fp16 at a loss scale of 1 a W times larger
+// backward pass rounds and underflows elsewhere (with the first convention's draws alone, a correct
+// ddp-average reached 0.793 of its tolerance in 2000 cases).
 //
 // The draws measure one thing only: what this window's rounding does to its evaluation — the loss,
 // the buffers, the unscaled gradient before clipping and its norm. For each of their elements s is
