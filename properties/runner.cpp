@@ -123,6 +123,7 @@ struct Shrunk {
 Shrunk shrink(const Cell& cell, int max_evaluations) {
   const Counterexample found{cell.failure->value(), cell.failure_verdict.ratio, cell.failure_verdict.detail, 0,
                              cell.failure_index, cell.failure_seed, cell.failure_verdict.diagnosis};
+  if (max_evaluations == 0) return {found, *cell.failure};  // kept as generated, on purpose: no budget ended
   auto shrunk = shrink_greedily(
       *cell.failure, found, max_evaluations, ShrinkTreeCandidates{},
       [&](const rc::Shrinkable<Scenario>& candidate) -> ShrinkAttempt<Counterexample> {

@@ -124,6 +124,7 @@ TEST_CASE("by default a caught pitfall is shrunk once, in its first catching row
   REQUIRE(second.counterexample.has_value());
   CHECK(first.counterexample->shrinks > 0);
   CHECK(second.counterexample->shrinks == 0);  // the generated case that showed it
+  CHECK_FALSE(second.counterexample->budget_ended);  // not shrunk on purpose: no budget ran out
   CHECK(second.counterexample->ratio >= 1);
 }
 
