@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
       ->check(seed_validator());
   run->add_option("--json", run_args.json_path, "write the JSON report to this file")->check(path_validator());
   run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file")->check(path_validator());
-  run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures");
+  run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
   add_precision_option(run, run_args.precision);
   gacc::cli::DataParallelArguments data_parallel_args;
   add_data_parallel_options(run, data_parallel_args);
@@ -162,7 +162,7 @@ int main(int argc, char** argv) {
   case_verify->add_option("case", verify_args.case_path, "the case file")->required();
   case_verify->add_option("result", verify_args.result_path, "the stack's result file")->required();
   case_verify->add_option("--json", verify_args.json_path, "write the JSON report to this file")->check(path_validator());
-  case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures");
+  case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
 
   gacc::cli::CheckExternalArguments external_args;
   std::string external_seed;
@@ -204,7 +204,7 @@ int main(int argc, char** argv) {
   check_external->add_option("--keep", external_args.keep_directory, "keep every case, result and log in this directory")->check(path_validator());
   check_external->add_option("--json", external_args.json_path, "write the JSON report to this file")->check(path_validator());
   check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file")->check(path_validator());
-  check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures");
+  check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
   check_external->add_option("--mode", external_args.mode,
                              "oracle (gacc's zoo models against its oracle, default) or differential (the stack's own "
                              "model: accumulated against its own large batch)")
