@@ -221,7 +221,10 @@ int pitfalls_command(const PitfallsArguments& args) {
                 << p.min_ratio_case << ")";
     }
     std::cout << "\n  caught by:";
-    if (p.caught_by.empty()) std::cout << " nothing — it ESCAPES";
+    if (p.caught_by.empty()) {
+      std::cout << (p.cases == 0 ? " nothing applied to it in these cases: not judged (try more --cases)"
+                                 : " nothing — it ESCAPES");
+    }
     for (const auto& [property, ratio] : p.caught_by) std::cout << " " << property << " (" << properties::format_ratio(ratio) << ")";
     std::cout << "\n";
     if (!p.diagnoses.empty()) std::cout << "  diagnosed as: " << p.diagnoses.front() << "\n";

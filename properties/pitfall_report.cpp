@@ -62,7 +62,7 @@ std::vector<PitfallSummary> summarize_pitfalls(const RunReport& report,
         ++summary.cases;
         if (!(ratio < 1.0)) {
           ++summary.showing;
-          if (ratio < summary.min_ratio) {
+          if (ratio < summary.min_ratio || summary.min_ratio_case < 0) {  // inf too: a structural showing
             summary.min_ratio = ratio;
             summary.min_ratio_case = index;
           }

@@ -60,6 +60,7 @@ TEST_CASE("every pitfall is caught by a wide margin, by its numbers, and cites i
     CHECK_FALSE(p.reference.empty());
     CHECK(p.showing > 0);
     CHECK(p.catching_ratio() >= 10);
+    CHECK(p.min_ratio_case >= 0);  // a structural showing (ratio inf) names its case too
   }
   // Caught by its numbers, not by throwing: a recipe that throws fails every property with an
   // infinite ratio, which for a pitfall would count as caught without showing its bug (three did,
