@@ -23,9 +23,9 @@ autocast. The adapter only feeds it and watches it:
   sampler), so that the Trainer's windows are gacc's. That they are is checked as it trains: every
   micro-batch ``training_step`` receives is compared with the one gacc put at that place of that
   window, and every optimizer step with the window's micro-batch count. gacc's windows all hold K
-  micro-batches but the last, which may hold fewer — exactly the Trainer's chunking. A split whose
-  inner windows are shorter (differential mode's shrinker makes some) cannot be trained by one
-  Trainer and is refused (gacc passes over such a candidate);
+  micro-batches but the last, which may hold fewer — exactly the Trainer's chunking (gacc's
+  generator, its shrinker and its file validation keep that rule: ``accumulation_steps``). A split
+  whose inner windows are shorter, written by hand, cannot be trained by one Trainer and is refused;
 - the model: oracle mode wraps gacc's zoo model (``gacc.zoo.build_model``) in a module whose
   ``forward(inputs, labels, **loss_kwargs)`` returns ``{"loss": ...}`` as an HF model computes it:
   the summed loss divided by ``num_items_in_batch`` when the Trainer passes it (a mean or token

@@ -67,7 +67,7 @@ def test_several_ranks_are_refused(tmp_path):
 
 
 def test_windows_the_trainer_cannot_make_are_refused():
-    # An inner window shorter than K (differential mode's shrinker makes such splits).
+    # An inner window shorter than K (gacc never makes one; a DifferentialCase built by hand can).
     with pytest.raises(common.UnsupportedCase, match=r"windows of \[1, 2\] micro-batches with K = 2"):
         adapter.train_differential(differential_case([[[0]], [[1], [2]]], k=2))
 
