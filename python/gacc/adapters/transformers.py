@@ -77,8 +77,9 @@ Broken configurations (BROKEN, ``broken=NAME``), real Trainer settings that gacc
   whether it is already scaled for accumulation; False declares a per-micro-batch mean).
   ``training_step`` then divides the already window-normalized loss by the window's micro-batch
   count again: the gradient is 1/K of the large batch's (1/k for a partial last window of k), the
-  double normalization discussed in the review of huggingface/transformers PR 34511 and fixed by
-  PR 35207. In 5.25.0 it takes this
+  double division of modelscope/ms-swift PR 10116 (its DAPO/CISPO/FIPO losses, already over the
+  window's tokens, divided by K again by the Trainer) and huggingface/transformers issue 40709. In
+  5.25.0 it takes this
   setting (or an overridden ``compute_loss`` that normalizes by ``num_items_in_batch`` while
   declaring otherwise): with the attribute left at None (the default) a model that accepts loss
   kwargs is divided once, and ``average_tokens_across_devices`` (True by default) multiplies by
@@ -138,8 +139,9 @@ BROKEN = {
     common.NAIVE_MEAN: "Trainer.model_accepts_loss_kwargs = False: no num_items_in_batch, each micro-batch's own "
                        "mean divided by the window's micro-batch count (transformers issue 24725, PR 34191)",
     common.DIVIDED_TWICE: "Trainer.loss_is_scaled_for_ga = False on a model that normalizes by num_items_in_batch: "
-                          "the loss divided by the window's micro-batch count once more (the double normalization "
-                          "of transformers PR 34511's review, fixed by PR 35207)",
+                          "the loss divided by the window's micro-batch count once more (modelscope/ms-swift PR "
+                          "10116: DAPO/CISPO/FIPO losses already over the window's tokens, divided by K again by "
+                          "the Trainer; huggingface/transformers issue 40709)",
 }
 
 
