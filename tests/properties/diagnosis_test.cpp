@@ -90,7 +90,7 @@ TEST_CASE("gradients summed over ranks are W times, averaged twice 1/W", "[diagn
 }
 
 TEST_CASE("a loss divided by K twice is 1/K of the large batch", "[diagnosis]") {
-  // No pitfall of the catalog divides twice yet (transformers #45305): a trace scaled by hand.
+  // No pitfall of the catalog divides twice yet (modelscope/ms-swift PR #10116): a trace scaled by hand.
   const Scenario sc = even();
   const reference::Oracle oracle(sc);
   Trace trace = testing::Fp32Recipe().run(sc);
