@@ -105,24 +105,22 @@ EXIT_MEANINGS = {
 
 # --- options --------------------------------------------------------------------------------------
 
-def _positive_int(text: str) -> int:
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: at least 1")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"{text!r}: " + ("at least 1" if minimum == 1 else "not negative"))
     return value
+
+
+def _positive_int(text: str) -> int:
+    return _whole_number(text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: not negative")
-    return value
+    return _whole_number(text, 0)
 
 
 def _seed(text: str) -> int:

@@ -30,19 +30,10 @@ try:
 except gacc.GaccNotFound as error:
     pytest.skip(f"{error} (CTest sets GACC_BINARY to the build's gacc)", allow_module_level=True)
 
-#: The README's ten-line example (the plugin's module docstring too).
-TEN_LINES = '''\
-import train_accumulate
-from gacc import zoo
-
-def test_accumulation_equals_large_batch(gacc):
-    gacc.check(train_accumulate.train)   # oracle mode; a failure shows the counterexample
-
-def test_gacc_flags_the_mean_of_means(gacc, monkeypatch):   # transformers issue 24725
-    monkeypatch.setattr(train_accumulate, "micro_batch_loss",
-                        lambda scenario, out, tgt, n, k: zoo.batch_loss(scenario, out, tgt) / k)
-    gacc.check(train_accumulate.train, expect="fail", cases=6, seed=3)
-'''
+#: The README's ten-line example (the plugin's module docstring too), read from README.md itself so
+#: that the test runs what a reader copies: its first Python code block.
+TEN_LINES = re.search(r"```python\n(.*?)```", (Path(__file__).resolve().parents[2] / "README.md").read_text(),
+                      re.S).group(1)
 
 MEAN_OF_MEANS = '''\
 import train_accumulate
