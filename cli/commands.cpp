@@ -174,6 +174,12 @@ int data_parallel_world() {
   return std::min(distributed::shared_pool_ranks(), properties::kMaxGeneratedWorld);
 }
 
+/// --verbose and --all as the table takes them: details imply every row.
+template <typename Arguments>
+properties::TableOptions table_options(const Arguments& args) {
+  return {args.verbose, args.verbose || args.all_rows};
+}
+
 /// Runs every property against `recipes` on the stratified scenarios of `range` (Note [coverage]).
 properties::RunReport run_stratified(const std::vector<const properties::Property*>& properties,
                                      const std::vector<const Recipe*>& recipes, const properties::GeneratorRange& range,
@@ -194,7 +200,7 @@ int run_command(const RunArguments& args) {
   options.progress = progress_on_stderr();
   const auto report = run_stratified(catalog.properties(), catalog.recipes(),
                                      command_range(args.precision, data_parallel_world()), options);
-  properties::print_table(std::cout, report, args.verbose);
+  properties::print_table(std::cout, report, table_options(args));
   write_reports(report, args.json_path, args.junit_path);
   return static_cast<int>(report.exit_code());
 }
@@ -446,7 +452,13 @@ Scenario scenario_argument(const std::string& text_or_path) {
 }
 
 int repro_command(const ReproArguments& args) {
-  const Scenario scenario = scenario_argument(args.scenario);
+  const Scenario scenario =
+      args.case_index < 0
+          ? scenario_argument(args.scenario)
+          : properties::generated_case(
+                properties::stratified(command_range(args.precision, data_parallel_world()), args.seed), args.seed,
+                args.case_index)
+                .value();
   const Catalog catalog;
   std::vector<const Recipe*> recipes;
   for (const auto* r : catalog.recipes()) {
@@ -455,7 +467,7 @@ int repro_command(const ReproArguments& args) {
   if (recipes.empty()) throw UsageError("unknown recipe \"" + args.recipe + "\" (see gacc list)");
   const auto report = properties::run_scenario(catalog.properties(), recipes, scenario);
   std::cout << "scenario: " << to_json_text(scenario) << "\n\n";
-  properties::print_table(std::cout, report, true);
+  properties::print_table(std::cout, report, {true, true});
   if (!args.trace_path.empty()) {
     const reference::Oracle oracle(scenario);
     nlohmann::json out = {{"scenario", to_json(scenario)}, {"parameters", nlohmann::json::array()}};
@@ -573,7 +585,8 @@ void add_case(properties::RunReport& report, const std::vector<external::Differe
     if (row.verdict == properties::Verdict::skip) row.verdict = properties::Verdict::pass;
     if (row.cases == 1 || check.ratio > row.worst_ratio) {
       row.worst_ratio = check.ratio;
-      row.worst_detail = (label_case ? "case " + std::to_string(index) + ": " : "") + check.detail;
+      row.worst_detail = check.detail;
+      row.worst_case = label_case ? index : -1;
     }
     if (check.failed()) row.verdict = properties::Verdict::fail;
     if (check.failed() && row.diagnosis.empty()) row.diagnosis = check.diagnosis;
@@ -591,7 +604,7 @@ int differential_verify(const CaseVerifyArguments& args) {
   add_case(report, external::judge_differential(splits, result), 0, false);
   std::cout << "case: " << args.case_path << " (differential)\nresult: " << args.result_path
             << "\nsplits: " << external::to_json_text(splits) << "\n\n";
-  properties::print_table(std::cout, report, args.verbose);
+  properties::print_table(std::cout, report, table_options(args));
   write_reports(report, args.json_path, "");
   return static_cast<int>(report.exit_code());
 }
@@ -615,7 +628,7 @@ int case_verify_command(const CaseVerifyArguments& args) {
   const auto report = properties::run_scenario(judging, {&result}, scenario);
   std::cout << "case: " << args.case_path << "\nresult: " << args.result_path << "\nscenario: "
             << to_json_text(scenario) << "\n\n";
-  properties::print_table(std::cout, report, args.verbose);
+  properties::print_table(std::cout, report, table_options(args));
   if (!left_out.empty()) {
     std::cout << "not judged from one result (they rerun the stack; gacc check-external does):";
     for (const auto& name : left_out) std::cout << " " << name;
@@ -668,7 +681,7 @@ std::string differential_reproducer(const external::ExternalRecipe& recipe, cons
 /// the exit code.
 int finish_external(const properties::RunReport& report, const external::ExternalRecipe& recipe,
                     const CheckExternalArguments& args) {
-  properties::print_table(std::cout, report, args.verbose);
+  properties::print_table(std::cout, report, table_options(args));
   if (args.worker || !args.worker_fds.empty()) {
     std::cout << "the worker served " << recipe.runs() << " cases";
     if (args.worker) std::cout << " (started " << recipe.worker_starts() << (recipe.worker_starts() == 1 ? " time)" : " times)");

@@ -38,6 +38,7 @@ struct RunArguments {
   std::string json_path;
   std::string junit_path;
   bool verbose = false;
+  bool all_rows = false;  ///< --all: rows that applied to no case too
 };
 
 int run_command(const RunArguments& args);
@@ -73,6 +74,9 @@ int bench_command(const BenchArguments& args);
 
 struct ReproArguments {
   std::string scenario;    ///< Scenario JSON text, or the path of a file holding it
+  int case_index = -1;     ///< instead of `scenario`: this generated case of a run (`seed`, `precision`)
+  uint64_t seed = 1;
+  std::string precision;   ///< the run's --precision (empty: all three)
   std::string recipe;      ///< only this recipe (empty: every recipe)
   std::string trace_path;  ///< write the oracle's trajectory and each recipe's trace as JSON here
 };
@@ -107,6 +111,7 @@ struct CaseVerifyArguments {
   std::string result_path;
   std::string json_path;
   bool verbose = false;
+  bool all_rows = false;  ///< --all: rows that applied to no case too
 };
 
 /// `gacc case verify CASE RESULT`: judges a result against its case with every property that needs
@@ -124,6 +129,7 @@ struct CheckExternalArguments {
   std::string json_path;
   std::string junit_path;
   bool verbose = false;
+  bool all_rows = false;  ///< --all: rows that applied to no case too
   std::string mode = "oracle";  ///< or "differential": the stack's own model, splits only
   std::string precision;        ///< as RunArguments::precision (oracle mode)
   bool worker = false;          ///< the command is started once and serves every case (Note [worker protocol])

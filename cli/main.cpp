@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
       ->check(seed_validator());
   run->add_option("--json", run_args.json_path, "write the JSON report to this file")->check(path_validator());
   run->add_option("--junit", run_args.junit_path, "write JUnit XML to this file")->check(path_validator());
-  run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
+  run->add_flag("--verbose,-v", run_args.verbose, "details for every row, not only failures (implies --all)");
+  run->add_flag("--all", run_args.all_rows, "list the rows that applied to no case (not applicable) too");
   add_precision_option(run, run_args.precision);
   gacc::cli::DataParallelArguments data_parallel_args;
   add_data_parallel_options(run, data_parallel_args);
@@ -136,7 +137,14 @@ int main(int argc, char** argv) {
 
   gacc::cli::ReproArguments repro_args;
   auto* repro = app.add_subcommand("repro", "rerun one scenario against every property and recipe, verbosely");
-  repro->add_option("scenario", repro_args.scenario, "Scenario JSON, or a file holding it")->required();
+  std::string repro_seed;
+  auto* repro_scenario = repro->add_option("scenario", repro_args.scenario, "Scenario JSON, or a file holding it");
+  auto* repro_case = repro->add_option("--case", repro_args.case_index,
+                                       "instead of a scenario: generated case N of a run (gacc run's \"worst (case N)\")")
+                         ->check(CLI::Range(0, 10000000 - 1));
+  repro_case->excludes(repro_scenario);
+  repro->add_option("--seed", repro_seed, "with --case: the run's seed (default 1)")->check(seed_validator())->needs(repro_case);
+  add_precision_option(repro, repro_args.precision);
   repro->add_option("--recipe", repro_args.recipe, "only this recipe");
   repro->add_option("--trace", repro_args.trace_path,
                     "write the oracle's trajectory (with tolerances) and each recipe's trace as JSON")
@@ -162,7 +170,8 @@ int main(int argc, char** argv) {
   case_verify->add_option("case", verify_args.case_path, "the case file")->required();
   case_verify->add_option("result", verify_args.result_path, "the stack's result file")->required();
   case_verify->add_option("--json", verify_args.json_path, "write the JSON report to this file")->check(path_validator());
-  case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
+  case_verify->add_flag("--verbose,-v", verify_args.verbose, "details for every row, not only failures (implies --all)");
+  case_verify->add_flag("--all", verify_args.all_rows, "list the rows that applied to no case (not applicable) too");
 
   gacc::cli::CheckExternalArguments external_args;
   std::string external_seed;
@@ -204,7 +213,8 @@ int main(int argc, char** argv) {
   check_external->add_option("--keep", external_args.keep_directory, "keep every case, result and log in this directory")->check(path_validator());
   check_external->add_option("--json", external_args.json_path, "write the JSON report to this file")->check(path_validator());
   check_external->add_option("--junit", external_args.junit_path, "write JUnit XML to this file")->check(path_validator());
-  check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures; rows that applied to no case listed too");
+  check_external->add_flag("--verbose,-v", external_args.verbose, "details for every row, not only failures (implies --all)");
+  check_external->add_flag("--all", external_args.all_rows, "list the rows that applied to no case (not applicable) too");
   check_external->add_option("--mode", external_args.mode,
                              "oracle (gacc's zoo models against its oracle, default) or differential (the stack's own "
                              "model: accumulated against its own large batch)")
@@ -235,6 +245,13 @@ int main(int argc, char** argv) {
   if (!seed_text.empty()) run_args.seed = *parse_seed(seed_text);
   if (!pitfall_seed.empty()) pitfall_args.seed = *parse_seed(pitfall_seed);
   if (!export_seed.empty()) export_args.seed = *parse_seed(export_seed);
+  if (!repro_seed.empty()) repro_args.seed = *parse_seed(repro_seed);
+  if (*repro && repro_args.scenario.empty() && repro_args.case_index < 0) {
+    return usage_error(*repro, "give a scenario, or --case N (with the run's --seed and --precision)");
+  }
+  if (*repro && !repro_args.precision.empty() && repro_args.case_index < 0) {
+    return usage_error(*repro, "--precision is for --case: a scenario names its own precision");
+  }
   if (!external_seed.empty()) external_args.seed = *parse_seed(external_seed);
   if (!export_args.scenario.empty() && !export_seed.empty()) {
     return usage_error(*case_export, "--scenario and --seed exclude each other");

@@ -70,12 +70,13 @@ std::string verdict_text(const ResultRow& row) {
       case Verdict::pass:
         return "missed";
       case Verdict::skip:
-        return "skip";
+        return "n/a";
       case Verdict::not_judged:
         return "not judged";
     }
   }
   if (row.verdict == Verdict::not_judged) return "not judged";
+  if (row.verdict == Verdict::skip) return "n/a";
   return row.verdict == Verdict::expected_fail ? "expected" : to_string(row.verdict);
 }
 
@@ -141,6 +142,7 @@ nlohmann::json to_json(const RunReport& report) {
                        {"notes", row.notes},
                        {"diagnosis", row.diagnosis},
                        {"worst_detail", row.worst_detail},
+                       {"worst_case", row.worst_case < 0 ? nlohmann::json(nullptr) : nlohmann::json(row.worst_case)},
                        {"counterexample", counterexample}});
   }
   nlohmann::json coverage = nlohmann::json::object();
@@ -243,7 +245,7 @@ std::string to_junit(const RunReport& report) {
   return xml.str();
 }
 
-void print_table(std::ostream& out, const RunReport& report, bool verbose) {
+void print_table(std::ostream& out, const RunReport& report, const TableOptions& options) {
   size_t pw = 8, rw = 6;
   for (const auto& row : report.rows) {
     pw = std::max(pw, row.property.size());
@@ -256,8 +258,8 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   int hidden = 0;
   for (const auto& row : report.rows) {
     // A row that applied to no case says nothing (a pitfall of data parallelism in a one-rank
-    // scenario): listed with --verbose only.
-    if (row.verdict == Verdict::skip && !verbose) {
+    // scenario): listed with --all only.
+    if (row.verdict == Verdict::skip && !options.all_rows) {
       ++hidden;
       continue;
     }
@@ -267,16 +269,17 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
         << row.cases_judged << std::setw(13) << format_ratio(row.worst_ratio) << "\n";
   }
   if (hidden > 0) {
-    out << "(" << hidden << " row" << (hidden == 1 ? "" : "s") << " applied to no case, not shown: --verbose lists "
+    out << "(" << hidden << " row" << (hidden == 1 ? "" : "s") << " not applicable (applied to no case), not shown: --all lists "
         << (hidden == 1 ? "it" : "them") << ")\n";
   }
   out << "\n";
   for (const auto& row : report.rows) {
     const bool bad = unexpected(row, report);
-    if (!bad && !verbose) continue;
+    if (!bad && !(options.details && (row.verdict != Verdict::skip || options.all_rows))) continue;
     out << (bad ? "UNEXPECTED: " : "") << row.property << " on " << row.recipe << " (" << to_string(row.kind)
         << ", " << verdict_text(row) << ")\n";
-    out << "  worst: " << row.worst_detail << "\n";
+    out << "  worst" << (row.worst_case < 0 ? "" : " (case " + std::to_string(row.worst_case) + ")") << ": "
+        << row.worst_detail << "\n";
     if (!row.diagnosis.empty()) out << "  diagnosis: " << row.diagnosis << "\n";
     if (row.counterexample) {
       const auto& c = *row.counterexample;
@@ -307,7 +310,7 @@ void print_table(std::ostream& out, const RunReport& report, bool verbose) {
   };
   out << "summary: correct recipes' rows " << counted(correct, {"pass", "fail", "expected", "not judged"});
   if (!pitfall.empty()) out << "; pitfalls' rows " << counted(pitfall, {"caught", "missed", "not judged"});
-  out << "; " << report.count(Verdict::skip) << " applied to no case; seed " << report.seed << ", " << report.cases
+  out << "; " << report.count(Verdict::skip) << " not applicable; seed " << report.seed << ", " << report.cases
       << " cases\n";
   if (report.checks() > 0) {
     const int judged_checks = report.checks() - report.checks_not_judged();

@@ -17,7 +17,13 @@ nlohmann::json to_json(const RunReport& report);
 /// recipe fails or a pitfall escapes; a caught pitfall passes.
 std::string to_junit(const RunReport& report);
 
+/// What the table shows beyond its default: the rows that went wrong, in detail.
+struct TableOptions {
+  bool details = false;   ///< every row's details (worst case, notes), not only what went wrong
+  bool all_rows = false;  ///< the rows that applied to no case ("not applicable") too
+};
+
 /// The table a person reads, with counterexamples and reproduce lines for what went wrong.
-void print_table(std::ostream& out, const RunReport& report, bool verbose);
+void print_table(std::ostream& out, const RunReport& report, const TableOptions& options = {});
 
 }  // namespace gacc::properties

@@ -82,11 +82,12 @@ struct Cell {
   int expected = 0;    ///< cases that failed as documented
 };
 
-void record(Cell& cell, const CaseVerdict& verdict) {
+void record(Cell& cell, const CaseVerdict& verdict, int index) {
   auto& row = cell.row;
   if (row.cases == 0 || !(verdict.ratio <= row.worst_ratio)) {
     row.worst_ratio = verdict.ratio;
     row.worst_detail = verdict.detail;
+    row.worst_case = index;
   }
   ++row.cases;
   row.cases_judged += verdict.judged();
@@ -228,7 +229,7 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
       outcome = &outcomes.back().second;
     }
     const auto verdict = judge(*cell->property, *cell->recipe, oracle, *outcome);
-    record(*cell, verdict);
+    record(*cell, verdict, generated ? index : -1);
     property_judged[cell->property->name()] |= verdict.judged();
     if (recorded) {
       const char* text = !verdict.judged()                      ? "not judged"

@@ -58,6 +58,7 @@ struct ResultRow {
   std::optional<Counterexample> counterexample;
   std::map<std::string, int> notes = {};  ///< CaseVerdict::notes, with the cases that showed each
   std::string diagnosis = {};             ///< of the first case that showed a failure (Note [diagnosis])
+  int worst_case = -1;  ///< the generated case that showed the worst ratio (`gacc repro --case`); -1: none
 };
 
 /// Cases a property applied to (some recipe supported them), and cases it judged (Note [looked]).

@@ -368,7 +368,8 @@ class _Run:
             lines += ["", f"FAIL {row.get('property')} (recipe {row.get('recipe')}, {cases} case{'' if cases == 1 else 's'}, "
                           f"{row.get('cases_judged')} judged, worst ratio {_ratio(row.get('worst_ratio'))})"]
             detail = str(row.get("worst_detail") or "").splitlines() or [""]
-            lines.append("  worst: " + detail[0])
+            worst_case = row.get("worst_case")
+            lines.append(f"  worst{'' if worst_case is None else f' (case {worst_case})'}: " + detail[0])
             lines += ["    " + line.strip() for line in detail[1:]]
             counterexample = row.get("counterexample") or {}
             diagnosis = row.get("diagnosis") or counterexample.get("diagnosis") or ""

@@ -109,7 +109,12 @@ row 2 "--cases: Value 0 not in range" bench coverage --cases 0
 row 4 "cannot write $unwritable.json" bench coverage --json "$unwritable.json"
 
 # repro
-row 2 "scenario is required" repro
+row 2 "give a scenario, or --case N" repro
+row 2 "--case excludes scenario|scenario excludes --case|excludes" repro --case 3 "$scenario"
+row 2 "--seed requires --case|--seed.*needs|requires" repro --seed 3 "$scenario"
+row 2 "--precision is for --case" repro --precision bf16 "$scenario"
+row 2 "--case: Value -1 not in range|--case" repro --case -1
+row 2 "--case: Value abc could not be converted|--case.*abc" repro --case abc
 row 2 "unknown recipe .nope." repro --recipe nope "$scenario"
 row 2 "--trace: must name a path" repro --trace "" "$scenario"
 row 4 "cannot write $unwritable.json" repro --trace "$unwritable.json" "$scenario"

@@ -80,6 +80,23 @@ for o, e, tol in zip(correct[1]["params_after"], step["params_after"], step["par
     assert abs(o - e) <= tol, (o, e, tol)
 assert len(t["recipes"]["optimizer-step-every-micro-batch"]["steps"]) == 4
 PY
+# A row's worst case (--verbose: "worst (case N)"; --json: "worst_case") is generated case N of the
+# run, and `gacc repro --case N` with the run's seed and precision reruns it to the same ratio.
+"$gacc" run --cases 6 --seed 11 --precision bf16 --filter torch-accumulate --verbose --json "$dir/worst.json" >"$dir/worst.txt"
+grep -Eq "^  worst \(case [0-5]\): " "$dir/worst.txt" || { echo "--verbose names no worst case"; head -20 "$dir/worst.txt"; exit 1; }
+read -r worst_case worst_property worst_ratio < <("$python" - "$dir/worst.json" <<'PY'
+import json, sys
+rows = [r for r in json.load(open(sys.argv[1]))["results"] if r["recipe"] == "torch-accumulate" and r["verdict"] == "pass"]
+row = max(rows, key=lambda r: r["worst_ratio"])
+assert isinstance(row["worst_case"], int) and 0 <= row["worst_case"] < 6, row
+print(row["worst_case"], row["property"], "%.3g" % row["worst_ratio"])
+PY
+)
+"$gacc" repro --case "$worst_case" --seed 11 --precision bf16 --recipe torch-accumulate >"$dir/repro.txt"
+grep -q '"precision":"bf16"' "$dir/repro.txt" || { echo "repro --case --precision bf16 drew another precision"; head -3 "$dir/repro.txt"; exit 1; }
+# (The run's row passes; the one case alone may be not judged: its checks need not all look.)
+grep -Eq "^$worst_property +torch-accumulate +correct +(pass|not judged) +1 +[01] +$worst_ratio\b" "$dir/repro.txt" ||
+  { echo "repro --case $worst_case did not rerun $worst_property at ratio $worst_ratio"; grep "^$worst_property" "$dir/repro.txt"; exit 1; }
 ls "$dir" | grep -q tmp && { echo "a temporary report file was left behind"; exit 1; }
 set +e
 "$gacc" run --cases 1 --json /nonexistent-dir/report.json >/dev/null 2>"$dir/err"

@@ -28,6 +28,7 @@ RunReport sample_report() {
   ResultRow skipped{"step-equivalence", "bug", RecipeKind::pitfall, Verdict::skip, 0, 0, 0, 0, 0.0, "", {}};
   ResultRow vacuous{"mixed-precision", "good", RecipeKind::correct, Verdict::not_judged, 2, 0, 10, 3, 0.0,
                     "step 0 grad: ... [not judged: 3 of 10 checks could not see an error the size of the value]", {}};
+  pass.worst_case = 2;
   report.rows = {pass, caught, broken, skipped, vacuous};
   report.cells = {"linear x mean x fp32", "causal_lm x token_mean x bf16"};
   report.coverage["mixed-precision"].cells["causal_lm x token_mean x bf16"] = {2, 0};
@@ -53,6 +54,8 @@ TEST_CASE("the JSON report has the documented shape", "[report]") {
   CHECK(results[1].at("counterexample").at("reproduce").get<std::string>().rfind("gacc repro '", 0) == 0);
   CHECK(results[2].at("worst_ratio").is_null());  // a structural failure: no finite ratio
   CHECK(results[0].at("counterexample").is_null());
+  CHECK(results[0].at("worst_case") == 2);
+  CHECK(results[1].at("worst_case").is_null());
   const auto& summary = json.at("summary");
   CHECK(summary.at("pass") == 1);
   CHECK(summary.at("fail") == 2);
@@ -91,7 +94,7 @@ TEST_CASE("the JSON report lists each case's verdicts where the run recorded the
   CHECK(json.at("results")[1].at("counterexample").at("shrink_budget_ended") == true);
   CHECK(json.at("results")[2].at("counterexample").at("shrink_budget_ended") == false);
   std::ostringstream table;
-  print_table(table, report, true);
+  print_table(table, report, {true, true});
   CHECK_THAT(table.str(), Contains("stopped by the shrink budget (--shrinks): a smaller counterexample may exist"));
 }
 
@@ -107,7 +110,7 @@ TEST_CASE("JUnit fails exactly the unexpected rows and escapes XML", "[report]")
 
 TEST_CASE("the table names what went wrong and how to reproduce it", "[report]") {
   std::ostringstream out;
-  print_table(out, sample_report(), false);
+  print_table(out, sample_report());
   const std::string text = out.str();
   CHECK_THAT(text, Contains("property") && Contains("worst ratio"));
   CHECK_THAT(text, Contains("caught"));
@@ -120,12 +123,18 @@ TEST_CASE("the table names what went wrong and how to reproduce it", "[report]")
   CHECK_THAT(text, Contains("gradient-equivalence: 1/1 cells (of 2); partial last window 2/2"));
   CHECK_THAT(text, Contains("warning: mixed-precision applied to causal_lm x token_mean x bf16"));
   // A caught pitfall is not a failure: the summary counts correct recipes' and pitfalls' rows apart,
-  // and the row that applied to no case is left out of the table (--verbose lists it).
+  // and the row that applied to no case is left out of the table (--all lists it).
   CHECK_THAT(text, Contains("summary: correct recipes' rows 1 pass, 1 fail, 1 not judged; pitfalls' rows 1 caught; "
-                            "1 applied to no case; seed 9, 4 cases"));
-  CHECK_THAT(text, Contains("(1 row applied to no case, not shown: --verbose lists it)"));
-  CHECK(text.find(" skip ") == std::string::npos);
-  std::ostringstream verbose;
-  print_table(verbose, sample_report(), true);
-  CHECK_THAT(verbose.str(), Contains(" skip "));
+                            "1 not applicable; seed 9, 4 cases"));
+  CHECK_THAT(text, Contains("(1 row not applicable (applied to no case), not shown: --all lists it)"));
+  CHECK(text.find(" n/a ") == std::string::npos);
+  std::ostringstream all_rows;
+  print_table(all_rows, sample_report(), {false, true});
+  CHECK_THAT(all_rows.str(), Contains(" n/a "));
+  CHECK(all_rows.str().find("not shown") == std::string::npos);
+  // Details name the case that showed each row's worst ratio (`gacc repro --case N`).
+  std::ostringstream details;
+  print_table(details, sample_report(), {true, true});
+  CHECK_THAT(details.str(), Contains(" n/a "));
+  CHECK_THAT(details.str(), Contains("gradient-equivalence on good (correct, pass)\n  worst (case 2): fine"));
 }

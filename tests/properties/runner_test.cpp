@@ -154,7 +154,7 @@ TEST_CASE("a check that could not look is not judged, never a pass (Note [looked
   CHECK(only_blind.pitfalls_not_judged() == std::vector<std::string>{"fp32-not-really-broken"});
   CHECK(only_blind.exit_code() == ExitCode::ok);
   std::ostringstream table;
-  print_table(table, report, false);
+  print_table(table, report);
   CHECK_THAT(table.str(), Contains("not judged"));
 }
 
@@ -321,7 +321,7 @@ TEST_CASE("a generated case that diverges is counted and not judged; a given one
   for (const auto& r : report.rows) CHECK(r.verdict == Verdict::skip);
   CHECK(report.exit_code() == ExitCode::ok);
   std::ostringstream table;
-  print_table(table, report, false);
+  print_table(table, report);
   CHECK_THAT(table.str(), Contains("3 generated cases not judged, the large-batch trajectory diverging"));
   CHECK(to_json(report)["summary"]["invalid_cases"] == 3);
   CHECK_THROWS_AS(run_scenario(h.properties(), {&correct}, diverging), InvalidCase);
