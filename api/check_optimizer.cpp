@@ -470,19 +470,21 @@ OptimizerCheckReport make_report(const std::string& name, uint64_t seed, int cas
   return report;
 }
 
-void add_case(OptimizerCheckRow& row, const Finding& finding) {
+/// Records one case's finding through the property loop's accumulator (properties::add_case) and
+/// shows the tally in the public row. A finding the case did not judge is not a case of the row.
+void add_case(OptimizerCheckRow& row, properties::ResultRow& tally, const Finding& finding, int case_index) {
   if (!finding.judged) return;
-  if (row.cases == 0 || finding.ratio > row.worst_ratio) {
-    row.worst_ratio = finding.ratio;
-    row.worst_detail = finding.detail;
-  }
-  ++row.cases;
-  if (row.verdict == CheckVerdict::skip) row.verdict = CheckVerdict::pass;
-  if (!(finding.ratio < 1.0)) {
-    if (row.failing_cases == 0 || finding.ratio < row.weakest_failure_ratio) row.weakest_failure_ratio = finding.ratio;
-    ++row.failing_cases;
-    row.verdict = CheckVerdict::fail;
-  }
+  properties::CaseVerdict verdict;
+  verdict.ratio = finding.ratio;
+  verdict.detail = finding.detail;
+  verdict.checks = 1;
+  properties::add_case(tally, verdict, case_index);
+  row.verdict = tally.verdict == properties::Verdict::fail ? CheckVerdict::fail : CheckVerdict::pass;
+  row.cases = tally.cases;
+  row.worst_ratio = tally.worst_ratio;
+  row.worst_detail = tally.worst_detail;
+  row.failing_cases = tally.unexpected_failures;
+  row.weakest_failure_ratio = tally.weakest_failure_ratio;
 }
 
 }  // namespace
@@ -514,11 +516,12 @@ OptimizerCheckReport check_optimizer(const std::string& name, const OptimizerFac
   auto report = make_report(name, options.seed, options.cases);
   std::array<std::optional<rc::Shrinkable<Scenario>>, kChecks> failures;
   std::array<Finding, kChecks> failure_findings;
+  std::array<properties::ResultRow, kChecks> tallies;
   for (int i = 0; i < options.cases; ++i) {
     const auto shrinkable = properties::generated_case(generator, options.seed, i);
     const auto findings = run_case(name, factory, shrinkable.value());
     for (size_t c = 0; c < kChecks; ++c) {
-      add_case(report.rows[c], findings[c]);
+      add_case(report.rows[c], tallies[c], findings[c], i);
       if (findings[c].judged && !(findings[c].ratio < 1.0) && !failures[c]) {
         failures[c] = shrinkable;
         failure_findings[c] = findings[c];
@@ -570,7 +573,8 @@ OptimizerCheckReport check_optimizer_on_scenario(const std::string& name, const 
   const auto findings = run_case(name, factory, scenario);
   for (size_t c = 0; c < kChecks; ++c) {
     auto& row = report.rows[c];
-    add_case(row, findings[c]);
+    properties::ResultRow tally;
+    add_case(row, tally, findings[c], -1);
     if (row.verdict == CheckVerdict::fail) {
       row.case_index = 0;
       row.counterexample = to_json_text(scenario);

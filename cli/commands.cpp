@@ -581,15 +581,12 @@ void add_case(properties::RunReport& report, const std::vector<external::Differe
   for (size_t i = 0; i < checks.size(); ++i) {
     auto& row = report.rows.at(i);
     const auto& check = checks[i];
-    ++row.cases;
-    if (row.verdict == properties::Verdict::skip) row.verdict = properties::Verdict::pass;
-    if (row.cases == 1 || check.ratio > row.worst_ratio) {
-      row.worst_ratio = check.ratio;
-      row.worst_detail = check.detail;
-      row.worst_case = label_case ? index : -1;
-    }
-    if (check.failed()) row.verdict = properties::Verdict::fail;
-    if (check.failed() && row.diagnosis.empty()) row.diagnosis = check.diagnosis;
+    properties::CaseVerdict verdict;
+    verdict.ratio = check.ratio;
+    verdict.detail = check.detail;
+    verdict.checks = 1;  // one judged check: its tolerance is the stack's own measured noise (premise checked)
+    verdict.diagnosis = check.diagnosis;
+    properties::add_case(row, verdict, label_case ? index : -1);
     worst = std::max(worst, check.ratio);
     if (recorded) recorded->checks.push_back({row.property, row.recipe, check.failed() ? "fail" : "pass", check.ratio});
   }

@@ -58,12 +58,6 @@ CaseVerdict judge(const Property& property, const Recipe& recipe, const referenc
   }
 }
 
-/// Whether a case shows what the row is about: an unexpected failure, or for a pitfall any
-/// failure (a documented non-equivalence shows the pitfall that demonstrates it).
-bool shows(const CaseVerdict& verdict, RecipeKind kind) {
-  return !(verdict.ratio < 1.0) && (!verdict.expected || kind == RecipeKind::pitfall);
-}
-
 bool matches(const std::string& filter, const Property& p, const Recipe& r) {
   return filter.empty() || p.name().find(filter) != std::string::npos ||
          r.name().find(filter) != std::string::npos;
@@ -78,24 +72,7 @@ struct Cell {
   CaseVerdict failure_verdict;
   int failure_index = 0;
   uint64_t failure_seed = 0;
-  int unexpected = 0;  ///< cases that failed where no failure is documented
-  int expected = 0;    ///< cases that failed as documented
 };
-
-void record(Cell& cell, const CaseVerdict& verdict, int index) {
-  auto& row = cell.row;
-  if (row.cases == 0 || !(verdict.ratio <= row.worst_ratio)) {
-    row.worst_ratio = verdict.ratio;
-    row.worst_detail = verdict.detail;
-    row.worst_case = index;
-  }
-  ++row.cases;
-  row.cases_judged += verdict.judged();
-  row.checks += verdict.checks;
-  row.checks_not_judged += verdict.checks_not_judged;
-  for (const auto& note : verdict.notes) ++row.notes[note];
-  if (!(verdict.ratio < 1.0)) ++(verdict.expected ? cell.expected : cell.unexpected);
-}
 
 bool judgeable(const Cell& cell, const Scenario& scenario) {
   return cell.property->applies_to(scenario) && cell.recipe->supports(scenario);
@@ -160,20 +137,13 @@ std::optional<Counterexample> reuse(const Cell& cell, const std::vector<std::pai
   return std::nullopt;
 }
 
-Verdict final_verdict(const Cell& cell) {
-  if (cell.row.cases == 0) return Verdict::skip;
-  if (cell.unexpected > 0) return Verdict::fail;
-  if (cell.expected > 0) return Verdict::expected_fail;
-  return cell.row.cases_judged > 0 ? Verdict::pass : Verdict::not_judged;
-}
-
 std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
                              const std::vector<const Recipe*>& recipes, const std::string& filter) {
   std::vector<Cell> cells;
   for (const auto* p : properties) {
     for (const auto* r : recipes) {
       if (!matches(filter, *p, *r)) continue;
-      Cell cell{p, r, {}, std::nullopt, {}, 0, 0, 0, 0};
+      Cell cell{p, r, {}, std::nullopt, {}, 0, 0};
       cell.row.property = p->name();
       cell.row.recipe = r->name();
       cell.row.kind = r->kind();
@@ -229,7 +199,7 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
       outcome = &outcomes.back().second;
     }
     const auto verdict = judge(*cell->property, *cell->recipe, oracle, *outcome);
-    record(*cell, verdict, generated ? index : -1);
+    add_case(cell->row, verdict, generated ? index : -1);
     property_judged[cell->property->name()] |= verdict.judged();
     if (recorded) {
       const char* text = !verdict.judged()                      ? "not judged"
@@ -240,7 +210,6 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     if (shows(verdict, cell->recipe->kind()) && !cell->failure) {
       cell->failure = shrinkable;
       cell->failure_verdict = verdict;
-      cell->row.diagnosis = verdict.diagnosis;
       cell->failure_index = index;
       cell->failure_seed = seed;
     }
@@ -271,7 +240,6 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
 RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_evaluations, bool every_pitfall_row) {
   std::vector<std::pair<const Recipe*, Shrunk>> shrunk;
   for (auto& cell : cells) {
-    cell.row.verdict = final_verdict(cell);
     if (cell.failure) {
       const bool pitfall = cell.recipe->kind() == RecipeKind::pitfall;
       const bool first = std::none_of(shrunk.begin(), shrunk.end(), [&](const auto& s) { return s.first == cell.recipe; });
@@ -293,6 +261,38 @@ RunReport finish(std::vector<Cell>& cells, RunReport report, int max_shrink_eval
 bool caught(Verdict verdict) { return verdict == Verdict::fail || verdict == Verdict::expected_fail; }
 
 }  // namespace
+
+bool shows(const CaseVerdict& verdict, RecipeKind kind) {
+  return !(verdict.ratio < 1.0) && (!verdict.expected || kind == RecipeKind::pitfall);
+}
+
+void add_case(ResultRow& row, const CaseVerdict& verdict, int case_index) {
+  if (row.cases == 0 || !(verdict.ratio <= row.worst_ratio)) {
+    row.worst_ratio = verdict.ratio;
+    row.worst_detail = verdict.detail;
+    row.worst_case = case_index;
+  }
+  const bool showed_before = row.unexpected_failures > 0 || (row.kind == RecipeKind::pitfall && row.expected_failures > 0);
+  if (shows(verdict, row.kind) && !showed_before) row.diagnosis = verdict.diagnosis;
+  ++row.cases;
+  row.cases_judged += verdict.judged();
+  row.checks += verdict.checks;
+  row.checks_not_judged += verdict.checks_not_judged;
+  for (const auto& note : verdict.notes) ++row.notes[note];
+  if (!(verdict.ratio < 1.0)) {
+    const bool first = row.unexpected_failures + row.expected_failures == 0;
+    if (first || !(verdict.ratio >= row.weakest_failure_ratio)) row.weakest_failure_ratio = verdict.ratio;
+    ++(verdict.expected ? row.expected_failures : row.unexpected_failures);
+  }
+  row.verdict = verdict_of(row);
+}
+
+Verdict verdict_of(const ResultRow& row) {
+  if (row.cases == 0) return Verdict::skip;
+  if (row.unexpected_failures > 0) return Verdict::fail;
+  if (row.expected_failures > 0) return Verdict::expected_fail;
+  return row.cases_judged > 0 ? Verdict::pass : Verdict::not_judged;
+}
 
 std::string to_string(Verdict verdict) {
   switch (verdict) {

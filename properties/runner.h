@@ -59,7 +59,24 @@ struct ResultRow {
   std::map<std::string, int> notes = {};  ///< CaseVerdict::notes, with the cases that showed each
   std::string diagnosis = {};             ///< of the first case that showed a failure (Note [diagnosis])
   int worst_case = -1;  ///< the generated case that showed the worst ratio (`gacc repro --case`); -1: none
+  int unexpected_failures = 0;        ///< cases that failed where no failure is documented
+  int expected_failures = 0;          ///< cases that failed as the property documents (a non-equivalence)
+  double weakest_failure_ratio = 0.0; ///< the smallest ratio among the failing cases (0: none failed)
 };
+
+/// Adds one case's verdict to its row — the one verdict-row accumulator: the property loop, the
+/// differential loop and the C++ optimizer API all record through it. The worst ratio (a NaN counts
+/// as the worst) keeps its detail and `case_index` (-1: not a generated case); the counts of cases,
+/// judged cases, checks and failures, the notes, the diagnosis of the first case that shows a
+/// failure (`shows`), and the row's verdict so far (`verdict_of`).
+void add_case(ResultRow& row, const CaseVerdict& verdict, int case_index);
+
+/// Whether a case shows what its row is about: an unexpected failure, or for a pitfall any failure
+/// (a documented non-equivalence shows the pitfall that demonstrates it).
+bool shows(const CaseVerdict& verdict, RecipeKind kind);
+
+/// A row's verdict from its counts: skip (no case), fail, expected_fail, pass or not_judged.
+Verdict verdict_of(const ResultRow& row);
 
 /// Cases a property applied to (some recipe supported them), and cases it judged (Note [looked]).
 struct Coverage {
