@@ -9,7 +9,7 @@
 namespace gacc::reference {
 namespace {
 
-thread_local uint64_t t_state = 0x2545f4914f6cdd1dULL;
+thread_local uint64_t t_state = 0x2545f4914f6cdd1dULL;  ///< the current draw's key
 
 Stochastic rounded(double x) { return {round_stochastically(rounding_format(), x)}; }
 
@@ -23,10 +23,19 @@ RoundingDraw::~RoundingDraw() { t_state = previous_; }
 
 namespace {
 
-uint64_t next_bits() {
-  t_state += 0x9e3779b97f4a7c15ULL;
-  return fixtures::mix64(t_state);
+/// The draw's random bits for rounding the exact value `x` into a format of `precision` bits: a
+/// function of |x| within a draw, as round-to-nearest is (Note [probabilistic tolerance]: equal
+/// values round alike and opposite ones oppositely, so their errors add up, or cancel, as a real
+/// implementation's do).
+uint64_t bits_for(double x, int precision) {
+  const double magnitude = std::fabs(x);
+  uint64_t bits = 0;
+  std::memcpy(&bits, &magnitude, sizeof bits);
+  return fixtures::mix64(t_state ^ fixtures::mix64(bits ^ (static_cast<uint64_t>(precision) << 56)));
 }
+
+/// A uniform number in [0, 1) that is a function of `x` within a draw (as bits_for).
+double uniform_for(double x, int precision) { return static_cast<double>(bits_for(x, precision) >> 11) * 0x1p-53; }
 
 /// The general case (values that are subnormal in double, or below the format's spacing).
 double round_stochastically_slow(const FloatFormat& format, double x) {
@@ -36,13 +45,11 @@ double round_stochastically_slow(const FloatFormat& format, double x) {
   const double spacing = std::ldexp(1.0, std::max(exponent - 1, format.min_exponent) - (format.precision - 1));
   const double lower = std::floor(magnitude / spacing) * spacing;
   if (lower == magnitude) return x;
-  const double chosen = next_uniform() * spacing < magnitude - lower ? lower + spacing : lower;
+  const double chosen = uniform_for(x, format.precision) * spacing < magnitude - lower ? lower + spacing : lower;
   return std::copysign(chosen > max_finite(format) ? HUGE_VAL : chosen, x);
 }
 
 }  // namespace
-
-double next_uniform() { return static_cast<double>(next_bits() >> 11) * 0x1p-53; }
 
 double round_stochastically(const FloatFormat& format, double x) {
   if (!std::isfinite(x) || x == 0.0) return x;
@@ -61,7 +68,8 @@ double round_stochastically(const FloatFormat& format, double x) {
   // Up with probability remainder / 2^drop; the carry of lower + spacing into the exponent is the
   // next binade's first value, as it should be.
   const uint64_t lower = magnitude & ~mask;
-  const uint64_t chosen = (next_bits() >> (64 - drop)) < remainder ? lower + (uint64_t{1} << drop) : lower;
+  const uint64_t chosen =
+      (bits_for(x, format.precision) >> (64 - drop)) < remainder ? lower + (uint64_t{1} << drop) : lower;
   double out = 0.0;
   const uint64_t out_bits = chosen | sign;
   std::memcpy(&out, &out_bits, sizeof out);
@@ -81,7 +89,7 @@ Stochastic cos(const Stochastic& a) { return rounded(std::cos(a.value)); }
 
 Stochastic erf(const Stochastic& a) {
   const double absolute = rounding_format().precision <= kFp32.precision ? kErfAbsolute : 0.0;
-  return rounded(std::erf(a.value) + (2.0 * next_uniform() - 1.0) * absolute);
+  return rounded(std::erf(a.value) + (2.0 * uniform_for(a.value, 0) - 1.0) * absolute);
 }
 
 Stochastic constant_of(double c, const Stochastic*) { return {round_to(rounding_format(), c)}; }
