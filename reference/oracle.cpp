@@ -297,11 +297,12 @@ EvaluationCaps evaluation_caps(const Scenario& scenario, const fixtures::ModelLa
   std::vector<std::vector<double>> loss, unclipped, norm, buffers_after;
   const std::vector<Stochastic> drawn_params(params.begin(), params.end()), drawn_buffers(buffers.begin(), buffers.end());
   for (int d = 0; d < kRoundingDraws; ++d) {
+    // Half the draws choose each rounding per operation, half per value; across those, half of a
+    // multi-rank window's follow DDP's averaging convention (Note [probabilistic tolerance]): each
+    // is what some correct implementation does, and they round differently.
     const RoundingDraw draw(fixtures::random_bits(scenario.data.seed, scenario.model.init_seed,
                                                   static_cast<uint64_t>(window.step)),
-                            d);
-    // Half the draws of a multi-rank window follow DDP's averaging convention (Note [probabilistic
-    // tolerance]): both are correct, and they round differently.
+                            d, (d / 2) % 2 == 0 ? RoundingChoice::per_value : RoundingChoice::per_operation);
     auto evaluation = evaluate_window(scenario, window.step, *window.batch, *window.virtual_batches, window.loss_scale,
                                       drawn_params, drawn_buffers, d % 2 == 1);
     loss.push_back({evaluation.loss.value});

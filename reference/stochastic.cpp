@@ -9,32 +9,42 @@
 namespace gacc::reference {
 namespace {
 
-thread_local uint64_t t_state = 0x2545f4914f6cdd1dULL;  ///< the current draw's key
+thread_local uint64_t t_state = 0x2545f4914f6cdd1dULL;  ///< the current draw's key, or its counter
+thread_local RoundingChoice t_choice = RoundingChoice::per_value;
 
 Stochastic rounded(double x) { return {round_stochastically(rounding_format(), x)}; }
 
 }  // namespace
 
-RoundingDraw::RoundingDraw(uint64_t seed, int draw) : previous_(t_state) {
+RoundingDraw::RoundingDraw(uint64_t seed, int draw, RoundingChoice choice)
+    : previous_state_(t_state), previous_choice_(t_choice) {
   t_state = fixtures::mix64(fixtures::mix64(seed) ^ static_cast<uint64_t>(draw));
+  t_choice = choice;
 }
 
-RoundingDraw::~RoundingDraw() { t_state = previous_; }
+RoundingDraw::~RoundingDraw() {
+  t_state = previous_state_;
+  t_choice = previous_choice_;
+}
 
 namespace {
 
-/// The draw's random bits for rounding the exact value `x` into a format of `precision` bits: a
-/// function of |x| within a draw, as round-to-nearest is (Note [probabilistic tolerance]: equal
-/// values round alike and opposite ones oppositely, so their errors add up, or cancel, as a real
-/// implementation's do).
+/// The draw's random bits for rounding the exact value `x` into a format of `precision` bits
+/// (Note [probabilistic tolerance]): per_value, a function of |x| within the draw, as
+/// round-to-nearest is (equal values round alike and opposite ones oppositely, so their errors add
+/// up, or cancel, as a real implementation's do); per_operation, the draw's next bits.
 uint64_t bits_for(double x, int precision) {
+  if (t_choice == RoundingChoice::per_operation) {
+    t_state += 0x9e3779b97f4a7c15ULL;
+    return fixtures::mix64(t_state);
+  }
   const double magnitude = std::fabs(x);
   uint64_t bits = 0;
   std::memcpy(&bits, &magnitude, sizeof bits);
   return fixtures::mix64(t_state ^ fixtures::mix64(bits ^ (static_cast<uint64_t>(precision) << 56)));
 }
 
-/// A uniform number in [0, 1) that is a function of `x` within a draw (as bits_for).
+/// A uniform number in [0, 1) for `x` (as bits_for).
 double uniform_for(double x, int precision) { return static_cast<double>(bits_for(x, precision) >> 11) * 0x1p-53; }
 
 /// The general case (values that are subnormal in double, or below the format's spacing).

@@ -35,13 +35,18 @@ namespace gacc::reference {
 // micro-batch — rounds to one of its two neighbours in the format, up with probability equal to its
 // distance from the lower one. Stochastic rounding is unbiased, and its error has twice the variance
 // of round-to-nearest's on average (p(1 - p) ulp^2 against ulp^2 / 12), so the draws' spread
-// over-estimates a round-to-nearest implementation's. Within a draw the choice is a function of the
-// value's magnitude, as round-to-nearest is: an implementation rounds equal values alike, and where
-// a value recurs — the same token in the same context in many sequences of a window, as a small
-// vocabulary and short sequences make common — its errors add up n-fold, not sqrt(n)-fold. With an
-// independent choice per operation the draws missed exactly that (a correct recipe's LayerNorm bias
-// gradient reached 0.56 of its tolerance in a 2000-case bf16 run, 9 of the draws' deviations from
-// the truth; keyed by value, 0.11). Each draw evaluates the window as a correct
+// over-estimates a round-to-nearest implementation's. Half the draws choose afresh at every
+// operation, half as a function of the value's magnitude, as round-to-nearest is (RoundingChoice).
+// Real kernels do both. Where a value recurs — the same token in the same context in many sequences
+// of a window, as a small vocabulary and short sequences make common — they compute it alike each
+// time and its errors add up n-fold, not sqrt(n)-fold: draws that choose per operation alone missed
+// that (a correct recipe's LayerNorm bias gradient reached 0.56 of its tolerance in a 2000-case bf16
+// run, 9 of their deviations from the truth). But where two equal values meet in a cancellation
+// (two equal keys of one query: a query gradient that is exactly zero), a kernel may compute them by
+// different paths (a GEMM's vector body and its tail) and leave a residue of a rounding, while draws
+// keyed by value cancel exactly and would allow none: draws that choose per value alone flagged a
+// correct fp32 recipe there at 3e-19 against a tolerance of 0. Each kind of draw covers the other's
+// blind spot; their root-mean-square spread is at least 1/sqrt(2) of either's. Each draw evaluates the window as a correct
 // accumulating implementation does — every micro-batch of every rank on its own, normalized by the
 // window's loss elements, the gradients summed in fp32 — so the split's own roundings are in the
 // spread. With W > 1 ranks, half the draws follow DDP's convention instead (each rank's loss W times
@@ -93,23 +98,30 @@ struct Stochastic {
   Stochastic(double v) : value(v) {}  // NOLINT(google-explicit-constructor)
 };
 
+/// How a draw chooses between a value's two neighbours (Note [probabilistic tolerance]).
+enum class RoundingChoice {
+  per_operation,  ///< independently at every operation: equal values computed by different paths
+  per_value,      ///< as a function of the value, as round-to-nearest is: equal values round alike
+};
+
 /// Seeds the calling thread's stochastic rounding while it lives: draw `draw` of `seed`.
 class RoundingDraw {
  public:
-  RoundingDraw(uint64_t seed, int draw);
+  RoundingDraw(uint64_t seed, int draw, RoundingChoice choice);
   ~RoundingDraw();
   RoundingDraw(const RoundingDraw&) = delete;
   RoundingDraw& operator=(const RoundingDraw&) = delete;
 
  private:
-  uint64_t previous_;
+  uint64_t previous_state_;
+  RoundingChoice previous_choice_;
 };
 
 /// `x` rounded to one of its two neighbours in `format`, up with probability equal to its distance
 /// from the lower one in units of their spacing (subnormals included); beyond the largest finite
-/// value, rounded as round_to does (infinity); exact values and non-finite ones unchanged. Within
-/// one draw (RoundingDraw) the choice is a function of x, as round-to-nearest is: equal values round
-/// alike; across draws it is random.
+/// value, rounded as round_to does (infinity); exact values and non-finite ones unchanged. Within a
+/// RoundingChoice::per_value draw the choice is a function of |x| (equal values round alike, opposite
+/// ones oppositely); in a per_operation draw it is made afresh at every call.
 double round_stochastically(const FloatFormat& format, double x);
 
 Stochastic operator+(const Stochastic& a, const Stochastic& b);

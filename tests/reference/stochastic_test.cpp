@@ -59,13 +59,14 @@ std::vector<double> nearest_rounding_gradient(const Scenario& sc, int step, cons
 }  // namespace
 
 TEST_CASE("stochastic rounding lands on one of the two neighbours in the format", "[stochastic]") {
+  const auto choice = GENERATE(RoundingChoice::per_value, RoundingChoice::per_operation);
   for (const FloatFormat* format : {&kFp32, &kBf16, &kFp16}) {
     for (double x : {1.0 / 3.0, -2.7182818284590452, 1e-6, 3e-8 /* fp16 subnormal */, 60000.3, 0.1}) {
       // within one spacing of x, on either side of it (across draws)
       const double spacing = 2 * unit_roundoff(*format) * std::fabs(x) + 2 * underflow_error(*format);
       bool below = false, above = false;
       for (int i = 0; i < 200; ++i) {
-        const RoundingDraw draw(1, i);
+        const RoundingDraw draw(1, i, choice);
         const double rounded = round_stochastically(*format, x);
         REQUIRE(representable(*format, rounded));
         REQUIRE(std::fabs(rounded - x) < spacing);
@@ -74,7 +75,7 @@ TEST_CASE("stochastic rounding lands on one of the two neighbours in the format"
       }
       CHECK((below && above));
     }
-    const RoundingDraw draw(1, 0);
+    const RoundingDraw draw(1, 0, choice);
     CHECK(round_stochastically(*format, 0.5) == 0.5);  // exact values stay
     CHECK(round_stochastically(*format, 0.0) == 0.0);
     CHECK(std::isinf(round_stochastically(*format, 2 * max_finite(*format))));
@@ -83,12 +84,13 @@ TEST_CASE("stochastic rounding lands on one of the two neighbours in the format"
 }
 
 TEST_CASE("stochastic rounding is unbiased: the mean over many draws is the value", "[stochastic]") {
+  const auto choice = GENERATE(RoundingChoice::per_value, RoundingChoice::per_operation);
   for (const FloatFormat* format : {&kBf16, &kFp16}) {
     for (double x : {1.0 / 3.0, 0.7, 3e-8}) {
       const int n = 40000;
       double sum = 0;
       for (int i = 0; i < n; ++i) {
-        const RoundingDraw draw(2, i);
+        const RoundingDraw draw(2, i, choice);
         sum += round_stochastically(*format, x);
       }
       const double spacing = 2 * unit_roundoff(*format) * std::fabs(x) + 2 * underflow_error(*format);
@@ -99,8 +101,9 @@ TEST_CASE("stochastic rounding is unbiased: the mean over many draws is the valu
 }
 
 TEST_CASE("rounding draws are reproducible from their seed and differ between draws", "[stochastic]") {
-  const auto roundings = [](int draw) {
-    const RoundingDraw d(7, draw);
+  const auto choice = GENERATE(RoundingChoice::per_value, RoundingChoice::per_operation);
+  const auto roundings = [choice](int draw) {
+    const RoundingDraw d(7, draw, choice);
     std::vector<double> out;
     for (int i = 1; i <= 64; ++i) out.push_back(round_stochastically(kBf16, 1.0 / (3.0 * i)));
     return out;
@@ -109,14 +112,15 @@ TEST_CASE("rounding draws are reproducible from their seed and differ between dr
   CHECK(roundings(0) != roundings(1));
 }
 
-TEST_CASE("within a draw, rounding is a function of the value, as round-to-nearest is", "[stochastic]") {
-  // A real implementation rounds equal values alike and opposite ones oppositely, so the errors of a
-  // value that recurs (the same token in the same context, many times in a window) add up instead of
-  // averaging out; independent draws per operation would underestimate them (Note [probabilistic
-  // tolerance]).
+TEST_CASE("a per-value draw rounds as a function of the value; a per-operation draw afresh each time",
+          "[stochastic]") {
+  // A real kernel that computes a recurring value alike each time (the same token in the same
+  // context, many times in a window) adds up its errors; one that computes two equal values by
+  // different paths leaves a residue where they cancel. The two kinds of draw re-enact each
+  // (Note [probabilistic tolerance]).
   int up = 0;
   for (int draw = 0; draw < 64; ++draw) {
-    const RoundingDraw d(3, draw);
+    const RoundingDraw d(3, draw, RoundingChoice::per_value);
     for (const FloatFormat* format : {&kFp32, &kBf16, &kFp16}) {
       for (double x : {1.0 / 3.0, 0.7, 3e-8, 1234.567}) {
         const double first = round_stochastically(*format, x);
@@ -127,6 +131,14 @@ TEST_CASE("within a draw, rounding is a function of the value, as round-to-neare
     }
   }
   CHECK((up > 0 && up < 64));  // still random across draws
+  const RoundingDraw d(3, 0, RoundingChoice::per_operation);
+  bool below = false, above = false;
+  for (int i = 0; i < 64; ++i) {
+    const double rounded = round_stochastically(kBf16, 0.7);
+    below = below || rounded < 0.7;
+    above = above || rounded > 0.7;
+  }
+  CHECK((below && above));
 }
 
 TEST_CASE("under bf16 and fp16 the tolerance is finite and below what it checks; fp32 keeps the strict bound",
