@@ -625,6 +625,146 @@ ModelEvaluation<T> regressor(const Scenario& sc, const fixtures::ModelLayout& la
   return out;
 }
 
+/// Causal self-attention of one sequence, one head: S = Q K^T / sqrt(d) masked to j <= t;
+/// A = softmax(S) (ATen: exp(s - max) * (1 / sum)); O = A V. Forward keeps Q, K, V and A for the
+/// backward. In autocast every op of it is low precision (round_low after each): the score and value
+/// products, the scaling, softmax's output, and their gradients.
+template <class T>
+struct CausalAttention {
+  T sqrt_d;
+  Matrix<T> q, k, v, probabilities;
+
+  Matrix<T> forward(Matrix<T> q_in, Matrix<T> k_in, Matrix<T> v_in) {
+    q = std::move(q_in);
+    k = std::move(k_in);
+    v = std::move(v_in);
+    const int64_t length = q.rows, d = q.cols;
+    probabilities = Matrix<T>(length, length);
+    Matrix<T> o(length, d);
+    for (int64_t t = 0; t < length; ++t) {
+      std::vector<T> scores(static_cast<size_t>(t + 1));
+      T top = T(0);
+      for (int64_t j = 0; j <= t; ++j) {
+        T product = dot_of(q.row(t), k.row(j), static_cast<size_t>(d));
+        round_low(product);
+        T& score = scores[static_cast<size_t>(j)];
+        score = product / sqrt_d;
+        round_low(score);
+        top = j == 0 ? scores[0] : max(top, score);
+      }
+      for (auto& s : scores) s = exp(s - top);
+      const T inverse = T(1) / sum_of(scores.data(), scores.size());
+      for (int64_t j = 0; j <= t; ++j) {
+        probabilities(t, j) = scores[static_cast<size_t>(j)] * inverse;
+        round_low(probabilities(t, j));
+      }
+      std::vector<T> column(static_cast<size_t>(t + 1));
+      for (int64_t c = 0; c < d; ++c) {
+        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = v(j, c);
+        o(t, c) = dot_of(probabilities.row(t), column.data(), static_cast<size_t>(t + 1));
+        round_low(o(t, c));
+      }
+    }
+    o.low = q.low;
+    return o;
+  }
+
+  /// dQ, dK, dV from dO: dA = dO V^T, dV = A^T dO; softmax backward dS = A (dA - sum(dA A)); / sqrt(d).
+  void backward(const Matrix<T>& dout, Matrix<T>& dq, Matrix<T>& dk, Matrix<T>& dv) const {
+    const int64_t length = q.rows, d = q.cols;
+    dq = Matrix<T>(length, d);
+    dk = Matrix<T>(length, d);
+    dv = Matrix<T>(length, d);
+    std::vector<T> terms;
+    for (int64_t j = 0; j < length; ++j) {
+      for (int64_t c = 0; c < d; ++c) {
+        terms.clear();
+        for (int64_t t = j; t < length; ++t) terms.push_back(probabilities(t, j) * dout(t, c));
+        dv(j, c) = sum_of(terms.data(), terms.size());
+        round_low(dv(j, c));
+      }
+    }
+    std::vector<Sum<T>> dk_sums(static_cast<size_t>(length * d));
+    for (int64_t t = 0; t < length; ++t) {
+      std::vector<T> da(static_cast<size_t>(t + 1)), weighted(static_cast<size_t>(t + 1));
+      for (int64_t j = 0; j <= t; ++j) {
+        da[static_cast<size_t>(j)] = dot_of(dout.row(t), v.row(j), static_cast<size_t>(d));
+        round_low(da[static_cast<size_t>(j)]);
+        weighted[static_cast<size_t>(j)] = da[static_cast<size_t>(j)] * probabilities(t, j);
+        round_low(weighted[static_cast<size_t>(j)]);
+      }
+      T total = sum_of(weighted.data(), weighted.size());
+      round_low(total);
+      std::vector<T> ds(static_cast<size_t>(t + 1));
+      for (int64_t j = 0; j <= t; ++j) {
+        T centered = da[static_cast<size_t>(j)] - total;
+        round_low(centered);
+        T scaled = probabilities(t, j) * centered;
+        round_low(scaled);
+        ds[static_cast<size_t>(j)] = scaled / sqrt_d;
+        round_low(ds[static_cast<size_t>(j)]);
+      }
+      std::vector<T> column(static_cast<size_t>(t + 1));
+      for (int64_t c = 0; c < d; ++c) {
+        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = k(j, c);
+        dq(t, c) = dot_of(ds.data(), column.data(), static_cast<size_t>(t + 1));
+        round_low(dq(t, c));
+        for (int64_t j = 0; j <= t; ++j) dk_sums[static_cast<size_t>(j * d + c)].add(ds[static_cast<size_t>(j)] * q(t, c));
+      }
+    }
+    for (size_t e = 0; e < dk.data.size(); ++e) dk.data[e] = dk_sums[e].result();
+    dq.low = dk.low = dv.low = q.low;
+  }
+};
+
+/// Cross-entropy of one sequence's logits through log_softmax (ATen: out = z - (max + log(sum
+/// exp(z - max)))), over the tokens whose target is counted (not kIgnoreIndex). Forward keeps each
+/// token's shift (max + log sum exp) for the backward.
+template <class T>
+struct CrossEntropy {
+  std::vector<int64_t> targets;  ///< per token; kIgnoreIndex: not counted
+  std::vector<T> shifts;         ///< per token (unset where not counted)
+
+  /// Appends each counted token's loss, -(z[target] - shift), to `losses`.
+  void forward(const Matrix<T>& z, const int64_t* token_targets, std::vector<T>& losses) {
+    const int64_t length = z.rows, vocab = z.cols;
+    targets.assign(token_targets, token_targets + length);
+    shifts.assign(static_cast<size_t>(length), T(0));
+    std::vector<T> exps(static_cast<size_t>(vocab));
+    for (int64_t t = 0; t < length; ++t) {
+      const int64_t target = targets[static_cast<size_t>(t)];
+      if (target == fixtures::kIgnoreIndex) continue;
+      if (target < 0 || target >= vocab) {
+        throw std::invalid_argument("oracle: target id " + std::to_string(target) + " outside the vocabulary of " +
+                                    std::to_string(vocab));
+      }
+      T top = z(t, 0);
+      for (int64_t c = 1; c < vocab; ++c) top = max(top, z(t, c));
+      for (int64_t c = 0; c < vocab; ++c) exps[static_cast<size_t>(c)] = exp(z(t, c) - top);
+      const T shift = top + log(sum_of(exps.data(), exps.size()));
+      shifts[static_cast<size_t>(t)] = shift;
+      losses.push_back(-(z(t, target) - shift));
+    }
+  }
+
+  /// dZ for an upstream gradient `g` of each counted token's loss term (-weight x the loss scale):
+  /// dz = g onehot - exp(out) g, back through the loss' upcast of the logits into their format.
+  Matrix<T> backward(const Matrix<T>& z, T g) const {
+    rounding_allowance(g, kScaleRoundings);
+    Matrix<T> dz(z.rows, z.cols);
+    for (int64_t t = 0; t < z.rows; ++t) {
+      const int64_t target = targets[static_cast<size_t>(t)];
+      if (target == fixtures::kIgnoreIndex) continue;
+      const T shift = shifts[static_cast<size_t>(t)];
+      for (int64_t c = 0; c < z.cols; ++c) {
+        const T probability = exp(z(t, c) - shift);
+        dz(t, c) = (c == target ? g : T(0)) - probability * g;
+      }
+    }
+    return z.low ? stored_low(std::move(dz)) : dz;
+  }
+};
+
 /// The tiny causal language model, one sequence at a time (right padding never reaches a real
 /// token through a causal mask, so padded positions are simply not computed):
 ///   X = E[tokens]; Q, K, V = X Wq^T, X Wk^T, X Wv^T; S = Q K^T / sqrt(d) masked to j <= t;
@@ -658,36 +798,8 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
       }
       for (int64_t c = 0; c < d; ++c) x(t, c) = embedding[token * d + c];
     }
-    const Matrix<T> q = dense_forward(wq, x), k = dense_forward(wk, x), v = dense_forward(wv, x);
-    // Attention probabilities, row t over keys 0..t (ATen softmax: exp(s - max) * (1 / sum)).
-    // In autocast every op of the attention is low precision (round_low after each): the score and
-    // value products, the scaling, softmax's output.
-    Matrix<T> attention(length, length), o(length, d);
-    for (int64_t t = 0; t < length; ++t) {
-      std::vector<T> scores(static_cast<size_t>(t + 1));
-      T top = T(0);
-      for (int64_t j = 0; j <= t; ++j) {
-        T product = dot_of(q.row(t), k.row(j), static_cast<size_t>(d));
-        round_low(product);
-        T& score = scores[static_cast<size_t>(j)];
-        score = product / sqrt_d;
-        round_low(score);
-        top = j == 0 ? scores[0] : max(top, score);
-      }
-      for (auto& s : scores) s = exp(s - top);
-      const T inverse = T(1) / sum_of(scores.data(), scores.size());
-      for (int64_t j = 0; j <= t; ++j) {
-        attention(t, j) = scores[static_cast<size_t>(j)] * inverse;
-        round_low(attention(t, j));
-      }
-      std::vector<T> column(static_cast<size_t>(t + 1));
-      for (int64_t c = 0; c < d; ++c) {
-        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = v(j, c);
-        o(t, c) = dot_of(attention.row(t), column.data(), static_cast<size_t>(t + 1));
-        round_low(o(t, c));
-      }
-    }
-    o.low = q.low;
+    CausalAttention<T> attention{sqrt_d, {}, {}, {}, {}};
+    const Matrix<T> o = attention.forward(dense_forward(wq, x), dense_forward(wk, x), dense_forward(wv, x));
     const Matrix<T> p = dense_forward(wo, o);
     Matrix<T> h(length, d);  // fp32 + low promotes to fp32: the residual stream stays fp32
     for (size_t e = 0; e < h.data.size(); ++e) h.data[e] = x.data[e] + p.data[e];
@@ -695,74 +807,14 @@ ModelEvaluation<T> causal_lm(const Scenario& sc, const fixtures::ModelLayout& la
     const Matrix<T> n = norm.forward(h);
     const Matrix<T> z = dense_forward(head, n);
 
-    // Cross-entropy through log_softmax (ATen: out = z - (max + log(sum exp(z - max)))), and its
-    // backward: dz = g onehot - exp(out) g, g = -weight at the target.
-    Matrix<T> dz(length, vocab);
-    std::vector<T> exps(static_cast<size_t>(vocab));
-    for (int64_t t = 0; t < length; ++t) {
-      const int64_t target = batch.token_targets[static_cast<size_t>(i * batch.max_length + t)];
-      if (target == fixtures::kIgnoreIndex) continue;
-      if (target < 0 || target >= vocab) {
-        throw std::invalid_argument("oracle: target id " + std::to_string(target) + " outside the vocabulary of " +
-                                    std::to_string(vocab));
-      }
-      T top = z(t, 0);
-      for (int64_t c = 1; c < vocab; ++c) top = max(top, z(t, c));
-      for (int64_t c = 0; c < vocab; ++c) exps[static_cast<size_t>(c)] = exp(z(t, c) - top);
-      const T shift = top + log(sum_of(exps.data(), exps.size()));
-      token_losses.push_back(-(z(t, target) - shift));
-      T g = -weight * T(options.loss_scale);
-      rounding_allowance(g, kScaleRoundings);
-      for (int64_t c = 0; c < vocab; ++c) {
-        const T probability = exp(z(t, c) - shift);
-        dz(t, c) = (c == target ? g : T(0)) - probability * g;
-      }
-    }
-    if (z.low) dz = stored_low(std::move(dz));  // back through the loss' upcast of the logits
+    CrossEntropy<T> cross_entropy;
+    cross_entropy.forward(z, batch.token_targets.data() + i * batch.max_length, token_losses);
+    const Matrix<T> dz = cross_entropy.backward(z, -weight * T(options.loss_scale));
     const Matrix<T> dn = dense_backward(head, n, dz, grads);
     const Matrix<T> dh = norm.backward(dn, grads);
     const Matrix<T> dout = dense_backward(wo, o, dh, grads);
-    // Through A V: dA = dO V^T, dV = A^T dO; softmax backward dS = A (dA - sum(dA A)); / sqrt(d).
-    Matrix<T> dq(length, d), dk(length, d), dv(length, d);
-    std::vector<T> terms;
-    for (int64_t j = 0; j < length; ++j) {
-      for (int64_t c = 0; c < d; ++c) {
-        terms.clear();
-        for (int64_t t = j; t < length; ++t) terms.push_back(attention(t, j) * dout(t, c));
-        dv(j, c) = sum_of(terms.data(), terms.size());
-        round_low(dv(j, c));
-      }
-    }
-    std::vector<Sum<T>> dk_sums(static_cast<size_t>(length * d));
-    for (int64_t t = 0; t < length; ++t) {
-      std::vector<T> da(static_cast<size_t>(t + 1)), weighted(static_cast<size_t>(t + 1));
-      for (int64_t j = 0; j <= t; ++j) {
-        da[static_cast<size_t>(j)] = dot_of(dout.row(t), v.row(j), static_cast<size_t>(d));
-        round_low(da[static_cast<size_t>(j)]);
-        weighted[static_cast<size_t>(j)] = da[static_cast<size_t>(j)] * attention(t, j);
-        round_low(weighted[static_cast<size_t>(j)]);
-      }
-      T total = sum_of(weighted.data(), weighted.size());
-      round_low(total);
-      std::vector<T> ds(static_cast<size_t>(t + 1));
-      for (int64_t j = 0; j <= t; ++j) {
-        T centered = da[static_cast<size_t>(j)] - total;
-        round_low(centered);
-        T scaled = attention(t, j) * centered;
-        round_low(scaled);
-        ds[static_cast<size_t>(j)] = scaled / sqrt_d;
-        round_low(ds[static_cast<size_t>(j)]);
-      }
-      std::vector<T> column(static_cast<size_t>(t + 1));
-      for (int64_t c = 0; c < d; ++c) {
-        for (int64_t j = 0; j <= t; ++j) column[static_cast<size_t>(j)] = k(j, c);
-        dq(t, c) = dot_of(ds.data(), column.data(), static_cast<size_t>(t + 1));
-        round_low(dq(t, c));
-        for (int64_t j = 0; j <= t; ++j) dk_sums[static_cast<size_t>(j * d + c)].add(ds[static_cast<size_t>(j)] * q(t, c));
-      }
-    }
-    for (size_t e = 0; e < dk.data.size(); ++e) dk.data[e] = dk_sums[e].result();
-    dq.low = dk.low = dv.low = q.low;
+    Matrix<T> dq, dk, dv;
+    attention.backward(dout, dq, dk, dv);
     const Matrix<T> dx_q = dense_backward(wq, x, dq, grads), dx_k = dense_backward(wk, x, dk, grads);
     const Matrix<T> dx_v = dense_backward(wv, x, dv, grads);
     T parts[4];
