@@ -31,6 +31,7 @@
 #include "properties/generators.h"
 #include "properties/loss_curves.h"
 #include "properties/compare.h"
+#include "properties/differential.h"
 #include "properties/pitfall_report.h"
 #include "properties/report.h"
 #include "properties/runner.h"
@@ -465,23 +466,21 @@ int repro_command(const ReproArguments& args) {
     if (args.recipe.empty() || r->name() == args.recipe) recipes.push_back(r);
   }
   if (recipes.empty()) throw UsageError("unknown recipe \"" + args.recipe + "\" (see gacc list)");
-  const auto report = properties::run_scenario(catalog.properties(), recipes, scenario);
+  // The runner keeps its oracle and each recipe's trace: --trace writes what was judged.
+  properties::ScenarioOutcomes outcomes;
+  const auto report = properties::run_scenario(catalog.properties(), recipes, scenario, &outcomes);
   std::cout << "scenario: " << to_json_text(scenario) << "\n\n";
   properties::print_table(std::cout, report, {true, true});
   if (!args.trace_path.empty()) {
-    const reference::Oracle oracle(scenario);
     nlohmann::json out = {{"scenario", to_json(scenario)}, {"parameters", nlohmann::json::array()}};
-    for (int64_t i = 0; i < oracle.layout().size; ++i) out["parameters"].push_back(oracle.layout().element_name(i));
     out["oracle"] = nlohmann::json::array();
-    for (const auto& e : oracle.trajectory()) out["oracle"].push_back(expectation_json(e));
+    if (const auto* oracle = outcomes.oracle.get()) {
+      for (int64_t i = 0; i < oracle->layout().size; ++i) out["parameters"].push_back(oracle->layout().element_name(i));
+      for (const auto& e : oracle->trajectory()) out["oracle"].push_back(expectation_json(e));
+    }
     out["recipes"] = nlohmann::json::object();
-    for (const auto* r : recipes) {
-      if (!r->supports(scenario)) continue;
-      try {
-        out["recipes"][r->name()] = to_json(r->run(scenario));
-      } catch (const std::exception& e) {
-        out["recipes"][r->name()] = {{"error", e.what()}};
-      }
+    for (const auto& ran : outcomes.recipes) {
+      out["recipes"][ran.recipe] = ran.trace ? to_json(*ran.trace) : nlohmann::json{{"error", ran.error}};
     }
     write_file_atomically(args.trace_path, out.dump(1) + "\n");
     std::cout << "traces: " << args.trace_path << " (the oracle's trajectory with tolerances, each recipe's trace)\n";
@@ -517,15 +516,10 @@ class RecordedResult : public Recipe {
 namespace {
 
 /// Splits JSON given on the command line: the text itself (starting with `{`) or a file's path.
-external::Splits splits_argument(const std::string& text_or_path) {
+Splits splits_argument(const std::string& text_or_path) {
   const auto first = text_or_path.find_first_not_of(" \t\r\n");
   const bool inline_json = first != std::string::npos && text_or_path[first] == '{';
-  return external::parse_splits(inline_json ? text_or_path : read_file(text_or_path));
-}
-
-/// The splits of generated differential case `index` under run seed `seed`.
-external::Splits generated_splits(uint64_t seed, int index) {
-  return external::generate_splits(properties::case_seed(seed, index));
+  return parse_splits(inline_json ? text_or_path : read_file(text_or_path));
 }
 
 }  // namespace
@@ -533,9 +527,10 @@ external::Splits generated_splits(uint64_t seed, int index) {
 int case_export_command(const CaseExportArguments& args) {
   if (args.mode == "differential") {
     // The first case `gacc check-external --mode differential --seed S` draws.
-    const auto splits = args.splits.empty() ? generated_splits(args.seed, 0) : splits_argument(args.splits);
+    const auto splits =
+        args.splits.empty() ? properties::generated_splits(args.seed, 0) : splits_argument(args.splits);
     external::write_differential_case(args.out, splits);
-    std::cout << "case: " << args.out << " (differential)\nsplits: " << external::to_json_text(splits) << "\n";
+    std::cout << "case: " << args.out << " (differential)\nsplits: " << to_json_text(splits) << "\n";
     return 0;
   }
   Scenario scenario;
@@ -552,55 +547,13 @@ int case_export_command(const CaseExportArguments& args) {
 
 namespace {
 
-/// The report rows of differential mode, one per check, for `recipe` (none judged yet).
-properties::RunReport differential_report(const std::string& recipe, uint64_t seed, int cases) {
-  properties::RunReport report;
-  report.seed = seed;
-  report.cases = cases;
-  for (const auto& name : external::differential_check_names()) {
-    properties::ResultRow row;
-    row.property = name;
-    row.recipe = recipe;
-    row.kind = RecipeKind::correct;
-    row.verdict = properties::Verdict::skip;
-    report.rows.push_back(row);
-  }
-  return report;
-}
-
-/// Adds one judged case to the report's rows (in differential_check_names' order), and to its
-/// case_verdicts where the report records them.
-void add_case(properties::RunReport& report, const std::vector<external::DifferentialCheck>& checks, int index,
-              bool label_case) {
-  properties::CaseVerdicts* recorded = nullptr;
-  if (report.records_case_verdicts) {
-    recorded = &report.case_verdicts.emplace_back();
-    recorded->index = index;
-  }
-  double worst = 0.0;
-  for (size_t i = 0; i < checks.size(); ++i) {
-    auto& row = report.rows.at(i);
-    const auto& check = checks[i];
-    properties::CaseVerdict verdict;
-    verdict.ratio = check.ratio;
-    verdict.detail = check.detail;
-    verdict.checks = 1;  // one judged check: its tolerance is the stack's own measured noise (premise checked)
-    verdict.diagnosis = check.diagnosis;
-    properties::add_case(row, verdict, label_case ? index : -1);
-    worst = std::max(worst, check.ratio);
-    if (recorded) recorded->checks.push_back({row.property, row.recipe, check.failed() ? "fail" : "pass", check.ratio});
-  }
-  report.case_ratios[report.rows.front().recipe].push_back({index, worst});
-}
-
 /// `gacc case verify` of a differential case.
 int differential_verify(const CaseVerifyArguments& args) {
   const auto splits = external::read_differential_case(args.case_path);
   const auto result = external::read_differential_result(args.result_path, splits);
-  auto report = differential_report("result", 0, 1);
-  add_case(report, external::judge_differential(splits, result), 0, false);
+  const auto report = properties::judge_differential_case(splits, result);
   std::cout << "case: " << args.case_path << " (differential)\nresult: " << args.result_path
-            << "\nsplits: " << external::to_json_text(splits) << "\n\n";
+            << "\nsplits: " << to_json_text(splits) << "\n\n";
   properties::print_table(std::cout, report, table_options(args));
   write_reports(report, args.json_path, "");
   return static_cast<int>(report.exit_code());
@@ -637,40 +590,8 @@ int case_verify_command(const CaseVerifyArguments& args) {
 
 namespace {
 
-/// A failing differential case, shrunk (Note [shrinking]): its splits, their checks, and how the
-/// shrinking went (each evaluation is a run of the command).
-struct ShrunkSplits {
-  properties::Shrunk<external::Splits, std::vector<external::DifferentialCheck>> shrunk;
-  int case_index = 0;
-};
-
-/// A candidate the command cannot run is passed over.
-ShrunkSplits shrink_splits(const external::ExternalRecipe& recipe, const external::Splits& splits,
-                           const std::vector<external::DifferentialCheck>& checks, int budget, int index) {
-  using Checks = std::vector<external::DifferentialCheck>;
-  const auto candidates = [](const external::Splits& point, const auto& visit) {
-    for (const auto& candidate : external::shrink_candidates(point)) {
-      if (visit(candidate)) return;
-    }
-  };
-  auto shrunk = properties::shrink_greedily(
-      splits, checks, budget, candidates, [&](const external::Splits& candidate) -> properties::ShrinkAttempt<Checks> {
-        Checks candidate_checks;
-        try {
-          candidate_checks = external::judge_differential(candidate, recipe.run_differential(candidate));
-        } catch (const InputError&) {
-          return {true, std::nullopt};
-        } catch (const EnvironmentError&) {
-          return {true, std::nullopt};
-        }
-        if (!external::any_failed(candidate_checks)) return {true, std::nullopt};
-        return {true, std::move(candidate_checks)};
-      });
-  return {std::move(shrunk), index};
-}
-
-std::string differential_reproducer(const external::ExternalRecipe& recipe, const external::Splits& splits) {
-  return "gacc case export --mode differential --splits " + external::shell_quoted(external::to_json_text(splits)) +
+std::string differential_reproducer(const external::ExternalRecipe& recipe, const Splits& splits) {
+  return "gacc case export --mode differential --splits " + external::shell_quoted(to_json_text(splits)) +
          " --out case.pt && " + recipe.command_for("case.pt", "result.pt") + " && gacc case verify case.pt result.pt";
 }
 
@@ -695,32 +616,14 @@ int finish_external(const properties::RunReport& report, const external::Externa
 int check_external_differential(const CheckExternalArguments& args, const external::ExternalRecipe& recipe) {
   std::cout << "checking: " << recipe.command() << "\n" << args.cases << " generated splits (seed " << args.seed
             << ", differential mode: accumulated against the stack's own large batch)\n\n";
-  auto report = differential_report(recipe.name(), args.seed, args.cases);
-  report.records_case_verdicts = true;
-  const auto progress = progress_on_stderr();
-  std::optional<ShrunkSplits> shrunk;
-  for (int i = 0; i < args.cases; ++i) {
-    const auto splits = generated_splits(args.seed, i);
-    const auto checks = external::judge_differential(splits, recipe.run_differential(splits));
-    add_case(report, checks, i, true);
-    if (external::any_failed(checks) && !shrunk) shrunk = shrink_splits(recipe, splits, checks, args.shrinks, i);
-    if (progress) progress(i + 1, args.cases);
-  }
-  if (shrunk) {
-    // The rows that failed carry the shrunk counterexample and how to rerun it (the JSON and JUnit
-    // reports too).
-    const auto& [splits, checks, reruns, accepted, budget_ended] = shrunk->shrunk;
-    const std::string rerun = differential_reproducer(recipe, splits);
-    for (size_t i = 0; i < report.rows.size(); ++i) {
-      auto& row = report.rows[i];
-      if (row.verdict != properties::Verdict::fail || i >= checks.size()) continue;
-      row.worst_detail += "\n  counterexample (case " + std::to_string(shrunk->case_index) + " shrunk " +
-                          std::to_string(accepted) + " times in " + std::to_string(reruns) + " reruns" +
-                          properties::shrink_budget_note(budget_ended) + ", ratio " +
-                          properties::format_ratio(checks[i].ratio) + "): splits " + external::to_json_text(splits) +
-                          "\n    " + checks[i].detail + "\n  " + rerun;
-    }
-  }
+  properties::DifferentialRunOptions options;
+  options.cases = args.cases;
+  options.seed = args.seed;
+  options.max_shrink_evaluations = args.shrinks;
+  options.progress = progress_on_stderr();
+  options.reproducer = [&recipe](const Splits& splits) { return differential_reproducer(recipe, splits); };
+  const auto report = properties::run_differential(
+      recipe.name(), [&recipe](const Splits& splits) { return recipe.run_differential(splits); }, options);
   return finish_external(report, recipe, args);
 }
 

@@ -118,4 +118,6 @@ void JsonObjectReader::finish() const {
   if (!unknown.empty()) throw InputError("unknown key: " + unknown);
 }
 
+std::string quoted_entry(const std::string& name) { return "[\"" + name + "\"]"; }
+
 }  // namespace gacc

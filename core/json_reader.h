@@ -44,4 +44,8 @@ class JsonObjectReader {
 /// Checks that `json` is an integer in [min, max]; `path` names it in the error.
 int64_t json_integer(const nlohmann::json& json, const std::string& path, int64_t min, int64_t max);
 
+/// `["name"]`: how an entry of a `{name: value}` dictionary appears in a path — in the file readers'
+/// messages (`result.steps[1].grad["fc1.weight"]`) and the differential judge's details.
+std::string quoted_entry(const std::string& name);
+
 }  // namespace gacc

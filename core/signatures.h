@@ -1,6 +1,6 @@
 #pragma once
 /// The sentences of Note [diagnosis] (properties/diagnosis.h) that both judges use — the oracle's
-/// properties and differential mode (implementations/external/differential.h) — written once.
+/// properties and differential mode (properties/differential.h) — written once.
 
 #include <cstdint>
 #include <cstdlib>

@@ -12,9 +12,9 @@
 
 namespace {
 
-const gacc::external::Splits& the_splits() {
-  static const gacc::external::Splits splits =
-      gacc::external::parse_splits(R"({"seed": 4, "global_batch": 3, "windows": [[[0, 1], [2]], [[3]]]})");
+const gacc::Splits& the_splits() {
+  static const gacc::Splits splits =
+      gacc::parse_splits(R"({"seed": 4, "global_batch": 3, "windows": [[[0, 1], [2]], [[3]]]})");
   return splits;
 }
 

@@ -161,7 +161,8 @@ std::vector<Cell> make_cells(const std::vector<const Property*>& properties,
 /// cannot be judged (InvalidCase) is counted in `report` and skipped; a given one throws.
 std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
                                                        const rc::Shrinkable<Scenario>& shrinkable, int index,
-                                                       uint64_t seed, RunReport& report, bool generated) {
+                                                       uint64_t seed, RunReport& report, bool generated,
+                                                       ScenarioOutcomes* kept = nullptr) {
   const Scenario scenario = shrinkable.value();
   std::vector<Cell*> applicable;
   for (auto& cell : cells) {
@@ -169,9 +170,9 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
   }
   std::vector<std::pair<std::string, double>> best;
   if (applicable.empty()) return best;
-  std::optional<reference::Oracle> valid_oracle;
+  std::unique_ptr<reference::Oracle> valid_oracle;
   try {
-    valid_oracle.emplace(scenario);
+    valid_oracle = std::make_unique<reference::Oracle>(scenario);
   } catch (const InvalidCase& e) {
     if (!generated) throw;
     if (report.invalid_cases++ == 0) report.first_invalid = "case " + std::to_string(index) + ": " + e.what();
@@ -220,6 +221,12 @@ std::vector<std::pair<std::string, double>> judge_case(std::vector<Cell>& cells,
     } else if (!(verdict.ratio <= it->second)) {
       it->second = verdict.ratio;
     }
+  }
+  if (kept) {
+    for (auto& [recipe, outcome] : outcomes) {
+      kept->recipes.push_back({recipe->name(), std::move(outcome.trace), std::move(outcome.error)});
+    }
+    kept->oracle = std::move(valid_oracle);
   }
   for (const auto& [property, judged] : property_judged) {
     auto& coverage = report.coverage[property];
@@ -476,12 +483,13 @@ RunReport run_properties(const std::vector<const Property*>& properties,
 }
 
 RunReport run_scenario(const std::vector<const Property*>& properties,
-                       const std::vector<const Recipe*>& recipes, const Scenario& scenario) {
+                       const std::vector<const Recipe*>& recipes, const Scenario& scenario,
+                       ScenarioOutcomes* outcomes) {
   auto cells = make_cells(properties, recipes, "");
   RunReport report;
   report.cases = 1;
   for (const auto& [recipe, ratio] :
-       judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0, report, false)) {
+       judge_case(cells, rc::Shrinkable<Scenario>(rc::shrinkable::just(scenario)), 0, 0, report, false, outcomes)) {
     report.case_ratios[recipe].emplace_back(0, ratio);
   }
   return finish(cells, std::move(report), 0, true);

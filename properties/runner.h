@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -198,9 +199,23 @@ RunReport run_properties(const std::vector<const Property*>& properties,
                          const std::vector<const Recipe*>& recipes, const rc::Gen<Scenario>& generator,
                          const RunOptions& options);
 
-/// One scenario, every property against every recipe, no shrinking (`gacc repro`).
+/// What the run of one scenario computed beyond its verdicts: the oracle, and each recipe it ran
+/// (those some property applied to), with its trace or the error it stopped with.
+struct ScenarioOutcomes {
+  std::unique_ptr<const reference::Oracle> oracle;
+  struct Ran {
+    std::string recipe;
+    std::optional<Trace> trace;
+    std::string error;  ///< where there is no trace
+  };
+  std::vector<Ran> recipes;
+};
+
+/// One scenario, every property against every recipe, no shrinking (`gacc repro`); with
+/// `outcomes`, what the run computed is kept there (`gacc repro --trace` writes it).
 RunReport run_scenario(const std::vector<const Property*>& properties,
-                       const std::vector<const Recipe*>& recipes, const Scenario& scenario);
+                       const std::vector<const Recipe*>& recipes, const Scenario& scenario,
+                       ScenarioOutcomes* outcomes = nullptr);
 
 /// The line that reruns a counterexample.
 std::string reproduce_line(const Counterexample& counterexample, uint64_t run_seed);

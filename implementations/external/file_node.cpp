@@ -80,8 +80,6 @@ Node open_root(const std::vector<char>& bytes, const std::string& origin, const 
 
 }  // namespace
 
-std::string quoted(const std::string& key) { return "[\"" + key + "\"]"; }
-
 std::string shape_text(c10::IntArrayRef shape) {
   std::ostringstream out;
   out << "[";

@@ -13,11 +13,10 @@
 #include <vector>
 
 #include "core/errors.h"
+#include "core/json_reader.h"
 
 namespace gacc::external::detail {
 
-/// `["key"]`, as a dictionary entry appears in a path.
-std::string quoted(const std::string& key);
 /// `[3, 2]`.
 std::string shape_text(c10::IntArrayRef shape);
 
@@ -64,7 +63,7 @@ class Node {
     const auto d = dict();
     const auto found = d.find(c10::IValue(name));
     if (found == d.end()) fail("has no entry \"" + name + "\"");
-    return Node(found->value(), path_ + quoted(name));
+    return Node(found->value(), path_ + quoted_entry(name));
   }
   void exactly(const std::vector<std::string>& names) const {
     const std::set<std::string> known(names.begin(), names.end());

@@ -308,7 +308,7 @@ TEST_CASE("under fp16 loss scaling a correct loop passes every property, and one
   CHECK(std::isinf(caught.worst_ratio));
 }
 
-TEST_CASE("a generated case that diverges is counted and not judged; a given one is refused", "[runner]") {
+TEST_CASE("a generated case that diverges is counted and not judged, a given one is refused", "[runner]") {
   Scenario diverging = testing::linear_scenario();
   diverging.optimizer.lr = 1000.0;
   diverging.data.windows.assign(8, diverging.data.windows.front());

@@ -95,7 +95,7 @@ TEST_CASE("Adam follows PyTorch's update with bias correction and eps outside th
   CHECK(state.count("max_exp_avg_sq") == 0);
 }
 
-TEST_CASE("Adam adds L2 decay to the gradient; AdamW decays the weights first", "[oracle]") {
+TEST_CASE("Adam adds L2 decay to the gradient, AdamW decays the weights first", "[oracle]") {
   std::vector<double> coupled = {2.0}, decoupled = {2.0};
   StateOf<double> coupled_state, decoupled_state;
   const auto o = adam(0.25, 0.5, false);
@@ -144,7 +144,7 @@ TEST_CASE("schedules follow PyTorch's closed forms, step by step", "[oracle]") {
   CHECK(to_double(learning_rate<HighPrecision>(sc, 1)) == Approx(learning_rate<double>(sc, 1)).epsilon(1e-15));
 }
 
-TEST_CASE("clipping by norm scales by max_norm / (norm + 1e-6) only below 1; by value clamps", "[oracle]") {
+TEST_CASE("clipping by norm scales by max_norm / (norm + 1e-6) only below 1, by value clamps", "[oracle]") {
   Scenario sc = testing::mlp_scenario();
   sc.clipping.kind = ClippingKind::norm;
   sc.clipping.max_norm = 1.0;

@@ -112,7 +112,7 @@ TEST_CASE("clipping changes the gradient handed over, not the pre-clip norm", "[
   for (size_t i = 0; i < p.grad.size(); ++i) CHECK(c.grad[i] == Approx(p.grad[i] / 4).epsilon(1e-4));
 }
 
-TEST_CASE("fp16 scenarios carry GradScaler's scale; the large batch never skips", "[oracle]") {
+TEST_CASE("fp16 scenarios carry GradScaler's scale, the large batch never skips", "[oracle]") {
   Scenario sc = testing::mlp_scenario();
   sc.precision = Precision::fp16;
   sc.loss_scale.init_scale = 1024;

@@ -112,7 +112,7 @@ TEST_CASE("rounding draws are reproducible from their seed and differ between dr
   CHECK(roundings(0) != roundings(1));
 }
 
-TEST_CASE("a per-value draw rounds as a function of the value; a per-operation draw afresh each time",
+TEST_CASE("a per-value draw rounds as a function of the value, a per-operation draw afresh each time",
           "[stochastic]") {
   // A real kernel that computes a recurring value alike each time (the same token in the same
   // context, many times in a window) adds up its errors; one that computes two equal values by
@@ -141,7 +141,7 @@ TEST_CASE("a per-value draw rounds as a function of the value; a per-operation d
   CHECK((below && above));
 }
 
-TEST_CASE("under bf16 and fp16 the tolerance is finite and below what it checks; fp32 keeps the strict bound",
+TEST_CASE("under bf16 and fp16 the tolerance is finite and below what it checks, fp32 keeps the strict bound",
           "[stochastic][oracle]") {
   // A generated causal LM under bf16: the case whose strict bound was infinite (issue: a loop that
   // keeps only the last micro-batch passed at ratio 0).

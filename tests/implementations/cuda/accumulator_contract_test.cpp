@@ -19,7 +19,7 @@ TEST_CASE("each gradient's slot starts on a 16-byte boundary, in order, without 
   CHECK_THROWS_WITH(make_layout({3, -1}), Contains("gradient 1 has a negative size (-1)"));
 }
 
-TEST_CASE("buckets hold whole slots up to their size; a larger gradient gets one of its own",
+TEST_CASE("buckets hold whole slots up to their size, a larger gradient gets one of its own",
           "[accumulator]") {
   const auto layout = make_layout({4, 4, 100, 0, 8, 4});  // offsets 0 4 8 108 108 116, total 120
   const auto buckets = plan_buckets(layout, 12);

@@ -65,7 +65,7 @@ TEST_CASE("a tensor with more chunks than one launch holds continues in the next
   CHECK(plan[1].blocks.back().chunk == 4);
 }
 
-TEST_CASE("empty tensors take no entry and no chunk; nothing to do plans nothing", "[planner]") {
+TEST_CASE("empty tensors take no entry and no chunk, nothing to do plans nothing", "[planner]") {
   const ChunkPlanLimits limits{4, 2, 8};
   const auto plan = plan_chunks({0, 3, 0, 0, 2, 0}, limits);
   REQUIRE(plan.size() == 1);

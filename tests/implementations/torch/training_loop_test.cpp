@@ -217,7 +217,7 @@ TEST_CASE("under fp16 the loop skips the windows GradScaler must skip, and only 
 // Issue 16: a scheduler that holds on a step GradScaler skipped (accelerate) is as right as one
 // that steps on every window (PyTorch's AMP example); the property says which the loop follows, and
 // only where the loop's count or rates show it.
-TEST_CASE("a scheduler held on a skipped fp16 step passes and is named; a constant rate is never 'held'", "[torch]") {
+TEST_CASE("a scheduler held on a skipped fp16 step passes and is named, a constant rate is never 'held'", "[torch]") {
   Scenario sc = testing::mlp_scenario();
   sc.precision = Precision::fp16;
   sc.loss_scale = {0x1p22, 2.0, 1.0 / 64, 1};  // step 0 overflows and is skipped

@@ -17,7 +17,7 @@ using namespace gacc::cuda;
 using namespace gacc::cuda::test;
 using namespace gacc::cuda::emulation;
 
-TEST_CASE("accumulate and reset only queue work; finalize and the readers wait for it", "[emulation]") {
+TEST_CASE("accumulate and reset only queue work, finalize and the readers wait for it", "[emulation]") {
   const std::vector<int64_t> sizes = {3000, 17, 0, 70000};
   const HostGradients grads(sizes, kAllTypes, 11);
   const DeviceGradients device(grads);
