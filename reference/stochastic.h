@@ -47,8 +47,8 @@ namespace gacc::reference {
 // keyed by value cancel exactly and would allow none: draws that choose per value alone flagged a
 // correct fp32 recipe there at 3e-19 against a tolerance of 0. Each kind of draw covers the other's
 // blind spot, and each element's spread s is the larger of the two kinds' root-mean-square
-// deviations (8 draws each): an implementation rounds like one kind or the other. Each draw evaluates the window as a correct
-// accumulating implementation does — every micro-batch of every rank on its own, normalized by the
+// deviations (8 draws each): an implementation rounds like one kind or the other. Each draw
+// evaluates the window as a correct accumulating implementation does — every micro-batch of every rank on its own, normalized by the
 // window's loss elements, the gradients summed in fp32 — so the split's own roundings are in the
 // spread. With W > 1 ranks, half the draws follow DDP's convention instead (each rank's loss W times
 // its share of the window's mean, the summed gradient divided by W): both conventions are correct
@@ -58,8 +58,9 @@ namespace gacc::reference {
 //
 // The draws measure one thing only: what this window's rounding does to its evaluation — the loss,
 // the buffers, the unscaled gradient before clipping and its norm. For each of their elements s is
-// the draws' root-mean-square deviation from the truth, and the evaluation's bound is capped at
-// kRoundingSpread * s (at least one rounding of the value), or left as it is where that is smaller.
+// the larger of the two kinds' root-mean-square deviations from the truth, and the evaluation's
+// bound is capped at kRoundingSpread * s (at least one rounding of the value), or left as it is
+// where that is smaller.
 // Everything downstream keeps the first-order analysis: clipping, the optimizer step and the
 // trajectory carry the capped bound through their own derivatives, in Bounded arithmetic. That
 // matters where the step is not smooth in the gradient: Adam's update at step one is lr * g / (|g| +
@@ -75,11 +76,10 @@ namespace gacc::reference {
 // round-to-nearest error beyond half the tolerance — 8 estimated standard deviations of stochastic
 // rounding, 11.3 of nearest rounding's (half its variance) — has probability P(|t_8| > 11.3) < 4e-6
 // per element, and one beyond the whole tolerance (a false alarm) P(|t_8| > 22.6) < 2e-8. That is
-// the model's figure; the false-alarm rate is measured,
-// not assumed (bench/RESULTS.md: correct recipes' worst ratio over thousands of bf16 and fp16 cases),
+// the model's figure; the false-alarm rate is measured, not assumed (bench/RESULTS.md: correct recipes' worst ratio over thousands of bf16 and fp16 cases),
 // and the tests check that a round-to-nearest re-enactment of the oracle stays within half of it. A
-// draw that overflows (fp16 at a scale within the bound of overflowing) is left out; with fewer than
-// half the draws finite, the strict bound stands alone. Under fp32 the strict bound is tight and a
+// draw that overflows (fp16 at a scale within the bound of overflowing) is left out; a kind with
+// fewer than half its draws finite gives no spread, and with neither, the strict bound stands alone. Under fp32 the strict bound is tight and a
 // proof, and the draws are skipped where it already pins the window down; where it is loose (the
 // loss or the gradient's norm bounded no better than 2^-12 of its value, 4096 u: a LayerNorm over a
 // few nearly equal features, a softmax saturating) it breaks down as in low precision, and the
