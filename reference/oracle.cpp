@@ -235,21 +235,17 @@ std::vector<double> tolerances_of(const std::vector<Bounded>& x) {
 /// 7, ... per operation (each pair then one of each data-parallel convention).
 RoundingChoice choice_of_draw(int d) { return (d / 2) % 2 == 0 ? RoundingChoice::per_value : RoundingChoice::per_operation; }
 
-/// The root-mean-square deviation from `truth` of one kind of draw (`choice`), over those whose
-/// values are all finite, elementwise; empty when fewer than half that kind's draws are.
-std::vector<double> spread_of_kind(const std::vector<double>& truth, const std::vector<std::vector<double>>& drawn,
-                                   RoundingChoice choice) {
+/// The root-mean-square deviation from `truth` of the draws whose values are all finite, elementwise
+/// (both kinds of draw pooled: Note [probabilistic tolerance]); empty when fewer than half the draws
+/// are.
+std::vector<double> spread_of(const std::vector<double>& truth, const std::vector<std::vector<double>>& drawn) {
   std::vector<const std::vector<double>*> finite;
-  size_t of_kind = 0;
-  for (size_t d = 0; d < drawn.size(); ++d) {
-    if (choice_of_draw(static_cast<int>(d)) != choice) continue;
-    ++of_kind;
-    const auto& values = drawn[d];
+  for (const auto& values : drawn) {
     bool ok = values.size() == truth.size();
     for (size_t i = 0; ok && i < values.size(); ++i) ok = std::isfinite(values[i]);
     if (ok) finite.push_back(&values);
   }
-  if (finite.empty() || 2 * finite.size() < of_kind) return {};
+  if (finite.empty() || 2 * finite.size() < drawn.size()) return {};
   std::vector<double> out(truth.size(), 0.0);
   for (size_t i = 0; i < truth.size(); ++i) {
     double squares = 0.0;
@@ -257,16 +253,6 @@ std::vector<double> spread_of_kind(const std::vector<double>& truth, const std::
     out[i] = std::sqrt(squares / static_cast<double>(finite.size()));
   }
   return out;
-}
-
-/// The draws' spread, elementwise: the larger of the two kinds' (Note [probabilistic tolerance]: an
-/// implementation rounds like one of them), or the one kind's that has one; empty when neither has.
-std::vector<double> spread_of(const std::vector<double>& truth, const std::vector<std::vector<double>>& drawn) {
-  auto spread = spread_of_kind(truth, drawn, RoundingChoice::per_value);
-  const auto other = spread_of_kind(truth, drawn, RoundingChoice::per_operation);
-  if (spread.empty()) return other;
-  for (size_t i = 0; i < other.size(); ++i) spread[i] = std::max(spread[i], other[i]);
-  return spread;
 }
 
 /// The caps of one quantity: where the draws give a spread, the error its inputs carry (`carried`,
