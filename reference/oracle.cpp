@@ -233,7 +233,9 @@ std::vector<double> tolerances_of(const std::vector<Bounded>& x) {
 
 /// How draw `d` rounds (Note [probabilistic tolerance]): draws 0, 1, 4, 5, ... per value, 2, 3, 6,
 /// 7, ... per operation (each pair then one of each data-parallel convention).
-RoundingChoice choice_of_draw(int d) { return (d / 2) % 2 == 0 ? RoundingChoice::per_value : RoundingChoice::per_operation; }
+RoundingChoice choice_of_draw(int d) {
+  return (d / 2) % 2 == 0 ? RoundingChoice::per_value : RoundingChoice::per_operation;
+}
 
 /// The root-mean-square deviation from `truth` of the draws whose values are all finite, elementwise
 /// (both kinds of draw pooled: Note [probabilistic tolerance]); empty when fewer than half the draws
